@@ -1,0 +1,20 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [line.strip() for line in (here / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+setup(
+    name="snnclf",
+    version="0.1.0",
+    description="Train, evaluate and explain spiking neural network image classifiers",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["snnclf", "snnclf.*"]),
+    python_requires=">=3.9",
+    install_requires=requirements,
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},
+)

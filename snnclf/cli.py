@@ -1,0 +1,192 @@
+"""The ``snnclf`` command line: parses flags, dispatches to a command, and turns a user's mistake
+into one line on stderr with exit code 2."""
+import argparse
+import json
+import logging
+import sys
+
+from . import __version__
+from .data import list_datasets, list_encoders
+from .errors import UsageError
+from .losses import list_losses
+from .models import list_models, list_surrogates
+from .models.neurons import RESETS
+from .optim import list_optimizers, list_schedulers
+from .train import DEFAULTS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but an error is one line (not the usage block) and points at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if value != value:  # NaN
+            raise argparse.ArgumentTypeError("expected a number, got nan")
+        if low is not None and (value < low or (low_open and value == low)):
+            raise argparse.ArgumentTypeError(f"must be {'above' if low_open else 'at least'} {low}, got {text}")
+        if high is not None and (value > high or (high_open and value == high)):
+            raise argparse.ArgumentTypeError(f"must be {'below' if high_open else 'at most'} {high}, got {text}")
+        return value
+    return parse
+
+
+def _add(group, name, help, default_text=None, **kwargs):
+    """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default."""
+    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    default = default_text if default_text is not None else DEFAULTS.get(name)
+    if kwargs.get("action") not in ("store_true",) or default_text is not None:
+        help = f"{help} (default: {default})"
+    kwargs.setdefault("default", None)
+    group.add_argument(*flags, dest=name, help=help, **kwargs)
+
+
+def _train_parser(sub):
+    p = sub.add_parser("train", help="train a classifier (a new run, or --resume one)",
+                       description="Train a spiking or non-spiking image classifier. Each run keeps "
+                       "<save_dir>/<run>/{best,last}.pt and <log_dir>/<run>/{config.json,metrics.csv,train.log}.")
+    d = p.add_argument_group("data")
+    _add(d, "dataset", "data set", choices=list_datasets())
+    _add(d, "data_dir", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout)")
+    _add(d, "val_fraction", "fraction of the training images held out to select the best epoch",
+         type=_number(float, 0, 1, True, True))
+    _add(d, "subset", "train on this many training images (the validation split shrinks in proportion)",
+         default_text="all", type=_number(int, 1))
+    _add(d, "encoding", "how images become input over time: direct (the image as current every step), "
+         "rate (Bernoulli spikes), latency (one spike per pixel, brighter first)", choices=list_encoders())
+    _add(d, "time_steps", "number of time steps T (1: a single-step SNN)", type=_number(int, 1))
+
+    m = p.add_argument_group("model")
+    _add(m, "model", "network", choices=list_models())
+    _add(m, "arch", "a conv SNN in the papers' notation, e.g. 12C5-MP2-64C5-MP2-1024FC10 "
+         "(NcK conv, NcKpP padded conv, MPk/APk pooling, [m]FCn fully connected)", default_text="none",
+         metavar="SPEC")
+    _add(m, "beta", "membrane decay per step, in [0, 1]", default_text="0.9",
+         type=_number(float, 0, 1))
+    _add(m, "threshold", "firing threshold, > 0", default_text="1.0", type=_number(float, 0, low_open=True))
+    _add(m, "alpha", "decay of the second state: the adaptive threshold (ALIF) and the synaptic "
+         "current (Synaptic), in [0, 1]", default_text="0.9", type=_number(float, 0, 1))
+    _add(m, "reset", "membrane reset after a spike", default_text="subtract", choices=RESETS)
+    _add(m, "surrogate", "surrogate gradient of the spike", default_text="atan",
+         choices=list_surrogates())
+    _add(m, "slope", "steepness of the surrogate (atan: its alpha)",
+         default_text="snnTorch's: 25, atan 2", type=_number(float, 0, low_open=True))
+    _add(m, "learn_beta", "learn the membrane decay", default_text="off", action="store_true")
+    _add(m, "learn_threshold", "learn the threshold", default_text="off", action="store_true")
+    _add(m, "dropout", "dropout probability before fully connected layers (mask kept over time)",
+         default_text="0; cnn: 0.2", type=_number(float, 0, 1, high_open=True))
+    _add(m, "batch_norm", "batch norm after each convolution (resnet always has it)",
+         default_text="off", action="store_true")
+
+    t = p.add_argument_group("training")
+    _add(t, "loss", "ce: cross-entropy on output spikes per step (snnTorch ce_rate_loss); count: on "
+         "spike counts (ce_count_loss); mse: spike counts vs target rates 0.8/0.2 (mse_count_loss); "
+         "ce-mem: on the time-averaged output membrane", default_text="ce; ANN baselines: ce-mem",
+         choices=list_losses())
+    _add(t, "optimizer", "optimizer", choices=list_optimizers())
+    _add(t, "lr", "learning rate", default_text="adam/adamw 2e-3, sgd 0.1",
+         type=_number(float, 0, low_open=True))
+    _add(t, "weight_decay", "weight decay", default_text="0; adamw 0.01", type=_number(float, 0))
+    _add(t, "momentum", "SGD momentum", default_text="0.9", type=_number(float, 0, 1, high_open=True))
+    _add(t, "scheduler", "learning-rate schedule, stepped per epoch; the flag alone means cosine",
+         default_text="constant", nargs="?", const="cosine", choices=list_schedulers())
+    _add(t, "step_size", "epochs between decays of --scheduler step", default_text="a third of --epochs",
+         type=_number(int, 1))
+    _add(t, "milestones", "epochs at which --scheduler multistep decays", default_text="none",
+         nargs="+", type=_number(int, 1), metavar="EPOCH")
+    _add(t, "gamma", "decay factor of --scheduler step/multistep", default_text="0.1",
+         type=_number(float, 0, 1, low_open=True))
+    _add(t, "epochs", "epochs", type=_number(int, 1))
+    _add(t, "batch_size", "batch size", type=_number(int, 1))
+    _add(t, "seed", "random seed (weights, batch order, rate spikes)", type=_number(int, 0))
+    _add(t, "device", "auto: CUDA, then MPS, then CPU", choices=["auto", "cpu", "cuda", "mps"])
+    _add(t, "amp", "mixed precision (CUDA only)", default_text="off", action="store_true")
+    _add(t, "grad_clip", "clip the gradient norm to this value", default_text="off",
+         type=_number(float, 0, low_open=True))
+
+    r = p.add_argument_group("run")
+    _add(r, "run", "run name", default_text="<dataset>-<model>[-<encoding>]-T<time_steps>")
+    _add(r, "save_dir", "folder of the runs' checkpoints")
+    _add(r, "log_dir", "folder of the runs' config, metrics and logs")
+    _add(r, "resume", "continue the run from its last.pt", default_text="off", action="store_true")
+    _add(r, "overwrite", "replace an existing run of the same name", default_text="off",
+         action="store_true")
+    p.set_defaults(func=_train)
+
+
+def _eval_parser(sub):
+    p = sub.add_parser("eval", help="evaluate a trained run on the test split",
+                       description="Evaluate a run's best.pt (validation-selected) on the test split "
+                       "and, without --test_only, on train and validation. The model is rebuilt from "
+                       "the checkpoint alone. Writes <log_dir>/<run>/eval.json and confusion_matrix.csv.")
+    _add(p, "run", "run to evaluate", default_text="the most recently trained run")
+    _add(p, "checkpoint", "a checkpoint file to evaluate instead of a run's best.pt", default_text="none",
+         metavar="PATH")
+    _add(p, "save_dir", "folder of the runs' checkpoints")
+    _add(p, "log_dir", "folder where eval.json and confusion_matrix.csv are written")
+    _add(p, "test_only", "evaluate the test split only", default_text="off", action="store_true")
+    _add(p, "time_steps", "override the run's number of time steps", default_text="the run's",
+         type=_number(int, 1))
+    _add(p, "batch_size", "override the run's batch size", default_text="the run's", type=_number(int, 1))
+    _add(p, "device", "auto: CUDA, then MPS, then CPU", default_text="auto",
+         choices=["auto", "cpu", "cuda", "mps"])
+    _add(p, "data_dir", "override the run's data folder", default_text="the run's")
+    _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
+         action="store_true")
+    p.set_defaults(func=_eval)
+
+
+def _train(args):
+    from .train import train
+
+    flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    train(flags)
+    return 0
+
+
+def _eval(args):
+    from .evaluate import format_results, run_eval
+
+    results = run_eval(run=args.run, checkpoint=args.checkpoint,
+                       save_dir=args.save_dir or DEFAULTS["save_dir"],
+                       log_dir=args.log_dir or DEFAULTS["log_dir"], test_only=bool(args.test_only),
+                       time_steps=args.time_steps, batch_size=args.batch_size,
+                       device=args.device or "auto", data_dir=args.data_dir)
+    print(json.dumps(results) if args.json else format_results(results))
+    return 0
+
+
+def build_parser():
+    parser = Parser(prog="snnclf", description="Train, evaluate and explain spiking neural network "
+                    "image classifiers and their non-spiking baselines.")
+    parser.add_argument("--version", action="version", version=f"snnclf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=Parser)
+    _train_parser(sub)
+    _eval_parser(sub)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except UsageError as err:
+        print(f"snnclf {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"snnclf {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

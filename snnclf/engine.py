@@ -1,0 +1,82 @@
+"""The epoch loops: plain functions that train or evaluate a model over a loader and return
+their metrics as a dict."""
+import logging
+
+import torch
+from tqdm import tqdm
+
+from .errors import NonFiniteLoss
+from .losses import predict
+
+log = logging.getLogger(__name__)
+
+
+def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None,
+                    amp=False, grad_clip=None, epoch=0, desc="train"):
+    """One pass over ``loader``. ``encode`` turns images [B, ...] into model input [T, B, ...].
+
+    Neuron state starts at zero inside every forward call (see ``SpikingLayer``), which is the
+    one place state is reset: at the start of each batch. Returns loss, accuracy and output
+    spikes per sample, averaged over the epoch's samples."""
+    model.train()
+    totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0}
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    for step, (x, y) in enumerate(bar, 1):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp):
+            spk, mem = model(encode(x))  # [T, B, K] each
+            loss = loss_fn(spk, mem, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"the loss became {loss.item()} at epoch {epoch}, step {step}: "
+                                "lower --lr or set --grad_clip, then resume or start again")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        _accumulate(totals, loss, spk.detach(), mem.detach(), y)
+        bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
+                        acc=f"{totals['correct'] / totals['seen']:.2%}")
+    return _summary(totals)
+
+
+@torch.no_grad()
+def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, desc="eval"):
+    """Loss, accuracy, output spikes per sample and the confusion matrix [K, K] (rows: true
+    class, columns: predicted) of ``model`` over ``loader``."""
+    model.eval()
+    totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0}
+    confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+    for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=amp):
+            spk, mem = model(encode(x))
+            loss = loss_fn(spk, mem, y)
+        pred = _accumulate(totals, loss, spk, mem, y)
+        confusion += torch.bincount((y * num_classes + pred).cpu(),
+                                    minlength=num_classes ** 2).view(num_classes, num_classes)
+    return {**_summary(totals), "confusion": confusion}
+
+
+def _accumulate(totals, loss, spk, mem, y):
+    pred = predict(spk.float(), mem.float())
+    n = len(y)
+    totals["loss"] += loss.item() * n
+    totals["correct"] += (pred == y).sum().item()
+    totals["spikes"] += spk.float().sum().item()
+    totals["seen"] += n
+    return pred
+
+
+def _summary(totals):
+    seen = max(totals["seen"], 1)
+    return {"loss": totals["loss"] / seen, "accuracy": totals["correct"] / seen,
+            "spikes_per_sample": totals["spikes"] / seen, "samples": totals["seen"]}

@@ -1,0 +1,9 @@
+"""The one exception type for mistakes a user can fix; the CLI prints it as one line, exit 2."""
+
+
+class UsageError(Exception):
+    """Bad input: the message says what is wrong and what to do."""
+
+
+class NonFiniteLoss(UsageError):
+    """The loss became NaN or infinite: training cannot go on from there."""

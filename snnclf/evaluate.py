@@ -1,0 +1,95 @@
+"""The eval command: rebuild a model from its checkpoint alone and measure it on the test split
+(and, unless told otherwise, on train and validation)."""
+import logging
+from functools import partial
+from pathlib import Path
+
+from .data import get_encoder, load_dataset, make_loader, make_splits
+from .engine import evaluate
+from .errors import UsageError
+from .losses import get_loss
+from .models import get_model
+from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
+from .utils import resolve_device
+
+log = logging.getLogger(__name__)
+
+
+def load_model(checkpoint, device):
+    """The model a checkpoint describes, with its weights, on ``device``, in eval mode."""
+    kwargs = dict(checkpoint["model_kwargs"])
+    in_shape, num_classes = kwargs.pop("in_shape"), kwargs.pop("num_classes")
+    model = get_model(checkpoint["model_name"], in_shape, num_classes, **kwargs)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise UsageError(f"the checkpoint's weights do not fit model {checkpoint['model_name']} "
+                         f"({str(err).splitlines()[0]}): it was saved by another version") from None
+    return model.to(device).eval()
+
+
+def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", test_only=False,
+             time_steps=None, batch_size=None, device="auto", data_dir=None):
+    """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
+    trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
+    Writes ``eval.json`` and ``confusion_matrix.csv`` in the run's log folder and returns the
+    results as a dict."""
+    if checkpoint is None:
+        run = run or latest_run(save_dir)
+        path = open_run(run, save_dir, log_dir).best
+    else:
+        path = Path(checkpoint)
+    ckpt = load_checkpoint(path)
+    cfg = ckpt["config"]
+    run = open_run(cfg["run"], save_dir, log_dir)
+    T = time_steps if time_steps is not None else cfg["time_steps"]
+    batch_size = batch_size if batch_size is not None else cfg["batch_size"]
+    if T < 1 or batch_size < 1:
+        raise UsageError("--time_steps and --batch_size must be at least 1")
+    device = resolve_device(device)
+
+    data = load_dataset(cfg["dataset"], data_dir or cfg["data_dir"])
+    if list(data.in_shape) != list(ckpt["model_kwargs"]["in_shape"]) or data.num_classes != ckpt["model_kwargs"]["num_classes"]:
+        raise UsageError(f"{path} was made for inputs {tuple(ckpt['model_kwargs']['in_shape'])} and "
+                         f"{ckpt['model_kwargs']['num_classes']} classes, but {cfg['dataset']} has "
+                         f"{data.in_shape} and {data.num_classes}")
+    splits = make_splits(data, cfg["val_fraction"], cfg["subset"])
+    model = load_model(ckpt, device)
+    encode = partial(get_encoder(cfg["encoding"]), time_steps=T)
+    loss_fn = get_loss(cfg["loss"], T, model.spiking)
+
+    results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
+               "dataset": cfg["dataset"], "model": cfg["model"], "time_steps": T}
+    names = data.class_names
+    for split in (["test"] if test_only else ["test", "val", "train"]):
+        m = evaluate(model, make_loader(splits[split], batch_size), encode, loss_fn, device,
+                     data.num_classes, desc=split)
+        results.update({f"{split}_accuracy": m["accuracy"], f"{split}_loss": m["loss"],
+                        f"num_{split}": m["samples"], f"{split}_spikes_per_sample": m["spikes_per_sample"]})
+        if split == "test":
+            confusion = m["confusion"]
+            per_class = confusion.diag().double() / confusion.sum(1).clamp(min=1).double()
+            results["per_class_accuracy"] = {n: float(a) for n, a in zip(names, per_class)}
+            results["confusion_matrix"] = confusion.tolist()
+    results["class_names"] = names
+    write_json(run.eval_json, results)
+    write_csv(run.confusion_csv, ["true \\ predicted"] + names,
+              [[n] + row for n, row in zip(names, results["confusion_matrix"])])
+    results["files"] = [str(run.eval_json), str(run.confusion_csv)]
+    return results
+
+
+def format_results(results):
+    """The results as the lines ``snnclf eval`` prints."""
+    lines = [f"run {results['run']} ({results['checkpoint']}, epoch {results['epoch']}), "
+             f"{results['dataset']}, T={results['time_steps']}"]
+    for split in ("test", "val", "train"):
+        if f"{split}_accuracy" in results:
+            lines.append(f"{split:>5} accuracy {100 * results[f'{split}_accuracy']:6.2f}%  "
+                         f"loss {results[f'{split}_loss']:.4f}  {results[f'num_{split}']} images  "
+                         f"{results[f'{split}_spikes_per_sample']:.1f} output spikes/sample")
+    lines.append("per-class test accuracy:")
+    width = max(len(n) for n in results["class_names"])
+    lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in results["per_class_accuracy"].items()]
+    lines.append("wrote " + ", ".join(results["files"]))
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+"""Models: a registry of spiking networks and their non-spiking baselines.
+
+Every model takes [T, B, C, H, W] and returns (output spikes, output membrane), each [T, B, K]."""
+import inspect
+
+from ..errors import UsageError
+from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, make_neuron
+from .zoo import MODELS
+
+
+def list_models():
+    return MODELS.names()
+
+
+def list_surrogates():
+    return SURROGATES.names()
+
+
+def model_options(name):
+    """The option names model ``name`` accepts (its own and, for spiking models, the neurons')."""
+    params = inspect.signature(MODELS.get(name, "--model")).parameters.values()
+    own = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    spiking = any(p.kind is p.VAR_KEYWORD for p in params)
+    return own + (list(NEURON_OPTIONS) if spiking else [])
+
+
+def get_model(name, in_shape, num_classes, **options):
+    """Build the registered model ``name`` for inputs of ``in_shape`` (C, H, W) and
+    ``num_classes`` outputs. Options that are ``None`` keep the model's own defaults; an option the
+    model does not have is refused, naming the flag."""
+    builder = MODELS.get(name, "--model")
+    options = {k: v for k, v in options.items() if v is not None}
+    accepted = model_options(name)
+    for key in options:
+        if key not in accepted:
+            raise UsageError(f"--{key} does not apply to model {name}; leave it out")
+    return builder(tuple(in_shape), num_classes, **options)
+
+
+__all__ = ["get_model", "list_models", "list_surrogates", "make_neuron", "model_options",
+           "NEURONS", "MODELS"]

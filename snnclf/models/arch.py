@@ -1,0 +1,143 @@
+"""The layer notation of SNN papers, ``12C5-MP2-64C5-MP2-1024FC10``, parsed and built into a
+network. The built-in ``csnn``, ``cnn``, ``snn-mlp`` and their ANN twins are written in it too.
+
+Tokens, joined by ``-``:
+  ``12C5``      12 filters 5x5, stride 1, no padding (the notation's meaning);
+  ``32C3p1``    the same with padding 1 (snnclf's addition, for "same" convolutions);
+  ``MP2``/``AP2`` max / average pooling 2x2, stride 2;
+  ``1024FC10``  fully connected 1,024 -> 10; ``FC10`` infers its inputs.
+Every conv and FC is followed by neurons; pooling right after a conv pools its currents, before
+its neurons fire (as in snnTorch's tutorial CSNN). The last FC has one output per class.
+"""
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from torch import nn
+
+from ..errors import UsageError
+from .layers import Folded, Network, TimeDropout
+from .neurons import make_neuron
+
+_TOKEN = re.compile(
+    r"(?P<filters>\d+)C(?P<kernel>\d+)(?:p(?P<pad>\d+))?"
+    r"|(?P<pool>MP|AP)(?P<size>\d+)"
+    r"|(?P<fc_in>\d+)?FC(?P<fc_out>\d+)"
+)
+
+HELP = ("write NcK for a convolution (12C5, or 32C3p1 with padding), MPk or APk for pooling, "
+        "FCn or mFCn for a fully connected layer, joined by '-'")
+
+
+@dataclass
+class Token:
+    text: str
+    kind: str  # "conv", "pool" or "fc"
+    a: int = 0  # conv filters, pool size, fc inputs (0: infer)
+    b: int = 0  # conv kernel, fc outputs
+    pad: int = 0
+    pool: str = ""
+
+
+def parse(spec, where="--arch"):
+    """The tokens of ``spec``; a token that cannot be read is named in the error."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise UsageError(f"{where}: the spec is empty: {HELP}")
+    tokens = []
+    parts = spec.strip().split("-")
+    for i, text in enumerate(parts, 1):
+        m = _TOKEN.fullmatch(text)
+        if m is None:
+            raise UsageError(f"{where}: cannot read token {i} {text!r} of {spec!r}: {HELP}")
+        if m["filters"]:
+            tok = Token(text, "conv", int(m["filters"]), int(m["kernel"]), int(m["pad"] or 0))
+            zero = tok.a == 0 or tok.b == 0
+        elif m["pool"]:
+            tok = Token(text, "pool", int(m["size"]), pool=m["pool"])
+            zero = tok.a == 0
+        else:
+            tok = Token(text, "fc", int(m["fc_in"] or 0), int(m["fc_out"]))
+            zero = tok.b == 0 or (m["fc_in"] is not None and tok.a == 0)
+        if zero:
+            raise UsageError(f"{where}: token {i} {text!r} of {spec!r} has a size of 0; sizes start at 1")
+        tokens.append(tok)
+    return tokens
+
+
+def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_norm=False,
+          dropout=0.0, where="--arch", **neuron_options):
+    """A :class:`Network` of :class:`Folded` stateless stages and neuron layers for ``spec``.
+
+    Sizes are followed from ``in_shape`` (C, H, W); a layer that does not fit is refused with its
+    token and the sizes it meets. ``spiking=False`` puts ReLU where the neurons would be (the ANN
+    twins), and the last layer then gives logits."""
+    if not 0.0 <= dropout < 1.0:
+        raise UsageError(f"--dropout must lie in [0, 1), got {dropout}")
+    tokens = parse(spec, where)
+    channels, height, width = in_shape
+    features = None  # set once flattened
+    stages, stage = [], []  # stage: the stateless layers waiting for their neurons
+    names, counts = [], {"conv": 0, "fc": 0}
+
+    def close(name, last):
+        stages.append((name, Folded(*stage)))
+        if spiking:
+            stages.append((f"{name}_lif", make_neuron(neuron, **neuron_options)))
+        elif not last:
+            stages.append((f"{name}_relu", Folded(nn.ReLU())))
+
+    for i, tok in enumerate(tokens, 1):
+        at = f"{where}: token {i} {tok.text!r}"
+        if tok.kind == "conv":
+            if features is not None:
+                raise UsageError(f"{at} is a convolution after a fully connected layer; "
+                                 "put convolutions and pooling before the FC layers")
+            h, w = height + 2 * tok.pad - tok.b + 1, width + 2 * tok.pad - tok.b + 1
+            if h < 1 or w < 1:
+                raise UsageError(f"{at} needs at least {tok.b}x{tok.b} input but gets "
+                                 f"{height}x{width} there: use a smaller kernel, padding or fewer pooling layers")
+            if stage:
+                close(names[-1], False)
+            counts["conv"] += 1
+            names.append(f"conv{counts['conv']}")
+            stage = [nn.Conv2d(channels, tok.a, tok.b, padding=tok.pad, bias=not batch_norm)]
+            if batch_norm:
+                stage.append(nn.BatchNorm2d(tok.a))
+            channels, height, width = tok.a, h, w
+        elif tok.kind == "pool":
+            if features is not None:
+                raise UsageError(f"{at} pools after a fully connected layer; pool before the FC layers")
+            if tok.a > height or tok.a > width:
+                raise UsageError(f"{at} pools {tok.a}x{tok.a} but the input there is only "
+                                 f"{height}x{width}: use a smaller pool or fewer layers before it")
+            pool = (nn.MaxPool2d if tok.pool == "MP" else nn.AvgPool2d)(tok.a)
+            if not stage:  # pooling spikes (after neurons, or of the input itself)
+                counts.setdefault("pool", 0)
+                counts["pool"] += 1
+                stages.append((f"pool{counts['pool']}", Folded(pool)))
+            else:
+                stage.append(pool)
+            height, width = height // tok.a, width // tok.a
+        else:
+            if stage:
+                close(names[-1], False)
+            flat = features is None
+            inputs = channels * height * width if flat else features
+            if tok.a and tok.a != inputs:
+                got = f"{inputs} ({channels}x{height}x{width})" if flat else str(inputs)
+                raise UsageError(f"{at} states {tok.a} inputs but gets {got} there: "
+                                 f"write {inputs}FC{tok.b} or FC{tok.b}")
+            if dropout > 0:
+                stages.append((f"drop{counts['fc'] + 1}", TimeDropout(dropout)))
+            counts["fc"] += 1
+            names.append(f"fc{counts['fc']}")
+            stage = ([nn.Flatten()] if flat else []) + [nn.Linear(inputs, tok.b)]
+            features = tok.b
+    if not tokens or tokens[-1].kind != "fc":
+        raise UsageError(f"{where}: {spec!r} must end with a fully connected layer FC{num_classes} "
+                         f"(one output per class)")
+    if features != num_classes:
+        raise UsageError(f"{where}: the last layer {tokens[-1].text!r} has {features} outputs but the "
+                         f"data set has {num_classes} classes: end with FC{num_classes}")
+    close(names[-1], True)
+    return Network(OrderedDict(stages), spiking=spiking)

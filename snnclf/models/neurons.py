@@ -1,0 +1,142 @@
+"""Spiking neurons: snnTorch's cells run over time, surrogate gradients by name, and the one
+neuron snnTorch lacks (adaptive threshold), written in its conventions."""
+import snntorch as snn
+import torch
+from snntorch import surrogate
+from torch import nn
+
+from ..errors import UsageError
+from ..registry import Registry
+
+SURROGATES = Registry("surrogate")
+NEURONS = Registry("neuron")
+
+# Options every spiking model passes to its neurons (``None`` keeps the defaults below).
+NEURON_OPTIONS = ("beta", "threshold", "alpha", "reset", "surrogate", "slope",
+                  "learn_beta", "learn_threshold")
+RESETS = ("subtract", "zero")
+
+
+def _sloped(fn, keyword="slope"):
+    def build(slope=None):
+        return fn() if slope is None else fn(**{keyword: slope})
+    return build
+
+
+def _unsloped(fn, name):
+    def build(slope=None):
+        if slope is not None:
+            raise UsageError(f"--slope does not apply to --surrogate {name}; leave it out")
+        return fn()
+    return build
+
+
+SURROGATES.register("fast_sigmoid")(_sloped(surrogate.fast_sigmoid))  # slope 25
+SURROGATES.register("sigmoid")(_sloped(surrogate.sigmoid))  # slope 25
+SURROGATES.register("atan")(_sloped(surrogate.atan, "alpha"))  # alpha 2
+SURROGATES.register("spike_rate_escape")(_sloped(surrogate.spike_rate_escape))  # slope 25
+SURROGATES.register("triangular")(_unsloped(surrogate.triangular, "triangular"))
+SURROGATES.register("straight_through")(_unsloped(surrogate.straight_through_estimator,
+                                                  "straight_through"))
+
+
+class AdaptiveLeaky(snn.Leaky):
+    """LIF neuron whose threshold rises with its own recent firing (ALIF, Bellec et al. 2018).
+
+    snnTorch has no adaptive-threshold neuron, so it is written here on top of ``snn.Leaky``
+    (same beta, threshold, surrogate, reset and learnable parameters) with snnTorch's calling
+    convention: state passed in and returned, reset delayed by one step as in ``Leaky``::
+
+        b[t]   = alpha * b[t-1] + (1 - alpha) * S[t-1]         # trace of the neuron's spikes
+        thr[t] = threshold * (1 + adapt * b[t])
+        U[t]   = beta * U[t-1] + X[t] - S[t-1] * thr[t-1]      # reset by subtraction ("zero": U *= 1 - S)
+        S[t]   = H(U[t] - thr[t])
+
+    forward(input_, b, mem) -> (spk, b, mem), each shaped like ``input_``.
+    """
+
+    def __init__(self, beta, alpha=0.9, adapt=1.0, **kwargs):
+        super().__init__(beta, **kwargs)
+        self.register_buffer("alpha", torch.as_tensor(alpha))
+        self.register_buffer("adapt", torch.as_tensor(adapt))
+
+    def forward(self, input_, b, mem):
+        thr_prev = self.threshold * (1 + self.adapt * b)
+        reset = self.spike_grad(mem - thr_prev).detach()
+        beta = self.beta.clamp(0, 1)
+        if self.reset_mechanism_val == 1:  # reset to zero
+            mem = beta * mem * (1 - reset) + input_
+        else:  # subtract the threshold that was crossed
+            mem = beta * mem + input_ - reset * thr_prev
+        b = self.alpha * b + (1 - self.alpha) * reset
+        spk = self.spike_grad(mem - self.threshold * (1 + self.adapt * b))
+        return spk, b, mem
+
+
+class SpikingLayer(nn.Module):
+    """One population of neurons run over time: current [T, B, ...] -> (spikes, membrane), each
+    [T, B, ...]. State lives only inside ``forward`` and starts at zero on every call, so no
+    state leaks between batches and there is nothing to reset."""
+
+    def __init__(self, cell, num_states):
+        super().__init__()
+        self.cell = cell
+        self.num_states = num_states  # Leaky: (mem,); Synaptic: (syn, mem); AdaptiveLeaky: (b, mem)
+
+    def forward(self, x):
+        steps = x.unbind(0)  # never x[t]: its backward writes a full zero tensor per step
+        state = [torch.zeros_like(steps[0]) for _ in range(self.num_states)]
+        spikes, membrane = [], []
+        for x_t in steps:
+            spk, *state = self.cell(x_t, *state)
+            spikes.append(spk)
+            membrane.append(state[-1])
+        return torch.stack(spikes), torch.stack(membrane)
+
+
+def _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold):
+    if not 0.0 <= beta <= 1.0:
+        raise UsageError(f"--beta must lie in [0, 1], got {beta}")
+    if threshold <= 0:
+        raise UsageError(f"--threshold must be positive, got {threshold}")
+    if reset not in RESETS:
+        raise UsageError(f"unknown --reset {reset!r}: choose one of {', '.join(RESETS)}")
+    return dict(beta=beta, threshold=threshold, reset_mechanism=reset,
+                spike_grad=SURROGATES.get(surrogate, "--surrogate")(slope),
+                learn_beta=learn_beta, learn_threshold=learn_threshold)
+
+
+def _check_alpha(alpha):
+    if not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha must lie in [0, 1], got {alpha}")
+
+
+@NEURONS.register("leaky")
+def leaky(beta=0.9, threshold=1.0, alpha=None, reset="subtract", surrogate="atan",
+          slope=None, learn_beta=False, learn_threshold=False):
+    """snnTorch ``Leaky`` (first-order LIF). ``alpha`` does not apply."""
+    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
+    return SpikingLayer(snn.Leaky(**kw), 1)
+
+
+@NEURONS.register("synaptic")
+def synaptic(beta=0.9, threshold=1.0, alpha=0.9, reset="subtract", surrogate="atan",
+             slope=None, learn_beta=False, learn_threshold=False):
+    """snnTorch ``Synaptic``: a synaptic current decaying with ``alpha`` feeds the membrane."""
+    _check_alpha(alpha)
+    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
+    return SpikingLayer(snn.Synaptic(alpha=alpha, **kw), 2)
+
+
+@NEURONS.register("alif")
+def alif(beta=0.9, threshold=1.0, alpha=0.9, reset="subtract", surrogate="atan",
+         slope=None, learn_beta=False, learn_threshold=False):
+    """:class:`AdaptiveLeaky`: the threshold adapts with decay ``alpha``."""
+    _check_alpha(alpha)
+    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
+    return SpikingLayer(AdaptiveLeaky(alpha=alpha, **kw), 2)
+
+
+def make_neuron(kind, **options):
+    """A :class:`SpikingLayer` of the named neuron; ``None`` options keep its defaults."""
+    return NEURONS.get(kind, "neuron")(**{k: v for k, v in options.items() if v is not None})

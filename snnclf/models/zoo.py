@@ -1,0 +1,96 @@
+"""The named models. Layer sizes follow ``in_shape``; nothing is sized for one data set."""
+from collections import OrderedDict
+
+from torch import nn
+
+from ..errors import UsageError
+from ..registry import Registry
+from . import arch
+from .layers import Folded, Network, TimeDropout
+from .neurons import make_neuron
+
+MODELS = Registry("model")
+
+MLP = "FC256-FC128-FC{k}"
+CSNN = "32C3p1-MP2-64C3p1-MP2-FC512-FC{k}"  # snnTorch's tutorial CSNN, padded convolutions
+CNN = "32C3p1-MP2-64C3p1-MP2-128C3p1-MP2-FC256-FC{k}"
+
+
+def _from_spec(spec, name, spiking):
+    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
+        return arch.build(spec.format(k=num_classes), in_shape, num_classes, spiking=spiking,
+                          batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
+    build.spec = spec
+    return build
+
+
+def _ann(spec, name):
+    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0):
+        return _from_spec(spec, name, False)(in_shape, num_classes, batch_norm=batch_norm,
+                                             dropout=dropout)
+    build.spec = spec
+    return build
+
+
+MODELS.register("ann-mlp")(_ann(MLP, "ann-mlp"))  # ReLU MLP inputs -> 256 -> 128 -> classes
+MODELS.register("ann-cnn")(_ann(CSNN, "ann-cnn"))  # ReLU CNN, the conv stack of csnn
+MODELS.register("snn-mlp")(_from_spec(MLP, "snn-mlp", True))  # LIF MLP; T=1 is the single-step SNN
+MODELS.register("csnn")(_from_spec(CSNN, "csnn", True))
+# SpikingCNN: three conv layers with LIF and max-pooling, an FC LIF layer, an LIF output layer,
+# dropout before each FC layer (0.2 unless --dropout says otherwise).
+_cnn = _from_spec(CNN, "cnn", True)
+
+
+@MODELS.register("cnn")
+def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, **neuron):
+    return _cnn(in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
+
+
+@MODELS.register("arch")
+def from_arch(in_shape, num_classes, *, spec, batch_norm=False, dropout=0.0, **neuron):
+    """Any conv SNN written in the papers' notation (see :mod:`snnclf.models.arch`)."""
+    return arch.build(spec, in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
+
+
+class ResidualBlock(nn.Module):
+    """Spiking basic block: LIF(BN(conv(LIF(BN(conv(x))))) + shortcut(x)), on spikes [T, B, C, H, W].
+    The shortcut adds input spikes (or their 1x1-conv projection) to the second current, before
+    the block's last neurons fire (Hu et al.'s Spiking ResNet)."""
+
+    def __init__(self, cin, cout, stride, neuron):
+        super().__init__()
+        self.conv1 = Folded(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
+        self.lif1 = make_neuron("leaky", **neuron)
+        self.conv2 = Folded(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (Folded(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+        self.lif2 = make_neuron("leaky", **neuron)
+
+    def forward(self, x):  # [T, B, cin, H, W] -> (spikes, membrane) [T, B, cout, H/stride, W/stride]
+        spk, _ = self.lif1(self.conv1(x))
+        return self.lif2(self.conv2(spk) + self.shortcut(x))
+
+
+@MODELS.register("resnet")
+def resnet(in_shape, num_classes, *, dropout=0.0, **neuron):
+    """SpikingResNet: a conv stem with adaptive-threshold LIF neurons, two residual blocks of LIF
+    neurons (the second halves the resolution), global average pooling, a Synaptic (two-state)
+    LIF layer of 256 and an LIF output layer. Batch norm is built in."""
+    if not 0.0 <= dropout < 1.0:
+        raise UsageError(f"--dropout must lie in [0, 1), got {dropout}")
+    channels, height, width = in_shape
+    if min(height, width) < 2:
+        raise UsageError(f"model resnet needs images of at least 2x2, got {height}x{width}")
+    layers = OrderedDict(
+        stem=Folded(nn.Conv2d(channels, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32)),
+        stem_alif=make_neuron("alif", **neuron),
+        block1=ResidualBlock(32, 32, 1, neuron),
+        block2=ResidualBlock(32, 64, 2, neuron),
+        pool=Folded(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
+        drop=TimeDropout(dropout),
+        fc1=Folded(nn.Linear(64, 256)),
+        fc1_syn=make_neuron("synaptic", **neuron),
+        fc2=Folded(nn.Linear(256, num_classes)),
+        fc2_lif=make_neuron("leaky", **neuron),
+    )
+    return Network(layers)

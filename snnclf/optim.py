@@ -1,0 +1,90 @@
+"""Optimizers and learning-rate schedulers by name. Schedulers step once per epoch."""
+import torch
+
+from .errors import UsageError
+from .registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+SCHEDULERS = Registry("scheduler")
+
+
+@OPTIMIZERS.register("adam")
+def adam(params, lr=2e-3, weight_decay=0.0):
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(params, lr=2e-3, weight_decay=0.01):
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(params, lr=0.1, weight_decay=0.0, momentum=0.9):
+    return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
+@SCHEDULERS.register("cosine")
+def cosine(optimizer, epochs):
+    """Cosine decay from the initial rate to 0 over the run's epochs."""
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+
+
+@SCHEDULERS.register("step")
+def step(optimizer, epochs, step_size=None, gamma=0.1):
+    """Multiply the rate by ``gamma`` every ``step_size`` epochs (default: a third of the run)."""
+    step_size = step_size or max(1, epochs // 3)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+
+
+@SCHEDULERS.register("multistep")
+def multistep(optimizer, epochs, milestones=None, gamma=0.1):
+    """Multiply the rate by ``gamma`` at each epoch in ``milestones``."""
+    if not milestones:
+        raise UsageError("--scheduler multistep needs --milestones, e.g. --milestones 10 15")
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+
+
+def list_optimizers():
+    return OPTIMIZERS.names()
+
+
+def list_schedulers():
+    return SCHEDULERS.names()
+
+
+def _given(**kwargs):
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
+    """Optimizer ``name`` over ``params``; ``None`` keeps its default (Adam/AdamW lr 2e-3,
+    SGD lr 0.1 with momentum 0.9)."""
+    builder = OPTIMIZERS.get(name, "--optimizer")
+    if lr is not None and lr <= 0:
+        raise UsageError(f"--lr must be positive, got {lr}")
+    if weight_decay is not None and weight_decay < 0:
+        raise UsageError(f"--weight_decay must not be negative, got {weight_decay}")
+    if momentum is not None and name != "sgd":
+        raise UsageError(f"--momentum applies to --optimizer sgd only, not {name}; leave it out")
+    if momentum is not None and not 0 <= momentum < 1:
+        raise UsageError(f"--momentum must lie in [0, 1), got {momentum}")
+    return builder(params, **_given(lr=lr, weight_decay=weight_decay, momentum=momentum))
+
+
+def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamma=None):
+    """Scheduler ``name`` (``None``: a constant learning rate, returns ``None``)."""
+    if name is None:
+        return None
+    builder = SCHEDULERS.get(name, "--scheduler")
+    if gamma is not None and not 0 < gamma <= 1:
+        raise UsageError(f"--gamma must lie in (0, 1], got {gamma}")
+    if milestones and name != "multistep":
+        raise UsageError(f"--milestones applies to --scheduler multistep only, not {name}")
+    if step_size is not None and name != "step":
+        raise UsageError(f"--step_size applies to --scheduler step only, not {name}")
+    if step_size is not None and step_size < 1:
+        raise UsageError(f"--step_size must be at least 1, got {step_size}")
+    if gamma is not None and name == "cosine":
+        raise UsageError("--gamma applies to --scheduler step and multistep, not cosine")
+    kwargs = _given(step_size=step_size, milestones=milestones, gamma=gamma)
+    return builder(optimizer, epochs, **kwargs)

@@ -1,0 +1,125 @@
+"""Run folders: ``<save_dir>/<run>/{best,last}.pt`` and ``<log_dir>/<run>/{config.json,
+metrics.csv,train.log,eval.json,confusion_matrix.csv}``. Every file is written to a temporary
+name and renamed, so a killed process never leaves a half-written one."""
+import csv
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UsageError
+
+FORMAT = "snnclf-checkpoint"
+VERSION = 1
+METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                 "seconds", "spikes_per_sample"]
+
+
+@dataclass
+class Run:
+    name: str
+    ckpt_dir: Path
+    log_dir: Path
+
+    last = property(lambda self: self.ckpt_dir / "last.pt")
+    best = property(lambda self: self.ckpt_dir / "best.pt")
+    config = property(lambda self: self.log_dir / "config.json")
+    metrics = property(lambda self: self.log_dir / "metrics.csv")
+    train_log = property(lambda self: self.log_dir / "train.log")
+    eval_json = property(lambda self: self.log_dir / "eval.json")
+    confusion_csv = property(lambda self: self.log_dir / "confusion_matrix.csv")
+
+    def exists(self):
+        return self.ckpt_dir.exists() or self.log_dir.exists()
+
+
+def open_run(name, save_dir="checkpoints", log_dir="logs"):
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise UsageError(f"--run {name!r} is not a usable run name: use letters, digits, '-', '_' or '.'")
+    return Run(name, Path(save_dir) / name, Path(log_dir) / name)
+
+
+def _atomic(path, write, mode="w"):
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(checkpoint, path):
+    _atomic(path, lambda f: torch.save(checkpoint, f), "wb")
+
+
+def load_checkpoint(path):
+    """A checkpoint dict read with ``weights_only=True``: tensors and plain values only, so a
+    file crafted to run code when unpickled is refused and runs nothing."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"no checkpoint at {path}: check --run/--checkpoint, or train the run first")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
+        raise UsageError(f"{path} holds objects a safe (weights-only) load refuses ({reason[:160]}); "
+                         "it was not made by snnclf or was tampered with: do not load it") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise UsageError(f"{path} is not a readable checkpoint ({type(err).__name__}): it is corrupt, "
+                         "truncated or of another format") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
+        raise UsageError(f"{path} is not an snnclf checkpoint: pass a best.pt or last.pt that snnclf wrote")
+    return checkpoint
+
+
+def write_json(path, obj):
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"))
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_metrics(path, rows):
+    """All rows so far, rewritten whole (a few hundred rows at most), one per epoch."""
+    def write(f):
+        out = csv.DictWriter(f, METRIC_FIELDS)
+        out.writeheader()
+        out.writerows(rows)
+    _atomic(path, write)
+
+
+def read_metrics(path):
+    with open(path, newline="") as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def write_csv(path, header, rows):
+    def write(f):
+        out = csv.writer(f)
+        out.writerow(header)
+        out.writerows(rows)
+    _atomic(path, write)
+
+
+def latest_run(save_dir="checkpoints"):
+    """The name of the run whose ``last.pt`` was written most recently."""
+    found = sorted(Path(save_dir).glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise UsageError(f"no trained run in {save_dir}/: train one with 'snnclf train', or pass "
+                         "--run NAME / --checkpoint PATH")
+    return found[-1].parent.name

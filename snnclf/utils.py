@@ -1,0 +1,51 @@
+"""Seeding, random-number state and device choice, shared by train and eval."""
+import logging
+import random
+
+import numpy as np
+import torch
+
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed):
+    """Seed Python, NumPy and torch (every device) from one number."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    """Every global random state as plain data a ``weights_only`` load accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_device(name):
+    """``auto`` picks CUDA, then MPS, then CPU; a named device must exist."""
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    if name == "mps" and not mps:
+        raise UsageError("--device mps: no Apple MPS device is available here; use --device cpu or auto")
+    return torch.device(name)
