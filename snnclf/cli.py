@@ -3,6 +3,7 @@ into one line on stderr with exit code 2."""
 import argparse
 import json
 import logging
+import re
 import sys
 
 from . import __version__
@@ -19,6 +20,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (not the usage block) and points at --help."""
 
     def error(self, message):
+        message = re.sub(r"argument (--[\w-]+)/--[\w-]+:", r"\1:", message)  # one spelling suffices
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -177,7 +179,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
     try:
         return args.func(args)
     except UsageError as err:

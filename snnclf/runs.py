@@ -5,7 +5,9 @@ import csv
 import json
 import os
 import pickle
+import re
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +73,16 @@ def load_checkpoint(path):
     if not path.is_file():
         raise UsageError(f"no checkpoint at {path}: check --run/--checkpoint, or train the run first")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols: we refuse anyway
+            warnings.simplefilter("ignore")
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported content"
-        raise UsageError(f"{path} holds objects a safe (weights-only) load refuses ({reason[:160]}); "
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        if not found:  # not a pickle this loader reads: text, random bytes, odd pickle opcodes
+            raise UsageError(f"{path} is not a readable checkpoint: it is corrupt, truncated or of "
+                             "another format") from None
+        raise UsageError(f"{path} holds objects a safe (weights-only) load refuses (it would call "
+                         f"{found[1]}); "
                          "it was not made by snnclf or was tampered with: do not load it") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         raise UsageError(f"{path} is not a readable checkpoint ({type(err).__name__}): it is corrupt, "
