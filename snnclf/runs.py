@@ -18,6 +18,8 @@ from .errors import UsageError
 
 FORMAT = "snnclf-checkpoint"
 VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "seconds", "spikes_per_sample"]
 
@@ -51,6 +53,7 @@ def _atomic(path, write, mode="w"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the user's usual permissions
     try:
         with os.fdopen(fd, mode) as f:
             write(f)

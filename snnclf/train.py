@@ -183,6 +183,14 @@ def train(flags):
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * best[0], best[1], run.name)
         return {"run": run.name, "best_val_accuracy": best[0], "best_epoch": best[1]}
+    except KeyboardInterrupt:
+        if checkpoint is None:
+            log.warning("interrupted before the first epoch ended: nothing to resume")
+        else:
+            log.warning("interrupted: last.pt holds epoch %d of %d; go on with: snnclf train --run %s "
+                        "--save_dir %s --log_dir %s --resume", checkpoint["epoch"], cfg["epochs"],
+                        run.name, cfg["save_dir"], cfg["log_dir"])
+        raise
     finally:
         logging.getLogger("snnclf").removeHandler(file_log)
         file_log.close()

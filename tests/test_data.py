@@ -5,7 +5,7 @@ import torch
 from snnclf.data import get_encoder, list_encoders, load_dataset, make_loader, make_splits
 from snnclf.errors import UsageError
 
-from conftest import make_mnist_like, write_idx
+from conftest import make_mnist_like
 
 
 def test_digits_is_bundled_and_split_fixed():
