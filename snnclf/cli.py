@@ -8,7 +8,7 @@ import sys
 
 from . import __version__
 from .data import list_datasets, list_encoders
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .losses import list_losses
 from .models import list_models, list_surrogates
 from .models.neurons import RESETS
@@ -45,8 +45,7 @@ def _add(group, name, help, default_text=None, **kwargs):
     """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default."""
     flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
     default = default_text if default_text is not None else DEFAULTS.get(name)
-    if kwargs.get("action") not in ("store_true",) or default_text is not None:
-        help = f"{help} (default: {default})"
+    help = f"{help} (default: {default})"
     kwargs.setdefault("default", None)
     group.add_argument(*flags, dest=name, help=help, **kwargs)
 
@@ -185,6 +184,8 @@ def main(argv=None):
     except UsageError as err:
         print(f"snnclf {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # the message and how to resume are already logged
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print(f"snnclf {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -11,17 +11,25 @@ from .losses import predict
 log = logging.getLogger(__name__)
 
 
+def new_totals():
+    """The running sums of an epoch; a checkpoint taken mid-epoch keeps them."""
+    return {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0, "steps": 0}
+
+
 def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None,
-                    amp=False, grad_clip=None, epoch=0, desc="train"):
+                    amp=False, grad_clip=None, epoch=0, desc="train", totals=None, should_stop=None):
     """One pass over ``loader``. ``encode`` turns images [B, ...] into model input [T, B, ...].
 
     Neuron state starts at zero inside every forward call (see ``SpikingLayer``), which is the
-    one place state is reset: at the start of each batch. Returns loss, accuracy and output
-    spikes per sample, averaged over the epoch's samples."""
+    one place state is reset: at the start of each batch. ``totals`` continues the running sums
+    of an epoch resumed mid-way (the loader then starts at the batch after them). When
+    ``should_stop()`` turns true, the epoch ends after the current step with ``stopped=True``.
+    Returns loss, accuracy and output spikes per sample over the epoch's samples, and its totals."""
     model.train()
-    totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0}
+    totals = dict(totals) if totals else new_totals()
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
-    for step, (x, y) in enumerate(bar, 1):
+    for x, y in bar:
+        step = totals["steps"] + 1
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
             spk, mem = model(encode(x))  # [T, B, K] each
@@ -43,9 +51,13 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
         else:
             optimizer.step()
         _accumulate(totals, loss, spk.detach(), mem.detach(), y)
+        totals["steps"] = step
         bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
                         acc=f"{totals['correct'] / totals['seen']:.2%}")
-    return _summary(totals)
+        if should_stop is not None and should_stop():
+            bar.close()
+            return {**_summary(totals), "totals": totals, "stopped": True}
+    return {**_summary(totals), "totals": totals, "stopped": False}
 
 
 @torch.no_grad()
@@ -53,7 +65,7 @@ def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, 
     """Loss, accuracy, output spikes per sample and the confusion matrix [K, K] (rows: true
     class, columns: predicted) of ``model`` over ``loader``."""
     model.eval()
-    totals = {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0}
+    totals = new_totals()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)

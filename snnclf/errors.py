@@ -7,3 +7,11 @@ class UsageError(Exception):
 
 class NonFiniteLoss(UsageError):
     """The loss became NaN or infinite: training cannot go on from there."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after saving ``last.pt``; exit with 128 + signum."""
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum

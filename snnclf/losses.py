@@ -59,7 +59,7 @@ def get_loss(name, time_steps, spiking=True):
     ``ce-mem``, i.e. cross-entropy on logits, for the non-spiking baselines)."""
     if name is None:
         name = "ce" if spiking else "ce-mem"
-    fn = LOSSES.get(name, "--loss")(time_steps)
+    fn = LOSSES.lookup(name, "--loss")(time_steps)
     if fn.needs_spikes and not spiking:
         raise UsageError(f"--loss {name} reads output spikes, but the model is not spiking: "
                          "use --loss ce-mem (cross-entropy on its logits) or leave --loss out")

@@ -59,7 +59,7 @@ def _given(**kwargs):
 def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
     """Optimizer ``name`` over ``params``; ``None`` keeps its default (Adam/AdamW lr 2e-3,
     SGD lr 0.1 with momentum 0.9)."""
-    builder = OPTIMIZERS.get(name, "--optimizer")
+    builder = OPTIMIZERS.lookup(name, "--optimizer")
     if lr is not None and lr <= 0:
         raise UsageError(f"--lr must be positive, got {lr}")
     if weight_decay is not None and weight_decay < 0:
@@ -75,7 +75,7 @@ def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamm
     """Scheduler ``name`` (``None``: a constant learning rate, returns ``None``)."""
     if name is None:
         return None
-    builder = SCHEDULERS.get(name, "--scheduler")
+    builder = SCHEDULERS.lookup(name, "--scheduler")
     if gamma is not None and not 0 < gamma <= 1:
         raise UsageError(f"--gamma must lie in (0, 1], got {gamma}")
     if milestones and name != "multistep":

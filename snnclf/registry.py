@@ -20,7 +20,7 @@ class Registry(dict):
 
         return wrap
 
-    def get(self, name, flag=None):
+    def lookup(self, name, flag=None):
         """The builder registered as ``name``; an unknown name is the user's error."""
         if name not in self:
             where = f"{flag} " if flag else ""

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import tempfile
 import warnings
 import zipfile
@@ -41,6 +42,25 @@ class Run:
     def exists(self):
         return self.ckpt_dir.exists() or self.log_dir.exists()
 
+    def prepare(self):
+        """Create the run's folders, or say in one line why they cannot be written; a folder it
+        made is removed again on failure. Removes temporary files a killed process left behind."""
+        made = []
+        try:
+            for folder in (self.ckpt_dir, self.log_dir):
+                made += [p for p in [folder, *folder.parents] if not p.exists()][::-1]
+                folder.mkdir(parents=True, exist_ok=True)
+                with tempfile.TemporaryFile(dir=folder):  # read-only folders, full disks
+                    pass
+                for stale in folder.glob(".*.tmp"):
+                    stale.unlink()
+        except OSError as err:
+            for path in reversed(made):
+                shutil.rmtree(path, ignore_errors=True)
+            raise UsageError(f"cannot write the run's files in {err.filename or folder} "
+                             f"({err.strerror or err}): choose another --save_dir/--log_dir or free "
+                             "the folder") from None
+
 
 def open_run(name, save_dir="checkpoints", log_dir="logs"):
     if not name or name in (".", "..") or "/" in name or os.sep in name:
@@ -60,6 +80,10 @@ def _atomic(path, write, mode="w"):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk, a folder made read-only: the previous file is intact
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"could not write {path} ({err.strerror or err}); the previous version is "
+                         "intact: free space or fix permissions, then go on with --resume") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -2,6 +2,8 @@
 the run's checkpoints and metric files, resume a run from its ``last.pt``."""
 import logging
 import shutil
+import signal
+import threading
 import time
 from functools import partial
 
@@ -10,7 +12,7 @@ import torch
 from . import __version__
 from .data import get_encoder, load_dataset, make_loader, make_splits
 from .engine import evaluate, train_one_epoch
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import get_model
 from .models.neurons import NEURON_OPTIONS
@@ -84,7 +86,7 @@ def train(flags):
                                  f"{value} differs from its {saved.get(key)}: leave --{key} out, or "
                                  "start a new run with --run NAME")
         cfg = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
-        if checkpoint["epoch"] >= cfg["epochs"]:
+        if checkpoint["epoch"] >= cfg["epochs"] and not checkpoint.get("partial"):
             raise UsageError(f"run {run.name} already finished its {cfg['epochs']} epochs: "
                              "pass a larger --epochs to go on")
     elif run.exists() and not overwrite:
@@ -116,12 +118,27 @@ def train(flags):
     if overwrite:
         shutil.rmtree(run.ckpt_dir, ignore_errors=True)
         shutil.rmtree(run.log_dir, ignore_errors=True)
-    run.ckpt_dir.mkdir(parents=True, exist_ok=True)
-    run.log_dir.mkdir(parents=True, exist_ok=True)
+    run.prepare()
     file_log = logging.FileHandler(run.train_log)
     file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logging.getLogger("snnclf").addHandler(file_log)
+
+    def snapshot(epoch, rows, best, midway=None):
+        """The checkpoint after ``epoch`` whole epochs (and ``midway``: steps into the next)."""
+        return {
+            "format": FORMAT, "version": VERSION, "model_name": name, "model_kwargs": model_kwargs,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": epoch, "partial": midway, "best_val_accuracy": best[0], "best_epoch": best[1],
+            "metrics": rows[-1] if rows else None, "config": cfg, "class_names": data.class_names,
+            "rng": rng_state(), "snnclf_version": __version__,
+        }
+
+    resume_hint = (f"go on with: snnclf train --run {run.name} --save_dir {cfg['save_dir']} "
+                   f"--log_dir {cfg['log_dir']} --resume")
     try:
+        midway = None  # an epoch interrupted mid-way: its number, running totals and seconds
         if checkpoint is not None:
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
@@ -129,10 +146,12 @@ def train(flags):
                 scheduler.load_state_dict(checkpoint["scheduler"])
             if scaler is not None and checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
+            midway = checkpoint.get("partial")
             start, best = checkpoint["epoch"] + 1, (checkpoint["best_val_accuracy"], checkpoint["best_epoch"])
             rows = [r for r in read_metrics(run.metrics) if r["epoch"] < start] if run.metrics.exists() else []
             set_rng_state(checkpoint["rng"])
-            log.info("resuming run %s at epoch %d of %d", run.name, start, cfg["epochs"])
+            log.info("resuming run %s at epoch %d of %d%s", run.name, start, cfg["epochs"],
+                     f", step {midway['totals']['steps'] + 1}" if midway else "")
         else:
             write_json(run.config, {**cfg, "model_name": name, "in_shape": list(data.in_shape),
                                     "num_classes": data.num_classes, "class_names": data.class_names,
@@ -145,52 +164,83 @@ def train(flags):
                      cfg["dataset"], len(splits["train"]), len(splits["val"]), cfg["time_steps"],
                      cfg["encoding"], device)
 
-        for epoch in range(start, cfg["epochs"] + 1):
-            began = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            loader = make_loader(splits["train"], cfg["batch_size"], shuffle=True,
-                                 seed=cfg["seed"] * 10_000 + epoch)
-            tr = train_one_epoch(model, loader, encode, loss_fn, optimizer, device, scaler=scaler,
-                                 amp=amp, grad_clip=cfg["grad_clip"], epoch=epoch,
-                                 desc=f"epoch {epoch}/{cfg['epochs']}")
-            va = evaluate(model, make_loader(splits["val"], cfg["batch_size"]), encode, loss_fn,
-                          device, data.num_classes, amp=amp, desc="validate")
-            if scheduler is not None:
-                scheduler.step()
-            seconds = time.perf_counter() - began
-            rows.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
-                         "val_loss": va["loss"], "val_accuracy": va["accuracy"], "lr": lr,
-                         "seconds": round(seconds, 3), "spikes_per_sample": tr["spikes_per_sample"]})
-            improved = va["accuracy"] > best[0]
-            if improved:
-                best = (va["accuracy"], epoch)
-            checkpoint = {
-                "format": FORMAT, "version": VERSION, "model_name": name, "model_kwargs": model_kwargs,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "epoch": epoch, "best_val_accuracy": best[0], "best_epoch": best[1],
-                "metrics": rows[-1], "config": cfg, "class_names": data.class_names,
-                "rng": rng_state(), "snnclf_version": __version__,
-            }
-            write_metrics(run.metrics, rows)
-            if improved:
-                save_checkpoint(checkpoint, run.best)
-            save_checkpoint(checkpoint, run.last)
-            log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.1fs%s",
-                     epoch, cfg["epochs"], tr["loss"], 100 * tr["accuracy"], va["loss"],
-                     100 * va["accuracy"], seconds, "  (best)" if improved else "")
+        with StopOnSignal() as stop:
+            for epoch in range(start, cfg["epochs"] + 1):
+                began = time.perf_counter() - (midway["seconds"] if midway else 0.0)
+                totals = midway["totals"] if midway else None
+                lr = optimizer.param_groups[0]["lr"]
+                loader = make_loader(splits["train"], cfg["batch_size"], shuffle=True,
+                                     seed=cfg["seed"] * 10_000 + epoch, skip=totals["steps"] if totals else 0)
+                midway = None
+                tr = train_one_epoch(model, loader, encode, loss_fn, optimizer, device, scaler=scaler,
+                                     amp=amp, grad_clip=cfg["grad_clip"], epoch=epoch, totals=totals,
+                                     should_stop=stop, desc=f"epoch {epoch}/{cfg['epochs']}")
+                if tr["stopped"]:
+                    seconds = time.perf_counter() - began
+                    save_checkpoint(snapshot(epoch - 1, rows, best, {"epoch": epoch, "totals": tr["totals"],
+                                                                     "seconds": seconds}), run.last)
+                    log.warning("interrupted in epoch %d after step %d: saved %s; %s", epoch,
+                                tr["totals"]["steps"], run.last, resume_hint)
+                    raise Interrupted(stop.signum)
+                va = evaluate(model, make_loader(splits["val"], cfg["batch_size"]), encode, loss_fn,
+                              device, data.num_classes, amp=amp, desc="validate")
+                if scheduler is not None:
+                    scheduler.step()
+                seconds = time.perf_counter() - began
+                rows.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
+                             "val_loss": va["loss"], "val_accuracy": va["accuracy"], "lr": lr,
+                             "seconds": round(seconds, 3), "spikes_per_sample": tr["spikes_per_sample"]})
+                improved = va["accuracy"] > best[0]
+                if improved:
+                    best = (va["accuracy"], epoch)
+                checkpoint = snapshot(epoch, rows, best)
+                write_metrics(run.metrics, rows)
+                if improved:
+                    save_checkpoint(checkpoint, run.best)
+                save_checkpoint(checkpoint, run.last)
+                log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.1fs%s",
+                         epoch, cfg["epochs"], tr["loss"], 100 * tr["accuracy"], va["loss"],
+                         100 * va["accuracy"], seconds, "  (best)" if improved else "")
+                if stop() and epoch < cfg["epochs"]:
+                    log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, resume_hint)
+                    raise Interrupted(stop.signum)
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * best[0], best[1], run.name)
         return {"run": run.name, "best_val_accuracy": best[0], "best_epoch": best[1]}
-    except KeyboardInterrupt:
-        if checkpoint is None:
-            log.warning("interrupted before the first epoch ended: nothing to resume")
-        else:
-            log.warning("interrupted: last.pt holds epoch %d of %d; go on with: snnclf train --run %s "
-                        "--save_dir %s --log_dir %s --resume", checkpoint["epoch"], cfg["epochs"],
-                        run.name, cfg["save_dir"], cfg["log_dir"])
+    except KeyboardInterrupt:  # a second Ctrl-C: stop at once; last.pt is the last one saved
+        log.warning("stopped at once: %s holds the last saved state; %s", run.last, resume_hint)
         raise
     finally:
         logging.getLogger("snnclf").removeHandler(file_log)
         file_log.close()
+
+
+class StopOnSignal:
+    """While active, SIGINT (Ctrl-C) and SIGTERM ask training to stop after the current step, so
+    that ``last.pt`` can be saved; a second signal stops at once. Calling it says whether a stop
+    was asked. Outside the main thread (where Python cannot take signals) it never asks."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {}
+
+    def __call__(self):
+        return self.signum is not None
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        log.warning("%s: stopping after this step to save last.pt (again to stop at once)",
+                    signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)

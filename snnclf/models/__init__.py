@@ -18,7 +18,7 @@ def list_surrogates():
 
 def model_options(name):
     """The option names model ``name`` accepts (its own and, for spiking models, the neurons')."""
-    params = inspect.signature(MODELS.get(name, "--model")).parameters.values()
+    params = inspect.signature(MODELS.lookup(name, "--model")).parameters.values()
     own = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
     spiking = any(p.kind is p.VAR_KEYWORD for p in params)
     return own + (list(NEURON_OPTIONS) if spiking else [])
@@ -28,7 +28,7 @@ def get_model(name, in_shape, num_classes, **options):
     """Build the registered model ``name`` for inputs of ``in_shape`` (C, H, W) and
     ``num_classes`` outputs. Options that are ``None`` keep the model's own defaults; an option the
     model does not have is refused, naming the flag."""
-    builder = MODELS.get(name, "--model")
+    builder = MODELS.lookup(name, "--model")
     options = {k: v for k, v in options.items() if v is not None}
     accepted = model_options(name)
     for key in options:

@@ -102,7 +102,7 @@ def _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshol
     if reset not in RESETS:
         raise UsageError(f"unknown --reset {reset!r}: choose one of {', '.join(RESETS)}")
     return dict(beta=beta, threshold=threshold, reset_mechanism=reset,
-                spike_grad=SURROGATES.get(surrogate, "--surrogate")(slope),
+                spike_grad=SURROGATES.lookup(surrogate, "--surrogate")(slope),
                 learn_beta=learn_beta, learn_threshold=learn_threshold)
 
 
@@ -139,4 +139,4 @@ def alif(beta=0.9, threshold=1.0, alpha=0.9, reset="subtract", surrogate="atan",
 
 def make_neuron(kind, **options):
     """A :class:`SpikingLayer` of the named neuron; ``None`` options keep its defaults."""
-    return NEURONS.get(kind, "neuron")(**{k: v for k, v in options.items() if v is not None})
+    return NEURONS.lookup(kind, "neuron")(**{k: v for k, v in options.items() if v is not None})

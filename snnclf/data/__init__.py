@@ -1,0 +1,95 @@
+"""Data: data sets (a registry), train/validation/test splits, batch loaders and encoders."""
+import logging
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+
+from ..errors import UsageError
+from .datasets import DATASETS, ImageData
+from .encoders import ENCODERS
+
+log = logging.getLogger(__name__)
+
+SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
+
+
+def list_datasets():
+    return DATASETS.names()
+
+
+def list_encoders():
+    return ENCODERS.names()
+
+
+def get_encoder(name):
+    return ENCODERS.lookup(name, "--encoding")
+
+
+def load_dataset(name, data_dir="data"):
+    """The named data set as an :class:`ImageData` held in memory."""
+    return DATASETS.lookup(name, "--dataset")(data_dir=data_dir)
+
+
+def _stratified(labels, size, seed):
+    """Indices of a class-balanced sample of ``size`` items, and of the rest."""
+    from sklearn.model_selection import train_test_split
+
+    index = torch.arange(len(labels)).numpy()
+    if size >= len(labels):
+        return torch.from_numpy(index), torch.zeros(0, dtype=torch.int64)
+    counts = torch.bincount(labels)
+    stratify = labels.numpy() if counts[counts > 0].min() >= 2 and size >= len(counts) else None
+    picked, rest = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
+    return torch.from_numpy(picked), torch.from_numpy(rest)
+
+
+def make_splits(data, val_fraction=0.1, subset=None):
+    """Train, validation and test :class:`TensorDataset` s.
+
+    The validation split (``val_fraction`` of the training images, class-balanced) is held out of
+    train and selects the best epoch; the test split is never used for selection. ``subset`` keeps
+    that many training images and shrinks the validation split in proportion."""
+    if not 0.0 < val_fraction < 1.0:
+        raise UsageError(f"--val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    n = len(data.train_y)
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise UsageError(f"--val_fraction {val_fraction} leaves no training images out of {n}")
+    val_idx, train_idx = _stratified(data.train_y, n_val, SPLIT_SEED)
+    if subset is not None:
+        if subset < 1:
+            raise UsageError(f"--subset must be at least 1, got {subset}")
+        if subset < len(train_idx):
+            keep, _ = _stratified(data.train_y[train_idx], subset, SPLIT_SEED)
+            train_idx = train_idx[keep]
+            n_val = max(1, round(subset * val_fraction / (1.0 - val_fraction)))
+            keep, _ = _stratified(data.train_y[val_idx], n_val, SPLIT_SEED)
+            val_idx = val_idx[keep]
+    return {
+        "train": TensorDataset(data.train_x[train_idx], data.train_y[train_idx]),
+        "val": TensorDataset(data.train_x[val_idx], data.train_y[val_idx]),
+        "test": TensorDataset(data.test_x, data.test_y),
+    }
+
+
+def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=False):
+    """Batches of an in-memory :class:`TensorDataset`.
+
+    The sampler yields whole index lists, so each batch is one tensor gather instead of
+    ``batch_size`` item lookups and a collate. A shuffled loader draws its order from its own
+    generator seeded with ``seed`` (pass seed + epoch), so the order of any epoch can be replayed;
+    ``skip`` leaves out its first batches (those an interrupted epoch already trained on)."""
+    if batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {batch_size}")
+    if shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    else:
+        sampler = SequentialSampler(dataset)
+    batches = BatchSampler(sampler, batch_size, drop_last=False)
+    if skip:
+        batches = list(batches)[skip:]
+    return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=pin_memory)
+
+
+__all__ = ["ImageData", "get_encoder", "list_datasets", "list_encoders", "load_dataset",
+           "make_loader", "make_splits"]

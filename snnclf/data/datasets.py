@@ -1,0 +1,114 @@
+"""Static image data sets, each loaded once into tensors: digits (bundled), mnist, fashion-mnist."""
+import logging
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from ..errors import UsageError
+from ..registry import Registry
+
+log = logging.getLogger(__name__)
+
+DATASETS = Registry("data set")
+
+
+@dataclass
+class ImageData:
+    """A whole data set in memory: images in [0, 1] and integer labels."""
+
+    train_x: torch.Tensor  # [N, C, H, W] float32
+    train_y: torch.Tensor  # [N] int64
+    test_x: torch.Tensor  # [M, C, H, W] float32
+    test_y: torch.Tensor  # [M] int64
+    class_names: list = field(default_factory=list)
+
+    @property
+    def in_shape(self):
+        return tuple(self.train_x.shape[1:])
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+
+@DATASETS.register("digits")
+def digits(data_dir=None):
+    """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified
+    80/20 train/test split. Never downloads anything; ``data_dir`` is not used."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values are 0..16
+    y = torch.tensor(bunch.target, dtype=torch.int64)
+    train_idx, test_idx = train_test_split(
+        torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=0
+    )
+    train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    return ImageData(x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)])
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _torchvision_images(cls, data_dir, name):
+    """Read an MNIST-layout data set through torchvision into tensors (its ``.data``, not PIL images).
+
+    torchvision looks for ``<data_dir>/<cls.__name__>/raw/<IDX files>``; when they are missing it
+    tries to download them, and a failed download (offline) becomes one line naming the files."""
+    from torchvision.datasets.utils import extract_archive
+
+    raw = os.path.join(data_dir, cls.__name__, "raw")
+    for file in IDX_FILES:  # files downloaded by hand often arrive gzipped
+        path = os.path.join(raw, file)
+        if not os.path.isfile(path) and os.path.isfile(path + ".gz"):
+            extract_archive(path + ".gz", raw)
+    if not all(os.path.isfile(os.path.join(raw, f)) for f in IDX_FILES):
+        log.debug("%s: files not in %s, trying to download them", name, raw)
+        try:
+            cls(data_dir, train=True, download=True)  # also unpacks .gz files that are present
+        except Exception as err:  # any network or archive failure means the same to the user
+            raise UsageError(
+                f"{name}: the files are not in {raw} and downloading them failed "
+                f"({type(err).__name__}); put {', '.join(IDX_FILES)} (or their .gz) there "
+                f"(or pass --data_dir to the folder that holds {cls.__name__}/raw)"
+            ) from None
+    try:
+        splits = [cls(data_dir, train=train, download=False) for train in (True, False)]
+    except Exception as err:  # torchvision asserts or fails to reshape on a malformed file
+        raise UsageError(
+            f"{name}: the IDX files in {raw} are corrupt or truncated "
+            f"({str(err) or type(err).__name__}); delete them and download them again"
+        ) from None
+    (train, test) = splits
+    for part in splits:
+        if part.data.ndim != 3 or len(part.data) != len(part.targets) or len(part.data) == 0:
+            raise UsageError(
+                f"{name}: the IDX files in {raw} do not hold matching images and labels "
+                f"({tuple(part.data.shape)} images, {len(part.targets)} labels); replace them"
+            )
+
+    def images(part):
+        return part.data.unsqueeze(1).float().div_(255.0)  # [N, 1, 28, 28] in [0, 1]
+
+    names = [c.split(" - ")[-1] for c in train.classes]
+    labels = torch.cat([train.targets, test.targets])
+    if labels.min() < 0 or labels.max() >= len(names):
+        raise UsageError(f"{name}: labels in {raw} lie outside 0..{len(names) - 1}; replace the label files")
+    return ImageData(images(train), train.targets.long(), images(test), test.targets.long(), names)
+
+
+@DATASETS.register("mnist")
+def mnist(data_dir="data"):
+    import torchvision
+
+    return _torchvision_images(torchvision.datasets.MNIST, data_dir, "mnist")
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(data_dir="data"):
+    import torchvision
+
+    return _torchvision_images(torchvision.datasets.FashionMNIST, data_dir, "fashion-mnist")
