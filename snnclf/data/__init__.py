@@ -88,7 +88,11 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=F
     batches = BatchSampler(sampler, batch_size, drop_last=False)
     if skip:
         batches = list(batches)[skip:]
-    return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=pin_memory)
+    # A DataLoader draws a base seed from its generator each time it is iterated; without its own
+    # generator it would take one from the global RNG, and a run resumed mid-epoch (global RNG
+    # restored before the loader starts) would then differ from one never stopped.
+    return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=pin_memory,
+                      generator=torch.Generator().manual_seed(seed))
 
 
 __all__ = ["ImageData", "get_encoder", "list_datasets", "list_encoders", "load_dataset",

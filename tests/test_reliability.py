@@ -1,0 +1,177 @@
+"""Interruption, exact resume, killed writes, numerical faults and unwritable folders."""
+import errno
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from snnclf import losses, runs
+from snnclf.runs import load_checkpoint, read_metrics
+
+from conftest import QUICK, ROOT, run_command
+
+SAME = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "spikes_per_sample")
+RUN = ["--epochs", "4", "--encoding", "rate", "--dropout", "0.2", "--scheduler"]
+
+
+def _start(tmp_path, *args):
+    exe = [sys.executable, "-m", "snnclf"]
+    return subprocess.Popen(exe + ["train", *RUN, *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_saves_last_pt_and_resume_equals_an_uninterrupted_run(tmp_path, signum):
+    whole = run_command("train", *RUN, "--run", "whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+
+    proc = _start(tmp_path, "--run", "cut")
+    metrics = tmp_path / "logs/cut/metrics.csv"
+    deadline = time.time() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):  # epoch 1 done
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    assert "interrupted" in err and "--resume" in err and "Traceback" not in err
+    stopped = load_checkpoint(tmp_path / "checkpoints/cut/last.pt")
+    assert stopped["epoch"] >= 1 and stopped["epoch"] < 4
+
+    resumed = run_command("train", "--run", "cut", "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    a = read_metrics(tmp_path / "logs/whole/metrics.csv")
+    b = read_metrics(tmp_path / "logs/cut/metrics.csv")
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
+    for row_a, row_b in zip(a, b):
+        assert {k: row_a[k] for k in SAME} == {k: row_b[k] for k in SAME}
+    final_a = load_checkpoint(tmp_path / "checkpoints/whole/last.pt")["model"]
+    final_b = load_checkpoint(tmp_path / "checkpoints/cut/last.pt")["model"]
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_mid_epoch_resume_is_exact(workdir, cli, monkeypatch):
+    """A stop requested at a given step (as a signal would) resumes to identical metrics."""
+    args = ["--model", "snn-mlp", "--subset", "300", "--batch_size", "50", *RUN]
+    assert cli("train", *args, "--run", "whole")[0] == 0
+    from snnclf import train as train_module
+
+    calls = {"n": 0}
+
+    def stop_at_step_9(self):
+        calls["n"] += 1
+        if calls["n"] >= 10:  # asked after each of 6 steps and after each epoch: epoch 2, step 3
+            self.signum = signal.SIGINT
+        return self.signum is not None
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module.StopOnSignal, "__call__", stop_at_step_9)
+        code, _, err = cli("train", *args, "--run", "cut")
+    assert code == 130 and "interrupted in epoch 2 after step 3" in err
+    midway = load_checkpoint(workdir / "checkpoints/cut/last.pt")
+    assert midway["epoch"] == 1 and midway["partial"]["totals"]["steps"] == 3
+    code, _, err = cli("train", "--run", "cut", "--resume")
+    assert code == 0 and "resuming run cut at epoch 2 of 4, step 4" in err
+    a, b = read_metrics(workdir / "logs/whole/metrics.csv"), read_metrics(workdir / "logs/cut/metrics.csv")
+    assert [{k: r[k] for k in SAME} for r in a] == [{k: r[k] for k in SAME} for r in b]
+
+
+KILL_DURING_WRITE = """
+import os, signal, sys, torch
+from snnclf import runs
+path = sys.argv[1]
+runs.save_checkpoint({"format": runs.FORMAT, "value": torch.zeros(1000)}, path)
+def dying_save(obj, f):
+    f.write(b"PK half of a checkpoint")
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+torch.save = dying_save
+runs.save_checkpoint({"format": runs.FORMAT, "value": torch.ones(1000)}, path)
+"""
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "ck" / "run" / "last.pt"
+    out = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, str(path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    assert torch.equal(load_checkpoint(path)["value"], torch.zeros(1000))
+    stale = list(path.parent.glob(".last.pt.*.tmp"))
+    assert len(stale) == 1  # the half-written temporary file, never renamed into place
+    runs.open_run("run", tmp_path / "ck", tmp_path / "logs").prepare()
+    assert not list(path.parent.glob("*.tmp")) and path.exists()
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_best(workdir, cli, monkeypatch):
+    real = losses.LOSSES["ce"]
+    seen = {"train_steps": 0}
+
+    def poisoned(time_steps):
+        fn = real(time_steps)
+
+        def loss(spk, mem, y):
+            value = fn(spk, mem, y)
+            if torch.is_grad_enabled():
+                seen["train_steps"] += 1
+                if seen["train_steps"] == 6:  # epoch 2 (4 steps per epoch), step 2
+                    return value * float("nan")
+            return value
+        loss.needs_spikes = True
+        return loss
+    monkeypatch.setitem(losses.LOSSES, "ce", poisoned)
+    code, _, err = cli("train", "--subset", "200", "--epochs", "3", "--time_steps", "2", "--batch_size", "50")
+    assert code == 2
+    assert "the loss became nan at epoch 2, step 2" in err and "--grad_clip" in err
+    assert err.strip().splitlines()[-1].startswith("snnclf train: error:") and "Traceback" not in err
+    assert load_checkpoint(workdir / "checkpoints/digits-csnn-T2/best.pt")["epoch"] == 1
+    assert load_checkpoint(workdir / "checkpoints/digits-csnn-T2/last.pt")["epoch"] == 1
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(workdir, cli, monkeypatch):
+    real_save, calls = torch.save, {"n": 0}
+
+    def save(obj, f, *a, **k):
+        calls["n"] += 1
+        if calls["n"] >= 3:  # epoch 1 wrote best.pt and last.pt; the disk fills in epoch 2
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", save)
+        code, _, err = cli("train", *QUICK)
+    assert code == 2 and "No space left on device" in err and "--resume" in err
+    assert "Traceback" not in err
+    ckpt_dir = workdir / "checkpoints/digits-csnn-T2"
+    assert load_checkpoint(ckpt_dir / "last.pt")["epoch"] == 1
+    assert not list(ckpt_dir.glob("*.tmp")) and not list(ckpt_dir.glob(".*"))
+    code, _, err = cli("train", "--run", "digits-csnn-T2", "--resume")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("flag", ["--save_dir", "--log_dir"])
+def test_unwritable_output_folder_is_refused_before_training(workdir, cli, flag):
+    (workdir / "a_file").write_text("not a folder")
+    code, _, err = cli("train", *QUICK, flag, "a_file/runs")
+    assert code == 2 and "cannot write the run's files" in err and "a_file" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
+    assert (workdir / "a_file").read_text() == "not a folder"
+
+
+def test_checkpoint_for_another_input_shape_is_refused(workdir, cli):
+    assert cli("train", *QUICK, "--model", "snn-mlp")[0] == 0
+    ckpt = load_checkpoint(workdir / "checkpoints/digits-snn-mlp-T2/best.pt")
+    ckpt["model_kwargs"]["in_shape"] = [1, 28, 28]
+    torch.save(ckpt, workdir / "other.pt")
+    code, _, err = cli("eval", "--checkpoint", "other.pt")
+    assert code == 2 and "was made for inputs (1, 28, 28)" in err and "digits has (1, 8, 8)" in err
+
+
+def test_grad_clip_limits_the_update(workdir, cli):
+    code, _, err = cli("train", *QUICK, "--grad_clip", "0.01", "--optimizer", "sgd", "--lr", "1")
+    assert code == 0, err
+    clipped = load_checkpoint(workdir / "checkpoints/digits-csnn-T2/last.pt")["metrics"]["train_loss"]
+    code, _, err = cli("train", *QUICK, "--grad_clip", "0", "--run", "x")
+    assert code == 2 and "--grad_clip: must be above 0" in err
+    assert clipped == clipped  # finite: training with a tiny clip stays stable
