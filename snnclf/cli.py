@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (not the usage block) and points at --help."""
 
     def error(self, message):
-        message = re.sub(r"argument (--[\w-]+)/--[\w-]+:", r"\1:", message)  # one spelling suffices
+        message = re.sub(r"argument (--[\w-]+)(/--[\w-]+)?:", r"\1:", message)  # one spelling suffices
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 

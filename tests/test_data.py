@@ -91,6 +91,7 @@ def test_missing_files_say_which_and_where(tmp_path):
     message = str(err.value)
     assert "train-images-idx3-ubyte" in message and "FashionMNIST/raw" in message
     assert "\n" not in message
+    assert not (tmp_path / "nothing").exists()  # the failed download leaves no empty folders
 
 
 def test_corrupt_idx_is_refused(tmp_path):

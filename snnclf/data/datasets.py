@@ -1,7 +1,9 @@
 """Static image data sets, each loaded once into tensors: digits (bundled), mnist, fashion-mnist."""
 import logging
 import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -67,9 +69,12 @@ def _torchvision_images(cls, data_dir, name):
             extract_archive(path + ".gz", raw)
     if not all(os.path.isfile(os.path.join(raw, f)) for f in IDX_FILES):
         log.debug("%s: files not in %s, trying to download them", name, raw)
+        made = [p for p in [Path(raw), *Path(raw).parents] if not p.exists()]
         try:
             cls(data_dir, train=True, download=True)  # also unpacks .gz files that are present
         except Exception as err:  # any network or archive failure means the same to the user
+            for folder in made[::-1][:1]:  # the outermost folder the download attempt created
+                shutil.rmtree(folder, ignore_errors=True)
             raise UsageError(
                 f"{name}: the files are not in {raw} and downloading them failed "
                 f"({type(err).__name__}); put {', '.join(IDX_FILES)} (or their .gz) there "
