@@ -34,8 +34,7 @@ def test_output_shapes(name, in_shape):
 
 @pytest.fixture(scope="module")
 def digits_batch():
-    data = load_dataset("digits")
-    return data.train_x[:64], data.train_y[:64]
+    return load_dataset("digits").train[list(range(64))]
 
 
 @pytest.mark.parametrize("name", list_models())

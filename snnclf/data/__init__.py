@@ -2,10 +2,10 @@
 import logging
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from ..errors import UsageError
-from .datasets import DATASETS, ImageData
+from .datasets import DATASETS, DataSet
 from .encoders import ENCODERS
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ def get_encoder(name):
 
 
 def load_dataset(name, data_dir="data"):
-    """The named data set as an :class:`ImageData` held in memory."""
+    """The named data set as a :class:`DataSet`."""
     return DATASETS.lookup(name, "--dataset")(data_dir=data_dir)
 
 
@@ -44,7 +44,7 @@ def _stratified(labels, size, seed):
 
 
 def make_splits(data, val_fraction=0.1, subset=None):
-    """Train, validation and test :class:`TensorDataset` s.
+    """Train, validation and test datasets (the first two are :class:`Subset` s of ``data.train``).
 
     The validation split (``val_fraction`` of the training images, class-balanced) is held out of
     train and selects the best epoch; the test split is never used for selection. ``subset`` keeps
@@ -65,11 +65,8 @@ def make_splits(data, val_fraction=0.1, subset=None):
             n_val = max(1, round(subset * val_fraction / (1.0 - val_fraction)))
             keep, _ = _stratified(data.train_y[val_idx], n_val, SPLIT_SEED)
             val_idx = val_idx[keep]
-    return {
-        "train": TensorDataset(data.train_x[train_idx], data.train_y[train_idx]),
-        "val": TensorDataset(data.train_x[val_idx], data.train_y[val_idx]),
-        "test": TensorDataset(data.test_x, data.test_y),
-    }
+    return {"train": Subset(data.train, train_idx.tolist()), "val": Subset(data.train, val_idx.tolist()),
+            "test": data.test}
 
 
 def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=False):
@@ -95,5 +92,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=F
                       generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["ImageData", "get_encoder", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["DataSet", "get_encoder", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import UsageError
 from ..registry import Registry
@@ -16,22 +17,28 @@ DATASETS = Registry("data set")
 
 
 @dataclass
-class ImageData:
-    """A whole data set in memory: images in [0, 1] and integer labels."""
+class DataSet:
+    """A data set's train and test parts as torch ``Dataset`` s whose items are (input, label);
+    indexing with a list of indices returns a whole batch. Static images are [C, H, W] in [0, 1];
+    event data sets (``events=True``) give frames [T, C, H, W] of event counts."""
 
-    train_x: torch.Tensor  # [N, C, H, W] float32
-    train_y: torch.Tensor  # [N] int64
-    test_x: torch.Tensor  # [M, C, H, W] float32
+    train: Dataset
+    test: Dataset
+    train_y: torch.Tensor  # [N] int64, for class-balanced splits
     test_y: torch.Tensor  # [M] int64
-    class_names: list = field(default_factory=list)
-
-    @property
-    def in_shape(self):
-        return tuple(self.train_x.shape[1:])
+    class_names: list
+    in_shape: tuple  # (C, H, W) of one image or one frame
+    events: bool = False
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+
+def images(train_x, train_y, test_x, test_y, class_names):
+    """A static :class:`DataSet` held in memory: images [N, C, H, W] and labels [N]."""
+    return DataSet(TensorDataset(train_x, train_y), TensorDataset(test_x, test_y), train_y, test_y,
+                   list(class_names), tuple(train_x.shape[1:]))
 
 
 @DATASETS.register("digits")
@@ -48,7 +55,7 @@ def digits(data_dir=None):
         torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=0
     )
     train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
-    return ImageData(x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)])
+    return images(x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)])
 
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -95,14 +102,14 @@ def _torchvision_images(cls, data_dir, name):
                 f"({tuple(part.data.shape)} images, {len(part.targets)} labels); replace them"
             )
 
-    def images(part):
+    def scaled(part):
         return part.data.unsqueeze(1).float().div_(255.0)  # [N, 1, 28, 28] in [0, 1]
 
     names = [c.split(" - ")[-1] for c in train.classes]
     labels = torch.cat([train.targets, test.targets])
     if labels.min() < 0 or labels.max() >= len(names):
         raise UsageError(f"{name}: labels in {raw} lie outside 0..{len(names) - 1}; replace the label files")
-    return ImageData(images(train), train.targets.long(), images(test), test.targets.long(), names)
+    return images(scaled(train), train.targets.long(), scaled(test), test.targets.long(), names)
 
 
 @DATASETS.register("mnist")
