@@ -56,14 +56,27 @@ def _train_parser(sub):
                        "<save_dir>/<run>/{best,last}.pt and <log_dir>/<run>/{config.json,metrics.csv,train.log}.")
     d = p.add_argument_group("data")
     _add(d, "dataset", "data set", choices=list_datasets())
-    _add(d, "data_dir", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout)")
+    _add(d, "data_dir", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), NMNIST/ "
+         "(tonic's)")
     _add(d, "val_fraction", "fraction of the training images held out to select the best epoch",
          type=_number(float, 0, 1, True, True))
     _add(d, "subset", "train on this many training images (the validation split shrinks in proportion)",
          default_text="all", type=_number(int, 1))
     _add(d, "encoding", "how images become input over time: direct (the image as current every step), "
-         "rate (Bernoulli spikes), latency (one spike per pixel, brighter first)", choices=list_encoders())
-    _add(d, "time_steps", "number of time steps T (1: a single-step SNN)", type=_number(int, 1))
+         "rate (Bernoulli spikes), latency (one spike per pixel, brighter first); event data sets "
+         "are their own input (events)", default_text="direct; event data sets: events",
+         choices=list_encoders())
+    _add(d, "time_steps", "number of time steps T (1: a single-step SNN); event data sets: frames per "
+         "sample", type=_number(int, 1))
+    e = p.add_argument_group("event data (nmnist, nmnist-sim, digits-events)")
+    _add(e, "first_saccade_only", "keep only the first of the three saccades (t < 100 ms)",
+         default_text="off", action="store_true")
+    _add(e, "denoise_us", "drop events with no neighbour within this many microseconds (tonic Denoise)",
+         default_text="off", type=_number(float, 0, low_open=True))
+    _add(e, "downsample", "spatial factor, e.g. 0.5 for 17x17 frames (tonic Downsample)",
+         default_text="1", type=_number(float, 0, 1, low_open=True))
+    _add(e, "cache_dir", "folder of the frame cache and the simulated event data sets",
+         default_text="data/cache")
 
     m = p.add_argument_group("model")
     _add(m, "model", "network", choices=list_models())

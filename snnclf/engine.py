@@ -1,6 +1,7 @@
 """The epoch loops: plain functions that train or evaluate a model over a loader and return
 their metrics as a dict."""
 import logging
+import time
 
 import torch
 from tqdm import tqdm
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def new_totals():
     """The running sums of an epoch; a checkpoint taken mid-epoch keeps them."""
-    return {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0, "steps": 0}
+    return {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0, "steps": 0, "data_seconds": 0.0}
 
 
 def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None,
@@ -28,7 +29,9 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
     model.train()
     totals = dict(totals) if totals else new_totals()
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    fetched = time.perf_counter()
     for x, y in bar:
+        totals["data_seconds"] += time.perf_counter() - fetched  # time spent waiting for data
         step = totals["steps"] + 1
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
@@ -57,6 +60,7 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
         if should_stop is not None and should_stop():
             bar.close()
             return {**_summary(totals), "totals": totals, "stopped": True}
+        fetched = time.perf_counter()
     return {**_summary(totals), "totals": totals, "stopped": False}
 
 
@@ -91,4 +95,5 @@ def _accumulate(totals, loss, spk, mem, y):
 def _summary(totals):
     seen = max(totals["seen"], 1)
     return {"loss": totals["loss"] / seen, "accuracy": totals["correct"] / seen,
-            "spikes_per_sample": totals["spikes"] / seen, "samples": totals["seen"]}
+            "spikes_per_sample": totals["spikes"] / seen, "samples": totals["seen"],
+            "data_seconds": totals["data_seconds"]}

@@ -4,12 +4,13 @@ import logging
 from functools import partial
 from pathlib import Path
 
-from .data import get_encoder, load_dataset, make_loader, make_splits
+from .data import get_encoder, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .losses import get_loss
 from .models import get_model
 from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
+from .train import load_data
 from .utils import resolve_device
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
         raise UsageError("--time_steps and --batch_size must be at least 1")
     device = resolve_device(device)
 
-    data = load_dataset(cfg["dataset"], data_dir or cfg["data_dir"])
+    data = load_data(cfg, time_steps=T, data_dir=data_dir)
     if list(data.in_shape) != list(ckpt["model_kwargs"]["in_shape"]) or data.num_classes != ckpt["model_kwargs"]["num_classes"]:
         raise UsageError(f"{path} was made for inputs {tuple(ckpt['model_kwargs']['in_shape'])} and "
                          f"{ckpt['model_kwargs']['num_classes']} classes, but {cfg['dataset']} has "

@@ -22,7 +22,7 @@ VERSION = 1
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                 "seconds", "spikes_per_sample"]
+                 "seconds", "data_seconds", "spikes_per_sample"]
 
 
 @dataclass

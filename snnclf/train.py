@@ -10,7 +10,7 @@ from functools import partial
 import torch
 
 from . import __version__
-from .data import get_encoder, load_dataset, make_loader, make_splits
+from .data import EVENT_OPTIONS, get_encoder, is_event_dataset, load_dataset, make_loader, make_splits
 from .engine import evaluate, train_one_epoch
 from .errors import Interrupted, UsageError
 from .losses import get_loss
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 # The defaults of `snnclf train`; ``None`` leaves the choice to the model, loss or optimizer.
 DEFAULTS = {
     "dataset": "digits", "data_dir": "data", "val_fraction": 0.1, "subset": None,
-    "encoding": "direct", "time_steps": 8,
+    "encoding": None, "time_steps": 8,
+    "denoise_us": None, "downsample": None, "first_saccade_only": None, "cache_dir": None,
     "model": "csnn", "arch": None, "batch_norm": None, "dropout": None,
     **{name: None for name in NEURON_OPTIONS},
     "loss": None, "optimizer": "adam", "lr": None, "weight_decay": None, "momentum": None,
@@ -36,12 +37,31 @@ DEFAULTS = {
 }
 MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
-RESUMABLE = {"epochs", "device", "amp", "save_dir", "log_dir", "run", "data_dir"}
+RESUMABLE = {"epochs", "device", "amp", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
 
 
 def default_run_name(cfg):
-    encoding = "" if cfg["encoding"] == "direct" else f"-{cfg['encoding']}"
+    encoding = "" if cfg["encoding"] in ("direct", "events") else f"-{cfg['encoding']}"
     return f"{cfg['dataset']}-{cfg['model']}{encoding}-T{cfg['time_steps']}"
+
+
+def resolve_encoding(dataset, encoding):
+    """Event data sets take their frames as they are (``events``); static ones default to direct."""
+    if is_event_dataset(dataset):
+        if encoding not in (None, "events"):
+            raise UsageError(f"--encoding {encoding} does not apply to event data set {dataset}: its "
+                             "frames are the input spikes; leave --encoding out")
+        return "events"
+    if encoding == "events":
+        raise UsageError(f"--encoding events needs an event data set, not {dataset}")
+    return encoding or "direct"
+
+
+def load_data(cfg, time_steps=None, data_dir=None):
+    """The run's data set, with its event options; ``time_steps``/``data_dir`` override the run's."""
+    return load_dataset(cfg["dataset"], data_dir or cfg["data_dir"],
+                        time_steps=time_steps or cfg["time_steps"],
+                        **{k: cfg.get(k) for k in EVENT_OPTIONS})
 
 
 def model_spec(cfg):
@@ -73,6 +93,7 @@ def train(flags):
         if given.setdefault("model", "arch") != "arch":
             raise UsageError(f"--arch and --model {given['model']} both name a model: give one of them")
     cfg = {**DEFAULTS, **given}
+    cfg["encoding"] = resolve_encoding(cfg["dataset"], cfg["encoding"])
     cfg["run"] = cfg["run"] or default_run_name(cfg)
     run = open_run(cfg["run"], cfg["save_dir"], cfg["log_dir"])
 
@@ -100,7 +121,7 @@ def train(flags):
     if cfg["amp"] and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
     seed_everything(cfg["seed"])
-    data = load_dataset(cfg["dataset"], cfg["data_dir"])
+    data = load_data(cfg)
     splits = make_splits(data, cfg["val_fraction"], cfg["subset"])
     name, options = model_spec(cfg)
     model = get_model(name, data.in_shape, data.num_classes, **options).to(device)
@@ -189,7 +210,8 @@ def train(flags):
                 seconds = time.perf_counter() - began
                 rows.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
                              "val_loss": va["loss"], "val_accuracy": va["accuracy"], "lr": lr,
-                             "seconds": round(seconds, 3), "spikes_per_sample": tr["spikes_per_sample"]})
+                             "seconds": round(seconds, 3), "data_seconds": round(tr["data_seconds"], 3),
+                             "spikes_per_sample": tr["spikes_per_sample"]})
                 improved = va["accuracy"] > best[0]
                 if improved:
                     best = (va["accuracy"], epoch)

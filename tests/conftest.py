@@ -80,3 +80,26 @@ def _seed():
 
 
 QUICK = ["--subset", "200", "--epochs", "2", "--time_steps", "2", "--batch_size", "50"]
+
+
+def make_nmnist_folder(root, folder="NMNIST", per_class=(4, 2), seed=0, classes=range(10)):
+    """A tiny N-MNIST-format folder: ``root/<folder>/{Train,Test}/<digit>/<n>.bin``. Each sample
+    is a few hundred events in a class-specific square over ~300 ms, so classes are learnable.
+    Returns {path: (x, y, p, t)} of what was written."""
+    from snnclf.data.events import write_bin
+
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, n in zip(("Train", "Test"), per_class):
+        for digit in classes:
+            for k in range(n):
+                count = int(rng.integers(200, 400))
+                cx, cy = 4 + 3 * (digit % 5) * 2, 6 + 14 * (digit // 5)
+                x = np.clip(cx + rng.integers(0, 6, count), 0, 33)
+                y = np.clip(cy + rng.integers(0, 6, count), 0, 33)
+                p = rng.integers(0, 2, count)
+                t = np.sort(rng.integers(0, 300_000, count))
+                path = Path(root) / folder / split / str(digit) / f"{k:05d}.bin"
+                write_bin(path, x, y, p, t)
+                written[path] = (x, y, p, t)
+    return written

@@ -24,7 +24,8 @@ def test_installed_command_trains_then_evaluates_digits(tmp_path):
     rows = read_metrics(tmp_path / f"logs/{run}/metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                            "seconds", "spikes_per_sample"}
+                            "seconds", "data_seconds", "spikes_per_sample"}
+    assert 0 <= rows[0]["data_seconds"] < rows[0]["seconds"]
 
     ev = run_command("eval", "--test_only", "--json", cwd=tmp_path)  # the most recent run
     assert ev.returncode == 0, ev.stderr

@@ -56,6 +56,11 @@ def test_loader_order_replays_per_seed():
 @pytest.mark.parametrize("T", [1, 5])
 def test_encoders_shape_and_range(name, T):
     x = torch.rand(4, 1, 8, 8)
+    if name == "events":  # event frames [B, T, C, H, W] arrive with their time steps
+        x = (torch.rand(4, T, 1, 8, 8) > 0.7).float()
+        out = get_encoder(name)(x, T)
+        assert out.shape == (T, 4, 1, 8, 8) and torch.equal(out[T - 1, 2], x[2, T - 1])
+        return
     out = get_encoder(name)(x, T)
     assert out.shape == (T, 4, 1, 8, 8)
     assert out.min() >= 0 and out.max() <= 1

@@ -5,8 +5,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from ..errors import UsageError
+from . import events as _events, simulate as _simulate  # noqa: F401  (they register data sets)
 from .datasets import DATASETS, DataSet
 from .encoders import ENCODERS
+from .events import EVENT_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,23 @@ def get_encoder(name):
     return ENCODERS.lookup(name, "--encoding")
 
 
-def load_dataset(name, data_dir="data"):
-    """The named data set as a :class:`DataSet`."""
-    return DATASETS.lookup(name, "--dataset")(data_dir=data_dir)
+def is_event_dataset(name):
+    """Whether data set ``name`` gives event frames (its frames are the input: no encoding)."""
+    return getattr(DATASETS.lookup(name, "--dataset"), "events", False)
+
+
+def load_dataset(name, data_dir="data", time_steps=None, **event_options):
+    """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
+    sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, cache_dir);
+    given to a static data set, those are refused."""
+    builder = DATASETS.lookup(name, "--dataset")
+    given = {k: v for k, v in event_options.items() if v is not None and v is not False}
+    if not getattr(builder, "events", False):
+        for key in given:
+            raise UsageError(f"--{key} applies to event data sets only "
+                             f"({', '.join(n for n in DATASETS.names() if is_event_dataset(n))}), not {name}")
+        return builder(data_dir=data_dir)
+    return builder(data_dir=data_dir, time_steps=time_steps, **given)
 
 
 def _stratified(labels, size, seed):
@@ -92,5 +108,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=F
                       generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["DataSet", "get_encoder", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

@@ -26,3 +26,9 @@ def latency(x, time_steps):
     (snnTorch's linear, normalised latency code, as in its tutorials)."""
     return spikegen.latency(x, num_steps=time_steps, tau=5, threshold=0.01,
                             clip=True, normalize=True, linear=True)
+
+
+@ENCODERS.register("events")
+def events(x, time_steps):
+    """Event frames [B, T, C, H, W] are already spikes over time: only time moves to the front."""
+    return x.transpose(0, 1)

@@ -1,0 +1,188 @@
+"""Event data: N-MNIST .bin files through tonic, frames and their cache, the simulator."""
+import json
+
+import numpy as np
+import pytest
+import tonic
+import torch
+
+from snnclf.data import load_dataset
+from snnclf.data.events import NMNIST, encode_bin, frame_key, scan
+from snnclf.data.simulate import saccade_offsets, simulate, to_28
+from snnclf.errors import UsageError
+from snnclf.runs import read_metrics
+
+from conftest import make_nmnist_folder
+
+DTYPE = tonic.datasets.NMNIST.dtype
+
+
+def read(path):
+    return tonic.io.read_mnist_file(str(path), dtype=DTYPE)
+
+
+def test_tonic_reads_back_exactly_the_events_written(tmp_path):
+    x, y, p, t = [3, 33, 0, 17], [5, 0, 33, 9], [1, 0, 1, 0], [0, 1000, 8_388_607, 42]
+    path = tmp_path / "a.bin"
+    path.write_bytes(encode_bin(x, y, p, t))
+    events = read(path)
+    assert events["x"].tolist() == x and events["y"].tolist() == y
+    assert events["p"].tolist() == p and events["t"].tolist() == t
+
+
+def test_timestamp_overflow_marker(tmp_path):
+    """A record with y=240 is N-MNIST's overflow marker: not an event, and every later timestamp
+    grows by 2**13 (tonic's reading of the format)."""
+    before = encode_bin([1, 2], [3, 4], [0, 1], [100, 200])
+    marker = encode_bin([0], [240], [0], [0])
+    after = encode_bin([5], [6], [1], [300])
+    (tmp_path / "o.bin").write_bytes(before + marker + after)
+    events = read(tmp_path / "o.bin")
+    assert events["x"].tolist() == [1, 2, 5] and events["y"].tolist() == [3, 4, 6]
+    assert events["t"].tolist() == [100, 200, 300 + 2 ** 13]
+
+
+def test_nmnist_folder_of_any_size_gives_frames(tmp_path):
+    written = make_nmnist_folder(tmp_path / "data")
+    data = load_dataset("nmnist", str(tmp_path / "data"), time_steps=5, cache_dir=str(tmp_path / "cache"))
+    assert data.events and data.in_shape == (2, 34, 34) and data.num_classes == 10
+    assert len(data.train) == 40 and len(data.test) == 20
+    frames, labels = data.train[[0, 5, 39]]
+    assert frames.shape == (3, 5, 2, 34, 34) and frames.dtype == torch.float32
+    # tonic's order: Train/0/00000.bin first; every event lands in exactly one frame, at (p, y, x)
+    path = tmp_path / "data/NMNIST/Train/0/00000.bin"
+    x, y, p, t = written[path]
+    assert labels[0] == 0 and frames[0].sum() == len(t)
+    expected = np.zeros((2, 34, 34))
+    np.add.at(expected, (p, y, x), 1)
+    assert torch.equal(frames[0].sum(0), torch.from_numpy(expected).float())
+    assert torch.bincount(data.train_y).tolist() == [4] * 10
+
+
+def test_frame_cache_is_keyed_by_every_parameter(tmp_path):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    files = scan(tmp_path / "data/NMNIST", "nmnist")["train"]
+    base = dict(time_steps=5, denoise_us=None, downsample=None, first_saccade_only=False)
+    keys = {frame_key("nmnist", "train", files, **base)[1]}
+    for change in ({"time_steps": 6}, {"denoise_us": 5000.0}, {"downsample": 0.5},
+                   {"first_saccade_only": True}):
+        keys.add(frame_key("nmnist", "train", files, **{**base, **change})[1])
+    keys.add(frame_key("nmnist", "test", files, **base)[1])
+    keys.add(frame_key("nmnist-sim", "train", files, **base)[1])
+    assert len(keys) == 7
+    before = frame_key("nmnist", "train", files, **base)[1]
+    files[0].write_bytes(files[0].read_bytes()[:-5])  # a file replaced
+    assert frame_key("nmnist", "train", files, **base)[1] != before
+
+
+def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    opts = dict(cache_dir=str(tmp_path / "cache"))
+    load_dataset("nmnist", str(tmp_path / "data"), time_steps=4, **opts)
+    folders = sorted((tmp_path / "cache/frames").iterdir())
+    stamp = {f: (f / "frames.npy").stat().st_mtime_ns for f in folders}
+    again = load_dataset("nmnist", str(tmp_path / "data"), time_steps=4, **opts)
+    assert sorted((tmp_path / "cache/frames").iterdir()) == folders
+    assert all((f / "frames.npy").stat().st_mtime_ns == m for f, m in stamp.items())
+    small = load_dataset("nmnist", str(tmp_path / "data"), time_steps=4, downsample=0.5,
+                         denoise_us=10_000.0, first_saccade_only=True, **opts)
+    assert small.in_shape == (2, 17, 17) and small.train[[0]][0].shape == (1, 4, 2, 17, 17)
+    assert small.train[[0]][0].sum() < again.train[[0]][0].sum()  # a third of the time, denoised
+    assert len(list((tmp_path / "cache/frames").iterdir())) == 4
+    key = json.loads((folders[0] / "key.json").read_text())
+    assert key["time_steps"] == 4 and key["samples"] in (10,)
+
+
+def _bad(tmp_path, match):
+    with pytest.raises(UsageError, match=match) as err:
+        load_dataset("nmnist", str(tmp_path / "data"), time_steps=4, cache_dir=str(tmp_path / "cache"))
+    assert "\n" not in str(err.value)
+    assert not list((tmp_path / "cache").glob("frames/.*"))  # no half-built cache is left
+
+
+def test_truncated_bin_file_is_named(tmp_path):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    bad = tmp_path / "data/NMNIST/Train/3/00000.bin"
+    bad.write_bytes(bad.read_bytes()[:-2])
+    _bad(tmp_path, r"Train/3/00000.bin is truncated")
+
+
+def test_corrupt_bin_file_is_named(tmp_path):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    bad = tmp_path / "data/NMNIST/Test/7/00000.bin"
+    bad.write_bytes(encode_bin([200, 1], [100, 1], [0, 1], [0, 10]))  # outside the 34x34 sensor
+    _bad(tmp_path, r"Test/7/00000.bin has events outside the 34x34 sensor")
+
+
+def test_empty_folder_only_one_split_and_bad_labels(tmp_path):
+    (tmp_path / "data/NMNIST/Train").mkdir(parents=True)
+    (tmp_path / "data/NMNIST/Test").mkdir(parents=True)
+    _bad(tmp_path, "no N-MNIST files in")
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 0))
+    _bad(tmp_path, r"no .bin files in .*Test")
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    (tmp_path / "data/NMNIST/Train/12").mkdir()
+    (tmp_path / "data/NMNIST/Train/12/x.bin").write_bytes(encode_bin([1], [1], [0], [5]))
+    _bad(tmp_path, r"folder .*Train/12 is not a label 0-9")
+
+
+def test_missing_nmnist_says_where_the_files_go(tmp_path):
+    with pytest.raises(UsageError, match=r"no N-MNIST files in .*NMNIST and downloading them failed"):
+        load_dataset("nmnist", str(tmp_path / "nothing"), time_steps=4, cache_dir=str(tmp_path / "c"))
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_event_options_are_refused_for_static_data():
+    with pytest.raises(UsageError, match="--denoise_us applies to event data sets only"):
+        load_dataset("digits", time_steps=4, denoise_us=1000.0)
+
+
+def _images(n=6):
+    from snnclf.data.datasets import digits
+
+    return to_28(digits().train.tensors[0][:n])
+
+
+def test_simulator_is_deterministic_inside_the_sensor_with_both_polarities():
+    images = _images()
+    a = simulate(images, np.random.default_rng(3))
+    b = simulate(images, np.random.default_rng(3))
+    for (xa, ya, pa, ta), (xb, yb, pb, tb) in zip(a, b):
+        assert all(np.array_equal(u, v) for u, v in ((xa, xb), (ya, yb), (pa, pb), (ta, tb)))
+        assert 0 <= xa.min() and xa.max() < 34 and 0 <= ya.min() and ya.max() < 34
+        assert 0.3 < pa.mean() < 0.7  # ON and OFF events both present
+        assert np.all(np.diff(ta) >= 0) and 250_000 < ta.max() < 330_000  # about 300 ms, sorted
+        assert 1000 < len(ta) < 10_000
+
+
+def test_three_saccades_show_in_the_event_rate():
+    x, y, p, t = simulate(_images(1), np.random.default_rng(0))[0]
+    rate, _ = np.histogram(t, bins=21, range=(0, 315_000))  # 15 ms bins, 7 per saccade
+    for k in range(3):
+        inside = rate[7 * k + 2: 7 * k + 5].min()
+        assert inside > 4 * rate[7 * k], rate  # quiet at the start of each saccade, busy in its middle
+    assert np.allclose(saccade_offsets(np.array([0.0, 105.0, 210.0, 315.0])),
+                       [[0, 0], [3.5, 7], [7, 0], [0, 0]])
+
+
+def test_train_and_eval_on_an_nmnist_folder(workdir, cli):
+    make_nmnist_folder(workdir / "nm", per_class=(8, 3))
+    code, _, err = cli("train", "--dataset", "nmnist", "--data_dir", "nm", "--model", "cnn",
+                       "--time_steps", "4", "--epochs", "2", "--batch_size", "16")
+    assert code == 0, err
+    code, out, err = cli("eval", "--test_only", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["dataset"] == "nmnist" and result["num_test"] == 30 and result["time_steps"] == 4
+    code, _, err = cli("train", "--dataset", "nmnist", "--data_dir", "nm", "--encoding", "rate")
+    assert code == 2 and "--encoding rate does not apply to event data set nmnist" in err
+
+
+def test_digits_events_trains_through_the_real_loader(workdir, cli):
+    code, _, err = cli("train", "--dataset", "digits-events", "--model", "snn-mlp", "--time_steps", "4",
+                       "--epochs", "2", "--subset", "300")
+    assert code == 0, err
+    rows = read_metrics(workdir / "logs/digits-events-snn-mlp-T4/metrics.csv")
+    assert rows[-1]["train_accuracy"] > 0.3 and rows[-1]["data_seconds"] < rows[-1]["seconds"]
+    bins = list((workdir / "data/cache/DigitsEvents/Train").glob("*/*.bin"))
+    assert len(bins) == 1437 and issubclass(type(NMNIST), type)
