@@ -2,7 +2,8 @@
 import logging
 import os
 import shutil
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -41,6 +42,19 @@ def images(train_x, train_y, test_x, test_y, class_names):
                    list(class_names), tuple(train_x.shape[1:]))
 
 
+@contextmanager
+def removed_on_failure(folder):
+    """Run a block that may create ``folder``; if it fails, remove what it created of the path
+    (a failed download leaves no empty folders behind)."""
+    made = [p for p in [Path(folder), *Path(folder).parents] if not p.exists()]
+    try:
+        yield
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)  # the outermost folder that was new
+        raise
+
+
 @DATASETS.register("digits")
 def digits(data_dir=None):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified
@@ -76,12 +90,10 @@ def _torchvision_images(cls, data_dir, name):
             extract_archive(path + ".gz", raw)
     if not all(os.path.isfile(os.path.join(raw, f)) for f in IDX_FILES):
         log.debug("%s: files not in %s, trying to download them", name, raw)
-        made = [p for p in [Path(raw), *Path(raw).parents] if not p.exists()]
         try:
-            cls(data_dir, train=True, download=True)  # also unpacks .gz files that are present
+            with removed_on_failure(raw):
+                cls(data_dir, train=True, download=True)  # also unpacks .gz files that are present
         except Exception as err:  # any network or archive failure means the same to the user
-            for folder in made[::-1][:1]:  # the outermost folder the download attempt created
-                shutil.rmtree(folder, ignore_errors=True)
             raise UsageError(
                 f"{name}: the files are not in {raw} and downloading them failed "
                 f"({type(err).__name__}); put {', '.join(IDX_FILES)} (or their .gz) there "

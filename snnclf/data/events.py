@@ -15,7 +15,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .datasets import DATASETS, DataSet
+from .datasets import DATASETS, DataSet, removed_on_failure
 
 log = logging.getLogger(__name__)
 
@@ -243,13 +243,11 @@ def nmnist(data_dir="data", *, cache_dir="data/cache", **options):
     with no files there, tonic is asked to download them."""
     folder = Path(data_dir) / "NMNIST"
     if not any(folder.glob("*/*/*.bin")):
-        made = [p for p in [folder, *folder.parents] if not p.exists()]
         try:
-            tonic.datasets.NMNIST(str(data_dir), train=True)  # downloads and extracts train.zip
-            tonic.datasets.NMNIST(str(data_dir), train=False)
+            with removed_on_failure(folder):
+                tonic.datasets.NMNIST(str(data_dir), train=True)  # downloads and extracts train.zip
+                tonic.datasets.NMNIST(str(data_dir), train=False)
         except Exception as err:  # offline, or a broken archive
-            for path in made[::-1][:1]:
-                shutil.rmtree(path, ignore_errors=True)
             raise UsageError(f"nmnist: no N-MNIST files in {folder} and downloading them failed "
                              f"({type(err).__name__}); put the extracted Train/<digit>/*.bin and "
                              f"Test/<digit>/*.bin there (or pass --data_dir to the folder that holds NMNIST/)") from None
