@@ -3,6 +3,7 @@ into one line on stderr with exit code 2."""
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 
@@ -20,7 +21,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but an error is one line (not the usage block) and points at --help."""
 
     def error(self, message):
-        message = re.sub(r"argument (--[\w-]+)(/--[\w-]+)?:", r"\1:", message)  # one spelling suffices
+        message = re.sub(r"argument (--[\w-]+)(/--[\w-]+)*:", r"\1:", message)  # one spelling suffices
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
@@ -41,9 +42,9 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
     return parse
 
 
-def _add(group, name, help, default_text=None, **kwargs):
+def _add(group, name, help, default_text=None, aliases=(), **kwargs):
     """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default."""
-    flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    flags = [f"--{n}" for n in (name, *aliases) for n in dict.fromkeys([n, n.replace("_", "-")])]
     default = default_text if default_text is not None else DEFAULTS.get(name)
     help = f"{help} (default: {default})"
     kwargs.setdefault("default", None)
@@ -127,7 +128,8 @@ def _train_parser(sub):
          type=_number(float, 0, low_open=True))
 
     r = p.add_argument_group("run")
-    _add(r, "run", "run name", default_text="<dataset>-<model>[-<encoding>]-T<time_steps>")
+    _add(r, "run", "run name (--run_name under torchrun, whose own parser takes --run for its --run-path)",
+         default_text="<dataset>-<model>[-<encoding>]-T<time_steps>", aliases=("run_name",))
     _add(r, "save_dir", "folder of the runs' checkpoints")
     _add(r, "log_dir", "folder of the runs' config, metrics and logs")
     _add(r, "resume", "continue the run from its last.pt", default_text="off", action="store_true")
@@ -141,7 +143,7 @@ def _eval_parser(sub):
                        description="Evaluate a run's best.pt (validation-selected) on the test split "
                        "and, without --test_only, on train and validation. The model is rebuilt from "
                        "the checkpoint alone. Writes <log_dir>/<run>/eval.json and confusion_matrix.csv.")
-    _add(p, "run", "run to evaluate", default_text="the most recently trained run")
+    _add(p, "run", "run to evaluate", default_text="the most recently trained run", aliases=("run_name",))
     _add(p, "checkpoint", "a checkpoint file to evaluate instead of a run's best.pt", default_text="none",
          metavar="PATH")
     _add(p, "save_dir", "folder of the runs' checkpoints")
@@ -191,7 +193,10 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr, force=True)
+    rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports progress
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s",
+                        stream=sys.stderr, force=True)
     try:
         return args.func(args)
     except UsageError as err:

@@ -18,17 +18,20 @@ def new_totals():
 
 
 def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None,
-                    amp=False, grad_clip=None, epoch=0, desc="train", totals=None, should_stop=None):
+                    amp=False, grad_clip=None, epoch=0, desc="train", totals=None, should_stop=None,
+                    any_rank=bool, progress=True):
     """One pass over ``loader``. ``encode`` turns images [B, ...] into model input [T, B, ...].
 
     Neuron state starts at zero inside every forward call (see ``SpikingLayer``), which is the
     one place state is reset: at the start of each batch. ``totals`` continues the running sums
     of an epoch resumed mid-way (the loader then starts at the batch after them). When
     ``should_stop()`` turns true, the epoch ends after the current step with ``stopped=True``.
-    Returns loss, accuracy and output spikes per sample over the epoch's samples, and its totals."""
+    ``any_rank(flag)`` says whether a flag is set in any process (several processes must fail
+    together). Returns loss, accuracy and output spikes per sample over the epoch's samples, and
+    its totals."""
     model.train()
     totals = dict(totals) if totals else new_totals()
-    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None)
+    bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if progress else True)
     fetched = time.perf_counter()
     for x, y in bar:
         totals["data_seconds"] += time.perf_counter() - fetched  # time spent waiting for data
@@ -37,9 +40,10 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
         with torch.autocast(device.type, enabled=amp):
             spk, mem = model(encode(x))  # [T, B, K] each
             loss = loss_fn(spk, mem, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"the loss became {loss.item()} at epoch {epoch}, step {step}: "
-                                "lower --lr or set --grad_clip, then resume or start again")
+        if any_rank(not torch.isfinite(loss)):
+            raise NonFiniteLoss(f"the loss became {'non-finite' if torch.isfinite(loss) else loss.item()} "
+                                f"at epoch {epoch}, step {step}: lower --lr or set --grad_clip, then "
+                                "resume or start again")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -59,19 +63,20 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
                         acc=f"{totals['correct'] / totals['seen']:.2%}")
         if should_stop is not None and should_stop():
             bar.close()
-            return {**_summary(totals), "totals": totals, "stopped": True}
+            return {**summarize(totals), "totals": totals, "stopped": True}
         fetched = time.perf_counter()
-    return {**_summary(totals), "totals": totals, "stopped": False}
+    return {**summarize(totals), "totals": totals, "stopped": False}
 
 
 @torch.no_grad()
-def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, desc="eval"):
+def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, desc="eval",
+             progress=True):
     """Loss, accuracy, output spikes per sample and the confusion matrix [K, K] (rows: true
     class, columns: predicted) of ``model`` over ``loader``."""
     model.eval()
     totals = new_totals()
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None):
+    for x, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if progress else True):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
             spk, mem = model(encode(x))
@@ -79,7 +84,7 @@ def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, 
         pred = _accumulate(totals, loss, spk, mem, y)
         confusion += torch.bincount((y * num_classes + pred).cpu(),
                                     minlength=num_classes ** 2).view(num_classes, num_classes)
-    return {**_summary(totals), "confusion": confusion}
+    return {**summarize(totals), "totals": totals, "confusion": confusion}
 
 
 def _accumulate(totals, loss, spk, mem, y):
@@ -92,7 +97,7 @@ def _accumulate(totals, loss, spk, mem, y):
     return pred
 
 
-def _summary(totals):
+def summarize(totals):
     seen = max(totals["seen"], 1)
     return {"loss": totals["loss"] / seen, "accuracy": totals["correct"] / seen,
             "spikes_per_sample": totals["spikes"] / seen, "samples": totals["seen"],

@@ -9,9 +9,9 @@ from functools import partial
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .data import EVENT_OPTIONS, get_encoder, is_event_dataset, load_dataset, make_loader, make_splits
-from .engine import evaluate, train_one_epoch
+from .engine import evaluate, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import get_model
@@ -114,13 +114,23 @@ def train(flags):
         raise UsageError(f"run {run.name} exists ({run.ckpt_dir}, {run.log_dir}): add --resume to "
                          "continue it, --overwrite to replace it, or choose another --run")
     _check_numbers(cfg)
+    ctx = distributed.from_environment()
+    try:
+        summary = _train(cfg, run, checkpoint, overwrite, ctx)
+        ctx.barrier()  # rank 0 may still be writing: leave the group together
+        return summary
+    finally:
+        distributed.teardown(ctx)
 
+
+def _train(cfg, run, checkpoint, overwrite, ctx):
+    """The run itself, in each of ``ctx.world`` processes (one without torchrun)."""
     # Build everything before touching any file, so a bad option changes nothing on disk.
-    device = resolve_device(cfg["device"])
+    device = distributed.setup(ctx, resolve_device(cfg["device"]))
     amp = bool(cfg["amp"]) and device.type == "cuda"
     if cfg["amp"] and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
-    seed_everything(cfg["seed"])
+    seed_everything(cfg["seed"])  # the same initial weights in every process
     data = load_data(cfg)
     splits = make_splits(data, cfg["val_fraction"], cfg["subset"])
     name, options = model_spec(cfg)
@@ -135,17 +145,24 @@ def train(flags):
     num_params = sum(p.numel() for p in model.parameters())
     model_kwargs = {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
                     **{k: v for k, v in options.items() if v is not None}}
+    if ctx.enabled:  # rate spikes and dropout must differ between processes
+        seed_everything(cfg["seed"] + 7919 * ctx.rank)
 
-    if overwrite:
-        shutil.rmtree(run.ckpt_dir, ignore_errors=True)
-        shutil.rmtree(run.log_dir, ignore_errors=True)
-    run.prepare()
-    file_log = logging.FileHandler(run.train_log)
-    file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger("snnclf").addHandler(file_log)
+    ctx.barrier()  # every process has checked the run's folders before the first one writes
+    file_log = None
+    if ctx.is_main:
+        if overwrite:
+            shutil.rmtree(run.ckpt_dir, ignore_errors=True)
+            shutil.rmtree(run.log_dir, ignore_errors=True)
+        run.prepare()
+        file_log = logging.FileHandler(run.train_log)
+        file_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logging.getLogger("snnclf").addHandler(file_log)
 
     def snapshot(epoch, rows, best, midway=None):
-        """The checkpoint after ``epoch`` whole epochs (and ``midway``: steps into the next)."""
+        """The checkpoint after ``epoch`` whole epochs (and ``midway``: steps into the next).
+        Every process calls it: the random-number states of all of them are gathered."""
+        rngs = ctx.gather(rng_state())
         return {
             "format": FORMAT, "version": VERSION, "model_name": name, "model_kwargs": model_kwargs,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -153,9 +170,23 @@ def train(flags):
             "scaler": scaler.state_dict() if scaler is not None else None,
             "epoch": epoch, "partial": midway, "best_val_accuracy": best[0], "best_epoch": best[1],
             "metrics": rows[-1] if rows else None, "config": cfg, "class_names": data.class_names,
-            "rng": rng_state(), "snnclf_version": __version__,
+            "rng": rngs[0], "rng_per_process": rngs if ctx.enabled else None,
+            "snnclf_version": __version__,
         }
 
+    def combined(result):
+        """Loss, accuracy and spikes over the samples of every process."""
+        t = result["totals"]
+        loss, correct, spikes, seen = ctx.sum([t["loss"], t["correct"], t["spikes"], t["seen"]])
+        return {**result, **summarize({**t, "loss": loss, "correct": correct, "spikes": spikes,
+                                       "seen": seen}), "totals": {**t, "loss": loss, "correct": correct,
+                                                                  "spikes": spikes, "seen": seen}}
+
+    def save(obj, path):
+        if ctx.is_main:
+            save_checkpoint(obj, path)
+
+    net = distributed.wrap(ctx, model, device)
     resume_hint = (f"go on with: snnclf train --run {run.name} --save_dir {cfg['save_dir']} "
                    f"--log_dir {cfg['log_dir']} --resume")
     try:
@@ -168,22 +199,35 @@ def train(flags):
             if scaler is not None and checkpoint.get("scaler"):
                 scaler.load_state_dict(checkpoint["scaler"])
             midway = checkpoint.get("partial")
+            if midway and not ctx.is_main:  # the saved totals are all processes' sums: rank 0 carries them
+                midway = {**midway, "totals": {**new_totals(), "steps": midway["totals"]["steps"]}}
             start, best = checkpoint["epoch"] + 1, (checkpoint["best_val_accuracy"], checkpoint["best_epoch"])
             rows = [r for r in read_metrics(run.metrics) if r["epoch"] < start] if run.metrics.exists() else []
-            set_rng_state(checkpoint["rng"])
+            per_process = checkpoint.get("rng_per_process")
+            if per_process and len(per_process) == ctx.world:
+                set_rng_state(per_process[ctx.rank])
+            else:
+                set_rng_state(checkpoint["rng"])
+                if ctx.enabled:
+                    seed_everything(cfg["seed"] + 7919 * ctx.rank + start)
             log.info("resuming run %s at epoch %d of %d%s", run.name, start, cfg["epochs"],
                      f", step {midway['totals']['steps'] + 1}" if midway else "")
         else:
-            write_json(run.config, {**cfg, "model_name": name, "in_shape": list(data.in_shape),
-                                    "num_classes": data.num_classes, "class_names": data.class_names,
-                                    "num_params": num_params, "num_train": len(splits["train"]),
-                                    "num_val": len(splits["val"]), "num_test": len(splits["test"]),
-                                    "snnclf_version": __version__, "torch_version": torch.__version__})
+            if ctx.is_main:
+                write_json(run.config, {**cfg, "model_name": name, "in_shape": list(data.in_shape),
+                                        "num_classes": data.num_classes, "class_names": data.class_names,
+                                        "num_params": num_params, "num_train": len(splits["train"]),
+                                        "num_val": len(splits["val"]), "num_test": len(splits["test"]),
+                                        "processes": ctx.world,
+                                        "global_batch_size": cfg["batch_size"] * ctx.world,
+                                        "snnclf_version": __version__, "torch_version": torch.__version__})
             start, best, rows = 1, (-1.0, 0), []
             log.info("run %s: %s (%s parameters) on %s (%d train, %d val images), T=%d, %s encoding, "
-                     "device %s", run.name, name if name != "arch" else cfg["arch"], f"{num_params:,}",
+                     "device %s%s", run.name, name if name != "arch" else cfg["arch"], f"{num_params:,}",
                      cfg["dataset"], len(splits["train"]), len(splits["val"]), cfg["time_steps"],
-                     cfg["encoding"], device)
+                     cfg["encoding"], device,
+                     f", {ctx.world} processes x batch {cfg['batch_size']} = global batch "
+                     f"{ctx.world * cfg['batch_size']}" if ctx.enabled else "")
 
         with StopOnSignal() as stop:
             for epoch in range(start, cfg["epochs"] + 1):
@@ -191,20 +235,26 @@ def train(flags):
                 totals = midway["totals"] if midway else None
                 lr = optimizer.param_groups[0]["lr"]
                 loader = make_loader(splits["train"], cfg["batch_size"], shuffle=True,
-                                     seed=cfg["seed"] * 10_000 + epoch, skip=totals["steps"] if totals else 0)
+                                     seed=cfg["seed"] * 10_000, epoch=epoch,
+                                     skip=totals["steps"] if totals else 0, rank=ctx.rank, world=ctx.world)
                 midway = None
-                tr = train_one_epoch(model, loader, encode, loss_fn, optimizer, device, scaler=scaler,
+                tr = train_one_epoch(net, loader, encode, loss_fn, optimizer, device, scaler=scaler,
                                      amp=amp, grad_clip=cfg["grad_clip"], epoch=epoch, totals=totals,
-                                     should_stop=stop, desc=f"epoch {epoch}/{cfg['epochs']}")
+                                     should_stop=lambda: ctx.any(stop()), any_rank=ctx.any,
+                                     progress=ctx.is_main, desc=f"epoch {epoch}/{cfg['epochs']}")
                 if tr["stopped"]:
                     seconds = time.perf_counter() - began
-                    save_checkpoint(snapshot(epoch - 1, rows, best, {"epoch": epoch, "totals": tr["totals"],
-                                                                     "seconds": seconds}), run.last)
+                    tr = combined(tr)
+                    save(snapshot(epoch - 1, rows, best, {"epoch": epoch, "totals": tr["totals"],
+                                                          "seconds": seconds}), run.last)
                     log.warning("interrupted in epoch %d after step %d: saved %s; %s", epoch,
                                 tr["totals"]["steps"], run.last, resume_hint)
-                    raise Interrupted(stop.signum)
-                va = evaluate(model, make_loader(splits["val"], cfg["batch_size"]), encode, loss_fn,
-                              device, data.num_classes, amp=amp, desc="validate")
+                    raise Interrupted(stop.signum or signal.SIGINT)
+                tr = combined(tr)
+                va = combined(evaluate(model, make_loader(splits["val"], cfg["batch_size"], rank=ctx.rank,
+                                                          world=ctx.world),
+                                       encode, loss_fn, device, data.num_classes, amp=amp, desc="validate",
+                                       progress=ctx.is_main))
                 if scheduler is not None:
                     scheduler.step()
                 seconds = time.perf_counter() - began
@@ -216,16 +266,17 @@ def train(flags):
                 if improved:
                     best = (va["accuracy"], epoch)
                 checkpoint = snapshot(epoch, rows, best)
-                write_metrics(run.metrics, rows)
+                if ctx.is_main:
+                    write_metrics(run.metrics, rows)
                 if improved:
-                    save_checkpoint(checkpoint, run.best)
-                save_checkpoint(checkpoint, run.last)
+                    save(checkpoint, run.best)
+                save(checkpoint, run.last)
                 log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.1fs%s",
                          epoch, cfg["epochs"], tr["loss"], 100 * tr["accuracy"], va["loss"],
                          100 * va["accuracy"], seconds, "  (best)" if improved else "")
-                if stop() and epoch < cfg["epochs"]:
+                if ctx.any(stop()) and epoch < cfg["epochs"]:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, resume_hint)
-                    raise Interrupted(stop.signum)
+                    raise Interrupted(stop.signum or signal.SIGINT)
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * best[0], best[1], run.name)
         return {"run": run.name, "best_val_accuracy": best[0], "best_epoch": best[1]}
@@ -233,8 +284,9 @@ def train(flags):
         log.warning("stopped at once: %s holds the last saved state; %s", run.last, resume_hint)
         raise
     finally:
-        logging.getLogger("snnclf").removeHandler(file_log)
-        file_log.close()
+        if file_log is not None:
+            logging.getLogger("snnclf").removeHandler(file_log)
+            file_log.close()
 
 
 class StopOnSignal:

@@ -2,7 +2,8 @@
 import logging
 
 import torch
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, RandomSampler,
+                              SequentialSampler, Subset)
 
 from ..errors import UsageError
 from . import events as _events, simulate as _simulate  # noqa: F401  (they register data sets)
@@ -85,17 +86,26 @@ def make_splits(data, val_fraction=0.1, subset=None):
             "test": data.test}
 
 
-def make_loader(dataset, batch_size, shuffle=False, seed=0, skip=0, pin_memory=False):
-    """Batches of an in-memory :class:`TensorDataset`.
+def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, rank=0, world=1,
+                pin_memory=False):
+    """Batches of an in-memory dataset, of ``batch_size`` per process.
 
-    The sampler yields whole index lists, so each batch is one tensor gather instead of
-    ``batch_size`` item lookups and a collate. A shuffled loader draws its order from its own
-    generator seeded with ``seed`` (pass seed + epoch), so the order of any epoch can be replayed;
-    ``skip`` leaves out its first batches (those an interrupted epoch already trained on)."""
+    The sampler yields whole index lists, so each batch is one gather instead of ``batch_size``
+    item lookups and a collate. A shuffled loader draws epoch ``epoch``'s order from ``seed +
+    epoch``, so any epoch can be replayed; ``skip`` leaves out its first batches (those an
+    interrupted epoch already trained on). With ``world`` processes, torch's
+    ``DistributedSampler`` (same seed, ``set_epoch``) gives this ``rank`` every world-th sample of
+    the same order, so the processes' batches together are the batches of one process with a
+    ``world`` times larger batch; unshuffled, the shards are disjoint and uneven, for evaluation."""
     if batch_size < 1:
         raise UsageError(f"--batch_size must be at least 1, got {batch_size}")
-    if shuffle:
-        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    if world > 1 and shuffle:
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
+        sampler.set_epoch(epoch)
+    elif world > 1:
+        sampler = list(range(rank, len(dataset), world))
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed + epoch))
     else:
         sampler = SequentialSampler(dataset)
     batches = BatchSampler(sampler, batch_size, drop_last=False)
