@@ -188,7 +188,9 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
 
     net = distributed.wrap(ctx, model, device)
     resume_hint = (f"go on with: snnclf train --run {run.name} --save_dir {cfg['save_dir']} "
-                   f"--log_dir {cfg['log_dir']} --resume")
+                   f"--log_dir {cfg['log_dir']} --resume" if not ctx.enabled else
+                   f"go on with the same torchrun command and: -m snnclf train --run_name {run.name} "
+                   f"--save_dir {cfg['save_dir']} --log_dir {cfg['log_dir']} --resume")
     try:
         midway = None  # an epoch interrupted mid-way: its number, running totals and seconds
         if checkpoint is not None:
@@ -291,7 +293,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
 
 class StopOnSignal:
     """While active, SIGINT (Ctrl-C) and SIGTERM ask training to stop after the current step, so
-    that ``last.pt`` can be saved; a second signal stops at once. Calling it says whether a stop
+    that ``last.pt`` can be saved; the same signal a second time stops at once. Calling it says whether a stop
     was asked. Outside the main thread (where Python cannot take signals) it never asks."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -304,8 +306,10 @@ class StopOnSignal:
         return self.signum is not None
 
     def _handle(self, signum, frame):
+        if self.signum == signum:  # the same signal twice: stop now (torchrun follows Ctrl-C
+            raise KeyboardInterrupt  # with a SIGTERM of its own, which must not count as a second)
         if self.signum is not None:
-            raise KeyboardInterrupt
+            return
         self.signum = signum
         log.warning("%s: stopping after this step to save last.pt (again to stop at once)",
                     signal.Signals(signum).name)
