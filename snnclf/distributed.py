@@ -4,7 +4,7 @@ this is set up."""
 import datetime
 import inspect
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -17,6 +17,7 @@ class Context:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    reduce_device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # NCCL: the GPU
 
     @property
     def enabled(self):
@@ -31,7 +32,7 @@ class Context:
         """Element-wise sum of a list of numbers over all ranks (float64)."""
         if not self.enabled:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64, device=self._device)
+        t = torch.tensor(values, dtype=torch.float64, device=self.reduce_device)
         dist.all_reduce(t)
         return t.tolist()
 
@@ -50,8 +51,6 @@ class Context:
     def barrier(self):
         if self.enabled:
             dist.barrier()
-
-    _device = torch.device("cpu")
 
 
 def from_environment():
@@ -79,7 +78,7 @@ def setup(ctx, device):
         raise UsageError(f"training on several processes needs CUDA or the CPU, not {device.type}")
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    ctx._device = device if backend == "nccl" else torch.device("cpu")
+    ctx.reduce_device = device if backend == "nccl" else torch.device("cpu")
     return device
 
 
