@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 from . import __version__
 from .data import list_datasets, list_encoders
@@ -160,6 +161,53 @@ def _eval_parser(sub):
     p.set_defaults(func=_eval)
 
 
+def _compare_parser(sub):
+    p = sub.add_parser("compare", help="compare runs: accuracy bars, curves, a table",
+                       description="Compare runs from their files: a test-accuracy bar chart (runs "
+                       "evaluated with snnclf eval), training-loss and validation-accuracy curves "
+                       "overlaid, and a table (Markdown and CSV) of model, T, encoding, parameters, "
+                       "accuracy, spikes per sample and training time.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run names")
+    _add(p, "log_dir", "folder of the runs' logs")
+    _add(p, "out", "output folder", default_text="<log_dir>/compare")
+    p.set_defaults(func=_compare)
+
+
+def _activations_parser(sub):
+    p = sub.add_parser("visualize-activations", help="draw what a trained spiking network does",
+                       description="Record every spiking layer of a run's best.pt on test samples "
+                       "with forward hooks and draw spike rasters, membrane traces, firing rates, "
+                       "the output neurons' race as a GIF, the first convolution's filters and, "
+                       "with --tsne, a t-SNE map of the penultimate layer's spike counts.")
+    _add(p, "run", "run to draw", default_text="the most recently trained run", aliases=("run_name",))
+    _add(p, "num_samples", "test samples drawn (rasters use the first)", default_text="3",
+         type=_number(int, 1))
+    _add(p, "tsne", "add a t-SNE map of the penultimate layer (500 test samples)", default_text="off",
+         action="store_true")
+    _add(p, "out", "output folder", default_text="activations/<run>")
+    _add(p, "save_dir", "folder of the runs' checkpoints")
+    _add(p, "log_dir", "folder of the runs' logs")
+    p.set_defaults(func=_activations)
+
+
+def _compare(args):
+    from .viz.reports import compare
+
+    rows, files = compare(args.runs, log_dir=args.log_dir or DEFAULTS["log_dir"], out=args.out)
+    print((Path(files[0])).read_text(), end="")
+    print("wrote " + ", ".join(str(f) for f in files))
+    return 0
+
+
+def _activations(args):
+    from .viz.activations import visualize
+
+    files = visualize(run=args.run, num_samples=args.num_samples or 3, tsne=bool(args.tsne), out=args.out,
+                      save_dir=args.save_dir or DEFAULTS["save_dir"], log_dir=args.log_dir or DEFAULTS["log_dir"])
+    print(f"wrote {len(files)} files in {Path(files[0]).parent}: " + ", ".join(Path(f).name for f in files))
+    return 0
+
+
 def _train(args):
     from .train import train
 
@@ -188,6 +236,8 @@ def build_parser():
                                 parser_class=Parser)
     _train_parser(sub)
     _eval_parser(sub)
+    _activations_parser(sub)
+    _compare_parser(sub)
     return parser
 
 

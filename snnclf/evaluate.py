@@ -76,7 +76,10 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     write_json(run.eval_json, results)
     write_csv(run.confusion_csv, ["true \\ predicted"] + names,
               [[n] + row for n, row in zip(names, results["confusion_matrix"])])
-    results["files"] = [str(run.eval_json), str(run.confusion_csv)]
+    from .viz.reports import evaluation_pictures
+
+    pictures = evaluation_pictures(run, results)
+    results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
     return results
 
 

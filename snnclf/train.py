@@ -279,6 +279,10 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
                 if ctx.any(stop()) and epoch < cfg["epochs"]:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, resume_hint)
                     raise Interrupted(stop.signum or signal.SIGINT)
+        if ctx.is_main:
+            from .viz.reports import training_curves
+
+            training_curves(run)
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * best[0], best[1], run.name)
         return {"run": run.name, "best_val_accuracy": best[0], "best_epoch": best[1]}

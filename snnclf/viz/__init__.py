@@ -1,0 +1,1 @@
+"""Pictures: plot functions, run reports, comparisons and activity drawings."""

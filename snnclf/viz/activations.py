@@ -1,0 +1,165 @@
+"""``snnclf visualize-activations``: every spiking layer recorded through forward hooks on test
+samples, then drawn: rasters, membrane traces, firing rates, the output race as a GIF, the first
+convolution's filters and a t-SNE map of the penultimate layer."""
+import io
+import logging
+from collections import OrderedDict
+from functools import partial
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import get_encoder
+from ..errors import UsageError
+from ..evaluate import load_model
+from ..models.neurons import SpikingLayer
+from ..runs import latest_run, load_checkpoint, open_run
+from . import plots
+from .reports import save
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def record(model, inputs):
+    """Run ``model`` on ``inputs`` [T, B, ...] and return, for every spiking layer (in order),
+    its (spikes, membrane), each [T, B, ...], captured by forward hooks."""
+    seen = OrderedDict()
+
+    def hook(name, module, args, output):
+        seen[name] = (output[0].detach().cpu(), output[1].detach().cpu())
+    handles = [m.register_forward_hook(partial(hook, name)) for name, m in model.named_modules()
+               if isinstance(m, SpikingLayer)]
+    try:
+        model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def output_race_gif(spikes, class_names, path, label=None):
+    """An animated GIF of the output neurons' spike counts growing step by step, spikes [T, K];
+    one frame per time step, drawn with matplotlib and written by Pillow (no ffmpeg)."""
+    counts = spikes.cumsum(0).numpy()
+    top = max(1.0, counts.max())
+    frames = []
+    for t in range(len(counts)):
+        fig, ax = plt.subplots(figsize=(4.2, 2.8))
+        ax.bar(range(len(class_names)), counts[t], color=["tab:green" if k == label else "tab:blue"
+                                                          for k in range(len(class_names))])
+        ax.set_xticks(range(len(class_names)), class_names, fontsize=7,
+                      rotation=45 if max(map(len, class_names)) > 3 else 0)
+        ax.set(ylim=(0, top * 1.05), ylabel="output spikes so far", title=f"t = {t + 1}/{len(counts)}")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        buf.seek(0)
+        frames.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0, disposal=2)
+    return path
+
+
+def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, save_dir="checkpoints",
+              log_dir="logs", device="cpu"):
+    """Draw the activity of ``run`` (default: the most recently trained) into ``out`` (default
+    ``activations/<run>/``). Returns the files written."""
+    from ..data import make_splits
+    from ..train import load_data
+
+    run = run or latest_run(save_dir)
+    paths = open_run(run, save_dir, log_dir)
+    ckpt = load_checkpoint(paths.best)
+    cfg = ckpt["config"]
+    model = load_model(ckpt, torch.device(device))
+    if not model.spiking:
+        raise UsageError(f"run {run} trains {cfg['model']}, which has no spiking layers to draw; "
+                         "pick a spiking run")
+    if num_samples < 1:
+        raise UsageError(f"--num_samples must be at least 1, got {num_samples}")
+    data = load_data(cfg)
+    test = make_splits(data, cfg["val_fraction"], cfg["subset"])["test"]
+    encode = partial(get_encoder(cfg["encoding"]), time_steps=cfg["time_steps"])
+    out = Path(out or Path("activations") / run)
+    names = data.class_names
+    files = []
+
+    count = min(len(test), max(num_samples, tsne_samples if tsne else 0))
+    x, y = test[list(range(count))]
+    layers = OrderedDict()
+    for start in range(0, count, 256):  # record in batches; keep what the pictures need
+        for name, (spk, mem) in record(model, encode(x[start:start + 256])).items():
+            layers.setdefault(name, []).append((spk, mem if start == 0 else None))
+    spikes = {n: torch.cat([s for s, _ in parts], 1) for n, parts in layers.items()}  # [T, N, ...]
+    membranes = {n: parts[0][1] for n, parts in layers.items()}
+    thresholds = {n: float(m.cell.threshold) for n, m in model.named_modules() if isinstance(m, SpikingLayer)}
+
+    for name, spk in spikes.items():
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        plots.raster(spk[:, 0].flatten(1), ax)
+        ax.set_title(f"{run}: {name} spikes, test sample 0 (label {names[int(y[0])]})")
+        files.append(save(fig, out / f"raster_{name}.png"))
+
+        mem = membranes[name][:, 0].flatten(1)  # [T, neurons] of sample 0
+        active = torch.argsort(spikes[name][:, 0].flatten(1).sum(0), descending=True)[:3]
+        quiet = torch.argsort(mem.max(0).values, descending=True)[3:5]
+        fig, ax = plt.subplots(figsize=(7, 3.2))
+        plots.membrane(mem[:, torch.cat([active, quiet])], thresholds[name], ax)
+        ax.set_title(f"{run}: {name} membrane of 5 neurons, test sample 0")
+        files.append(save(fig, out / f"membrane_{name}.png"))
+
+    rates = {n: s.float().mean(0).flatten(1) for n, s in spikes.items()}  # [N, neurons]
+    fig, axes = plt.subplots(1, len(rates), figsize=(3.2 * len(rates), 3), squeeze=False)
+    for ax, (name, r) in zip(axes[0], rates.items()):
+        plots.rate_histogram(r.flatten(), ax)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(f"{run}: firing rates per neuron over {count} test samples")
+    files.append(save(fig, out / "firing_rates.png"))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(rates), 3.5))
+    plots.mean_rates(list(rates), [float(r.mean()) for r in rates.values()], ax)
+    files.append(save(fig, out / "mean_rates.png"))
+
+    output = list(spikes)[-1]
+    for i in range(min(num_samples, count)):
+        files.append(output_race_gif(spikes[output][:, i].flatten(1), names,
+                                     out / f"output_race_{i}.gif", label=int(y[i])))
+
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if convs:
+        w = convs[0].weight.detach().cpu()  # [filters, in channels, k, k]
+        n = min(32, w.shape[0])
+        cols = 8
+        fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(cols * 1.1, 1.2 * ((n + cols - 1) // cols)),
+                                 squeeze=False)
+        for k, ax in enumerate(axes.flat):
+            if k < n:
+                plots.image(w[k].mean(0), ax, cmap="RdBu_r")
+            else:
+                ax.axis("off")
+        fig.suptitle(f"{run}: first convolution's filters (mean over input channels)")
+        files.append(save(fig, out / "conv1_filters.png"))
+
+    if tsne:
+        from sklearn.manifold import TSNE
+        from sklearn.metrics import silhouette_score
+
+        penultimate = list(spikes)[-2] if len(spikes) > 1 else output
+        features = spikes[penultimate].float().sum(0).flatten(1).numpy()  # spike counts [N, neurons]
+        labels = y.numpy()
+        # Spike counts of a silent or untrained layer are often identical across samples, which
+        # crashes Barnes-Hut t-SNE and leaves PCA initialisation without variance: a jitter far
+        # below one spike breaks the ties. Up to a few thousand samples the exact method is used.
+        exact = count <= 2000
+        features = features + np.random.default_rng(0).normal(0, 1e-3, features.shape)
+        points = TSNE(n_components=2, perplexity=min(30, max(2, count // 4)), init="pca",
+                      method="exact" if exact else "barnes_hut", random_state=0).fit_transform(features)
+        score = silhouette_score(points, labels) if len(set(labels.tolist())) > 1 else float("nan")
+        fig, ax = plt.subplots(figsize=(6, 5.5))
+        plots.embedding(points, labels, names, ax,
+                        f"{run}: t-SNE of {penultimate} spike counts, {count} test samples\n"
+                        f"silhouette score {score:.3f}")
+        files.append(save(fig, out / "tsne.png"))
+    return files
