@@ -122,7 +122,7 @@ def _train_parser(sub):
          type=_number(float, 0, 1, low_open=True))
     _add(t, "epochs", "epochs", type=_number(int, 1))
     _add(t, "batch_size", "batch size", type=_number(int, 1))
-    _add(t, "seed", "random seed (weights, batch order, rate spikes)", type=_number(int, 0))
+    _add(t, "seed", "random seed (weights, batch order, rate spikes)", type=_number(int, 0, 2 ** 31 - 1))
     _add(t, "device", "auto: CUDA, then MPS, then CPU", choices=["auto", "cpu", "cuda", "mps"])
     _add(t, "amp", "mixed precision (CUDA only)", default_text="off", action="store_true")
     _add(t, "grad_clip", "clip the gradient norm to this value", default_text="off",

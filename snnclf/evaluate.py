@@ -4,6 +4,7 @@ import logging
 from functools import partial
 from pathlib import Path
 
+from . import efficiency
 from .data import get_encoder, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
@@ -73,6 +74,7 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
             results["per_class_accuracy"] = {n: float(a) for n, a in zip(names, per_class)}
             results["confusion_matrix"] = confusion.tolist()
     results["class_names"] = names
+    results["efficiency"] = operation_counts(model, splits["test"], encode, batch_size, device)
     write_json(run.eval_json, results)
     write_csv(run.confusion_csv, ["true \\ predicted"] + names,
               [[n] + row for n, row in zip(names, results["confusion_matrix"])])
@@ -81,6 +83,17 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     pictures = evaluation_pictures(run, results)
     results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
     return results
+
+
+def operation_counts(model, dataset, encode, batch_size, device, samples=512):
+    """Per-sample SOPs, MACs, firing rates and energy estimate over the first test samples."""
+    parts = []
+    for start in range(0, min(samples, len(dataset)), batch_size):
+        x, _ = dataset[list(range(start, min(start + batch_size, samples, len(dataset))))]
+        parts.append((len(x), efficiency.count(model, encode(x.to(device)))))
+    counts = efficiency.merge(parts)
+    counts["samples"] = sum(n for n, _ in parts)
+    return counts
 
 
 def format_results(results):
@@ -95,5 +108,7 @@ def format_results(results):
     lines.append("per-class test accuracy:")
     width = max(len(n) for n in results["class_names"])
     lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in results["per_class_accuracy"].items()]
+    lines.append(f"operations per test sample (over {results['efficiency']['samples']} samples):")
+    lines += ["  " + line for line in efficiency.table(results["efficiency"])]
     lines.append("wrote " + ", ".join(results["files"]))
     return "\n".join(lines)

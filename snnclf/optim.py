@@ -74,6 +74,10 @@ def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
 def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamma=None):
     """Scheduler ``name`` (``None``: a constant learning rate, returns ``None``)."""
     if name is None:
+        for flag, value in (("step_size", step_size), ("milestones", milestones), ("gamma", gamma)):
+            if value is not None:
+                raise UsageError(f"--{flag} shapes a learning-rate schedule: add --scheduler step or "
+                                 "--scheduler multistep, or leave it out")
         return None
     builder = SCHEDULERS.lookup(name, "--scheduler")
     if gamma is not None and not 0 < gamma <= 1:

@@ -107,6 +107,10 @@ def train(flags):
                                  f"{value} differs from its {saved.get(key)}: leave --{key} out, or "
                                  "start a new run with --run NAME")
         cfg = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+        if cfg["epochs"] != saved["epochs"] and (saved.get("scheduler") == "cosine" or (
+                saved.get("scheduler") == "step" and not saved.get("step_size"))):
+            raise UsageError(f"run {run.name}'s --scheduler {saved['scheduler']} was laid out over its "
+                             f"{saved['epochs']} epochs; resume it with those, or start a new run")
         if checkpoint["epoch"] >= cfg["epochs"] and not checkpoint.get("partial"):
             raise UsageError(f"run {run.name} already finished its {cfg['epochs']} epochs: "
                              "pass a larger --epochs to go on")
@@ -131,7 +135,11 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
     if cfg["amp"] and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
     seed_everything(cfg["seed"])  # the same initial weights in every process
+    if not ctx.is_main:
+        ctx.barrier()  # rank 0 builds simulated data and frame caches first; the others read them
     data = load_data(cfg)
+    if ctx.is_main:
+        ctx.barrier()
     splits = make_splits(data, cfg["val_fraction"], cfg["subset"])
     name, options = model_spec(cfg)
     model = get_model(name, data.in_shape, data.num_classes, **options).to(device)

@@ -140,6 +140,9 @@ def test_resume_refuses_a_changed_configuration(workdir, cli):
     assert cli("train", *QUICK)[0] == 0
     code, _, err = cli("train", "--run", "digits-csnn-T2", "--resume", "--epochs", "3", "--lr", "0.1")
     assert code == 2 and "--lr 0.1 differs" in err
+    assert cli("train", *QUICK, "--scheduler", "--run", "cos")[0] == 0
+    code, _, err = cli("train", "--run", "cos", "--resume", "--epochs", "4")
+    assert code == 2 and "laid out over its 2 epochs" in err  # a cosine schedule cannot stretch
 
 
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
@@ -211,6 +214,11 @@ BAD_INPUTS = [
     (["eval"], "no trained run in checkpoints/"),
     (["eval", "--checkpoint", "notes.txt"], "is not a readable checkpoint"),
     (["eval", "--checkpoint", "zip_ok.pt"], "is not an snnclf checkpoint"),
+    (["train", "--gamma", "0.5"], "--gamma shapes a learning-rate schedule"),
+    (["train", "--milestones", "3"], "--milestones shapes a learning-rate schedule"),
+    (["train", "--seed", "5000000000"], "--seed: must be at most 2147483647"),
+    (["compare", "nothing"], "run nothing has no config.json"),
+    (["visualize-activations", "--run", "nothing"], "no checkpoint at"),
     ([], "the following arguments are required: COMMAND"),
     (["fly"], "invalid choice: 'fly'"),
 ]

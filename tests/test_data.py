@@ -36,6 +36,12 @@ def test_splits_are_disjoint_stratified_and_subset_scales_validation():
     assert len(small["test"]) == 360  # the test split is never cut
 
 
+@pytest.mark.parametrize("val_fraction, subset", [(0.995, None), (0.1, 1290), (0.5, 3)])
+def test_extreme_splits_still_work(val_fraction, subset):
+    splits = make_splits(load_dataset("digits"), val_fraction=val_fraction, subset=subset)
+    assert len(splits["train"]) >= 1 and len(splits["val"]) >= 1
+
+
 @pytest.mark.parametrize("value", [0.0, 1.0, 1.5])
 def test_bad_val_fraction(value):
     with pytest.raises(UsageError, match="--val_fraction"):

@@ -12,7 +12,7 @@ from conftest import run_command
 
 # spiking, with a learnable neuron parameter inside DDP, learning visibly within two epochs
 ARGS = ["--subset", "256", "--time_steps", "4", "--model", "snn-mlp", "--learn_beta", "--lr", "0.01",
-        "--epochs", "2"]
+        "--epochs", "2", "--device", "cpu"]
 
 
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):

@@ -93,6 +93,23 @@ def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):
     assert key["time_steps"] == 4 and key["samples"] in (10,)
 
 
+@pytest.mark.parametrize("factor, side", [(0.25, 9), (0.7, 24), (0.1, 4)])
+def test_any_downsample_factor_fits_the_frames(tmp_path, factor, side):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    data = load_dataset("nmnist", str(tmp_path / "data"), time_steps=3, downsample=factor,
+                        cache_dir=str(tmp_path / "cache"))
+    frames, _ = data.train[list(range(10))]
+    assert data.in_shape == (2, side, side) and frames.shape == (10, 3, 2, side, side)
+    assert frames.sum() > 0
+
+
+def test_too_small_downsample_is_refused(tmp_path):
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    with pytest.raises(UsageError, match="at least 4x4"):
+        load_dataset("nmnist", str(tmp_path / "data"), time_steps=3, downsample=0.02,
+                     cache_dir=str(tmp_path / "cache"))
+
+
 def _bad(tmp_path, match):
     with pytest.raises(UsageError, match=match) as err:
         load_dataset("nmnist", str(tmp_path / "data"), time_steps=4, cache_dir=str(tmp_path / "cache"))

@@ -55,7 +55,9 @@ def _stratified(labels, size, seed):
     if size >= len(labels):
         return torch.from_numpy(index), torch.zeros(0, dtype=torch.int64)
     counts = torch.bincount(labels)
-    stratify = labels.numpy() if counts[counts > 0].min() >= 2 and size >= len(counts) else None
+    classes = int((counts > 0).sum())
+    balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= classes
+    stratify = labels.numpy() if balanced else None
     picked, rest = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
     return torch.from_numpy(picked), torch.from_numpy(rest)
 

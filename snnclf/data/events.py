@@ -110,9 +110,14 @@ def frame_key(name, split, files, time_steps, denoise_us=None, downsample=None,
     return params, digest
 
 
+def _side(pixels, factor):
+    """Frame side after tonic's ``Downsample``, which scales coordinates and rounds them down."""
+    return int((pixels - 1) * factor) + 1
+
+
 def frame_shape(time_steps, downsample=None):
     factor = downsample or 1.0
-    return (time_steps, SENSOR[2], int(SENSOR[1] * factor), int(SENSOR[0] * factor))
+    return (time_steps, SENSOR[2], _side(SENSOR[1], factor), _side(SENSOR[0], factor))
 
 
 def _to_frames(events, time_steps, downsample):
@@ -122,7 +127,7 @@ def _to_frames(events, time_steps, downsample):
     sensor = SENSOR
     if downsample:
         events = tonic.transforms.Downsample(spatial_factor=downsample)(events)
-        sensor = (int(SENSOR[0] * downsample), int(SENSOR[1] * downsample), SENSOR[2])
+        sensor = (_side(SENSOR[0], downsample), _side(SENSOR[1], downsample), SENSOR[2])
     if len(events) == 0:
         return np.zeros((time_steps, sensor[2], sensor[1], sensor[0]), dtype=np.int16)
     window = -(-(int(events["t"].max()) + 1) // time_steps)  # ceil: T windows cover [0, last]
@@ -218,8 +223,9 @@ def event_dataset(name, root_class, root, *, time_steps, cache_dir, denoise_us=N
     """A :class:`DataSet` of frames from the N-MNIST-format folder ``<root>/<root_class name>``."""
     if denoise_us is not None and denoise_us <= 0:
         raise UsageError(f"--denoise_us must be positive, got {denoise_us}")
-    if downsample is not None and not 0 < downsample <= 1:
-        raise UsageError(f"--downsample must lie in (0, 1], e.g. 0.5 for 17x17 frames, got {downsample}")
+    if downsample is not None and not (0 < downsample <= 1 and _side(SENSOR[0], downsample) >= 4):
+        raise UsageError(f"--downsample must lie in (0, 1] and leave frames of at least 4x4 (0.1 or more), "
+                         f"e.g. 0.5 for 17x17 frames; got {downsample}")
     files = scan(Path(root) / root_class.__name__, name)
     parts = {split: cached_frames(name, split, files[split], root_class, root, cache_dir, time_steps,
                                   denoise_us, downsample, first_saccade_only) for split in SPLITS}

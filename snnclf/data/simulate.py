@@ -156,6 +156,7 @@ def nmnist_sim(data_dir="data", *, cache_dir="data/cache", **options):
     static = mnist(data_dir)
     parts = {"train": static.train.tensors, "test": static.test.tensors}
     raw = Path(data_dir) / "MNIST" / "raw"
-    key = source_key("mnist", *(f"{f}:{(raw / f).stat().st_size}" for f in IDX_FILES))
+    key = source_key("mnist", *(f"{f}:{(raw / f).stat().st_size}:{(raw / f).stat().st_mtime_ns}"
+                                for f in IDX_FILES))
     generate(Path(cache_dir) / "NMNISTSim", parts, key)
     return event_dataset("nmnist-sim", NMNISTSim, cache_dir, cache_dir=cache_dir, **options)
