@@ -190,6 +190,30 @@ def _activations_parser(sub):
     p.set_defaults(func=_activations)
 
 
+def _data_parser(sub):
+    p = sub.add_parser("visualize-data", help="draw what a data set looks like",
+                       description="A labelled grid of test samples; for static sets the input spike "
+                       "trains of a sample under rate and latency encoding; for event sets a sample's "
+                       "frames over time as a GIF, its ON/OFF event counts and the event rate.")
+    _add(p, "dataset", "data set", choices=list_datasets())
+    _add(p, "num_samples", "samples in the grid", default_text="16", type=_number(int, 1))
+    _add(p, "out", "output folder", default_text="activations/data/<dataset>")
+    _add(p, "data_dir", "folder of the data files")
+    _add(p, "cache_dir", "event data: frame cache and simulated data", default_text="data/cache")
+    _add(p, "time_steps", "time steps drawn", default_text="25; event data: 30", type=_number(int, 1))
+    p.set_defaults(func=_data)
+
+
+def _data(args):
+    from .viz.data import visualize_data
+
+    files = visualize_data(args.dataset or DEFAULTS["dataset"], num_samples=args.num_samples or 16,
+                           out=args.out, data_dir=args.data_dir or DEFAULTS["data_dir"],
+                           cache_dir=args.cache_dir, time_steps=args.time_steps)
+    print(f"wrote {len(files)} files in {Path(files[0]).parent}: " + ", ".join(Path(f).name for f in files))
+    return 0
+
+
 def _compare(args):
     from .viz.reports import compare
 
@@ -236,6 +260,7 @@ def build_parser():
                                 parser_class=Parser)
     _train_parser(sub)
     _eval_parser(sub)
+    _data_parser(sub)
     _activations_parser(sub)
     _compare_parser(sub)
     return parser

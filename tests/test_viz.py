@@ -91,3 +91,22 @@ def test_tsne_has_one_point_per_sample(workdir, cli, monkeypatch):
     assert cli("train", *QUICK, "--model", "snn-mlp")[0] == 0
     assert cli("visualize-activations", "--tsne")[0] == 0
     assert sizes == [(360, 360)]  # every test sample once (digits' test split has 360)
+
+
+def test_visualize_data_static_and_events(workdir, cli):
+    from conftest import make_mnist_like, make_nmnist_folder
+
+    make_mnist_like(workdir / "data", "FashionMNIST", n_train=40, n_test=20)
+    code, out, err = cli("visualize-data", "--dataset", "fashion-mnist", "--num_samples", "9")
+    assert code == 0, err
+    folder = workdir / "activations/data/fashion-mnist"
+    for name in ("samples.png", "encoding_rate.png", "encoding_latency.png"):
+        valid_image(folder / name)
+    make_nmnist_folder(workdir / "data", per_class=(1, 1))
+    code, out, err = cli("visualize-data", "--dataset", "nmnist", "--time_steps", "7", "--out", "ev")
+    assert code == 0, err
+    assert valid_image(workdir / "ev/frames_0.gif", "GIF") == 7
+    for name in ("samples.png", "on_off.png", "event_rate.png"):
+        valid_image(workdir / "ev" / name)
+    code, _, err = cli("visualize-data", "--dataset", "mnist", "--data_dir", "nowhere")
+    assert code == 2 and "files are not in nowhere/MNIST/raw" in err
