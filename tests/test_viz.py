@@ -14,7 +14,7 @@ from conftest import QUICK
 
 def valid_image(path, kind="PNG", min_bytes=2000):
     with Image.open(path) as im:
-        assert im.format == kind and im.size[0] >= 200 and im.size[1] >= 150
+        assert im.format == kind and im.size[0] >= 150 and im.size[1] >= 150
         frames = getattr(im, "n_frames", 1)
     assert min_bytes < path.stat().st_size < 5_000_000
     return frames
