@@ -1,7 +1,6 @@
 """``snnclf visualize-activations``: every spiking layer recorded through forward hooks on test
 samples, then drawn: rasters, membrane traces, firing rates, the output race as a GIF, the first
 convolution's filters and a t-SNE map of the penultimate layer."""
-import io
 import logging
 from collections import OrderedDict
 from functools import partial
@@ -10,7 +9,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from PIL import Image
 
 from ..data import get_encoder
 from ..errors import UsageError
@@ -18,7 +16,7 @@ from ..evaluate import load_model
 from ..models.neurons import SpikingLayer
 from ..runs import latest_run, load_checkpoint, open_run
 from . import plots
-from .reports import save
+from .reports import gif_frame, save, save_gif
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +52,8 @@ def output_race_gif(spikes, class_names, path, label=None):
         ax.set_xticks(range(len(class_names)), class_names, fontsize=7,
                       rotation=45 if max(map(len, class_names)) > 3 else 0)
         ax.set(ylim=(0, top * 1.05), ylabel="output spikes so far", title=f"t = {t + 1}/{len(counts)}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        buf.seek(0)
-        frames.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=250, loop=0, disposal=2)
-    return path
+        frames.append(gif_frame(fig))
+    return save_gif(frames, path, 250)
 
 
 def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, save_dir="checkpoints",

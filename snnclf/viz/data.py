@@ -1,18 +1,16 @@
 """``snnclf visualize-data``: what a data set looks like to a model. Static sets: a labelled grid
 of samples and one sample's input spike trains under each spike encoding. Event sets: a grid of
 samples, one sample's frames over time as a GIF, its ON/OFF event counts, and the event rate."""
-import io
 import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from PIL import Image
 
 from ..data import get_encoder, is_event_dataset, load_dataset
 from ..errors import UsageError
 from . import plots
-from .reports import save
+from .reports import gif_frame, save, save_gif
 
 
 def on_off(frame):
@@ -27,13 +25,8 @@ def frames_gif(frames, path, title):
     for t, frame in enumerate(frames):
         fig, ax = plt.subplots(figsize=(2.6, 2.8))
         plots.image(on_off(frame), ax, title=f"{title}  t={t + 1}/{len(frames)}")
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-        plt.close(fig)
-        buf.seek(0)
-        pictures.append(Image.open(buf).convert("P", palette=Image.ADAPTIVE))
-    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=150, loop=0, disposal=2)
-    return path
+        pictures.append(gif_frame(fig))
+    return save_gif(pictures, path, 150)
 
 
 def visualize_data(dataset, num_samples=16, out=None, data_dir="data", cache_dir=None, time_steps=None):

@@ -1,11 +1,13 @@
 """Pictures drawn from a run's own files: training curves after ``train``, the confusion matrix
 and per-class accuracy after ``eval``, and ``snnclf compare`` of several runs."""
 import csv
+import io
 import json
 import logging
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from PIL import Image
 
 from ..errors import UsageError
 from ..runs import open_run, read_json, read_metrics
@@ -22,6 +24,23 @@ def save(fig, path):
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(fig)
     tmp.replace(path)
+    return path
+
+
+def gif_frame(fig):
+    """A figure as one GIF frame (a palette image), the figure closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    buf.seek(0)
+    return Image.open(buf).convert("P", palette=Image.ADAPTIVE)
+
+
+def save_gif(frames, path, duration_ms):
+    """An animated GIF written by Pillow (no ffmpeg needed), looping."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0, disposal=2)
     return path
 
 
