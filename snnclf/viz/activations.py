@@ -81,14 +81,18 @@ def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, s
     files = []
 
     count = min(len(test), max(num_samples, tsne_samples if tsne else 0))
+    shown = min(num_samples, count)
     x, y = test[list(range(count))]
-    layers = OrderedDict()
-    for start in range(0, count, 256):  # record in batches; keep what the pictures need
-        for name, (spk, mem) in record(model, encode(x[start:start + 256])).items():
-            layers.setdefault(name, []).append((spk, mem if start == 0 else None))
-    spikes = {n: torch.cat([s for s, _ in parts], 1) for n, parts in layers.items()}  # [T, N, ...]
-    membranes = {n: parts[0][1] for n, parts in layers.items()}
+    first = record(model, encode(x[:shown]))  # full spike trains and membranes of the drawn samples
+    spikes = {n: s for n, (s, _) in first.items()}  # [T, shown, ...]
+    membranes = {n: m for n, (_, m) in first.items()}
+    counts = {n: [] for n in first}  # spikes per neuron and sample over all ``count`` samples: [N, ...]
+    for start in range(0, count, 256):
+        for name, (spk, _) in record(model, encode(x[start:start + 256])).items():
+            counts[name].append(spk.sum(0))
+    counts = {n: torch.cat(c) for n, c in counts.items()}
     thresholds = {n: float(m.cell.threshold) for n, m in model.named_modules() if isinstance(m, SpikingLayer)}
+    steps = cfg["time_steps"]
 
     for name, spk in spikes.items():
         fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -104,7 +108,7 @@ def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, s
         ax.set_title(f"{run}: {name} membrane of 5 neurons, test sample 0")
         files.append(save(fig, out / f"membrane_{name}.png"))
 
-    rates = {n: s.float().mean(0).flatten(1) for n, s in spikes.items()}  # [N, neurons]
+    rates = {n: (c.float() / steps).flatten(1) for n, c in counts.items()}  # [N, neurons]
     fig, axes = plt.subplots(1, len(rates), figsize=(3.2 * len(rates), 3), squeeze=False)
     for ax, (name, r) in zip(axes[0], rates.items()):
         plots.rate_histogram(r.flatten(), ax)
@@ -116,7 +120,7 @@ def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, s
     files.append(save(fig, out / "mean_rates.png"))
 
     output = list(spikes)[-1]
-    for i in range(min(num_samples, count)):
+    for i in range(shown):
         files.append(output_race_gif(spikes[output][:, i].flatten(1), names,
                                      out / f"output_race_{i}.gif", label=int(y[i])))
 
@@ -140,7 +144,7 @@ def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, s
         from sklearn.metrics import silhouette_score
 
         penultimate = list(spikes)[-2] if len(spikes) > 1 else output
-        features = spikes[penultimate].float().sum(0).flatten(1).numpy()  # spike counts [N, neurons]
+        features = counts[penultimate].float().flatten(1).numpy()  # spike counts [N, neurons]
         labels = y.numpy()
         # Spike counts of a silent or untrained layer are often identical across samples, which
         # crashes Barnes-Hut t-SNE and leaves PCA initialisation without variance: a jitter far
