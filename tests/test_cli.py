@@ -202,6 +202,7 @@ BAD_INPUTS = [
     (["train", "--model", "arch"], "--model arch needs --arch SPEC"),
     (["train", "--dataset", "mnist", "--data_dir", "empty"], "files are not in empty/MNIST/raw"),
     (["train", "--model", "ann-mlp", "--beta", "0.5"], "--beta does not apply to model ann-mlp"),
+    (["train", "--alpha", "0.5"], "--alpha does not apply to model csnn"),
     (["train", "--model", "ann-cnn", "--loss", "count"], "not spiking: use --loss ce-mem"),
     (["train", "--loss", "mse", "--time_steps", "1"], "--loss mse needs --time_steps of 2 or more"),
     (["train", "--scheduler", "multistep"], "needs --milestones"),

@@ -18,10 +18,11 @@ def list_surrogates():
 
 def model_options(name):
     """The option names model ``name`` accepts (its own and, for spiking models, the neurons')."""
-    params = inspect.signature(MODELS.lookup(name, "--model")).parameters.values()
+    builder = MODELS.lookup(name, "--model")
+    params = inspect.signature(builder).parameters.values()
     own = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
     spiking = any(p.kind is p.VAR_KEYWORD for p in params)
-    return own + (list(NEURON_OPTIONS) if spiking else [])
+    return own + (list(getattr(builder, "neuron_options", NEURON_OPTIONS)) if spiking else [])
 
 
 def get_model(name, in_shape, num_classes, **options):
