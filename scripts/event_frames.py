@@ -11,16 +11,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 
 from snnclf.data import load_dataset  # noqa: E402
 from snnclf.errors import UsageError  # noqa: E402
-
-
-def colour(frame):
-    """Frame [2, H, W] of counts (OFF, ON) -> RGB image: ON green, OFF magenta."""
-    off, on = (frame / max(frame.max(), 1)).numpy()
-    return np.stack([off, on, off], axis=-1).clip(0, 1)
+from snnclf.viz.data import on_off  # noqa: E402
 
 
 def main():
@@ -46,7 +40,7 @@ def main():
     for r, (name, frames, label) in enumerate(rows):
         for t in range(args.time_steps):
             ax = axes[r, t]
-            ax.imshow(colour(frames[t]), interpolation="nearest")
+            ax.imshow(on_off(frames[t]), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"t{t}: {int(frames[t].sum())} ev", fontsize=8)

@@ -139,16 +139,21 @@ def _train_parser(sub):
     p.set_defaults(func=_train)
 
 
+def _run_flags(p, run_help, log_help="folder of the runs' logs"):
+    """--run (default: the most recent run), --save_dir and --log_dir of the commands that read a run."""
+    _add(p, "run", run_help, default_text="the most recently trained run", aliases=("run_name",))
+    _add(p, "save_dir", "folder of the runs' checkpoints")
+    _add(p, "log_dir", log_help)
+
+
 def _eval_parser(sub):
     p = sub.add_parser("eval", help="evaluate a trained run on the test split",
                        description="Evaluate a run's best.pt (validation-selected) on the test split "
                        "and, without --test_only, on train and validation. The model is rebuilt from "
                        "the checkpoint alone. Writes <log_dir>/<run>/eval.json and confusion_matrix.csv.")
-    _add(p, "run", "run to evaluate", default_text="the most recently trained run", aliases=("run_name",))
+    _run_flags(p, "run to evaluate", "folder where eval.json and confusion_matrix.csv are written")
     _add(p, "checkpoint", "a checkpoint file to evaluate instead of a run's best.pt", default_text="none",
          metavar="PATH")
-    _add(p, "save_dir", "folder of the runs' checkpoints")
-    _add(p, "log_dir", "folder where eval.json and confusion_matrix.csv are written")
     _add(p, "test_only", "evaluate the test split only", default_text="off", action="store_true")
     _add(p, "time_steps", "override the run's number of time steps", default_text="the run's",
          type=_number(int, 1))
@@ -179,14 +184,12 @@ def _activations_parser(sub):
                        "with forward hooks and draw spike rasters, membrane traces, firing rates, "
                        "the output neurons' race as a GIF, the first convolution's filters and, "
                        "with --tsne, a t-SNE map of the penultimate layer's spike counts.")
-    _add(p, "run", "run to draw", default_text="the most recently trained run", aliases=("run_name",))
+    _run_flags(p, "run to draw")
     _add(p, "num_samples", "test samples drawn (rasters use the first)", default_text="3",
          type=_number(int, 1))
     _add(p, "tsne", "add a t-SNE map of the penultimate layer (500 test samples)", default_text="off",
          action="store_true")
     _add(p, "out", "output folder", default_text="activations/<run>")
-    _add(p, "save_dir", "folder of the runs' checkpoints")
-    _add(p, "log_dir", "folder of the runs' logs")
     p.set_defaults(func=_activations)
 
 

@@ -1,6 +1,5 @@
 """The epoch loops: plain functions that train or evaluate a model over a loader and return
 their metrics as a dict."""
-import logging
 import time
 
 import torch
@@ -9,7 +8,6 @@ from tqdm import tqdm
 from .errors import NonFiniteLoss
 from .losses import predict
 
-log = logging.getLogger(__name__)
 
 
 def new_totals():

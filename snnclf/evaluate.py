@@ -1,6 +1,5 @@
 """The eval command: rebuild a model from its checkpoint alone and measure it on the test split
 (and, unless told otherwise, on train and validation)."""
-import logging
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +13,6 @@ from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
 from .train import load_data
 from .utils import resolve_device
 
-log = logging.getLogger(__name__)
 
 
 def load_model(checkpoint, device):

@@ -68,7 +68,7 @@ def open_run(name, save_dir="checkpoints", log_dir="logs"):
     return Run(name, Path(save_dir) / name, Path(log_dir) / name)
 
 
-def _atomic(path, write, mode="w"):
+def atomic_write(path, write, mode="w"):
     """Write through ``write(file)`` to a temporary file beside ``path``, then rename it over."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ def _atomic(path, write, mode="w"):
 
 
 def save_checkpoint(checkpoint, path):
-    _atomic(path, lambda f: torch.save(checkpoint, f), "wb")
+    atomic_write(path, lambda f: torch.save(checkpoint, f), "wb")
 
 
 def load_checkpoint(path):
@@ -120,7 +120,11 @@ def load_checkpoint(path):
 
 
 def write_json(path, obj):
-    _atomic(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"))
+    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2) + "\n"))
+
+
+def write_text(path, text):
+    atomic_write(path, lambda f: f.write(text))
 
 
 def read_json(path):
@@ -134,7 +138,7 @@ def write_metrics(path, rows):
         out = csv.DictWriter(f, METRIC_FIELDS)
         out.writeheader()
         out.writerows(rows)
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def read_metrics(path):
@@ -148,7 +152,7 @@ def write_csv(path, header, rows):
         out = csv.writer(f)
         out.writerow(header)
         out.writerows(rows)
-    _atomic(path, write)
+    atomic_write(path, write)
 
 
 def latest_run(save_dir="checkpoints"):

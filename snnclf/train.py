@@ -184,11 +184,9 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
 
     def combined(result):
         """Loss, accuracy and spikes over the samples of every process."""
-        t = result["totals"]
-        loss, correct, spikes, seen = ctx.sum([t["loss"], t["correct"], t["spikes"], t["seen"]])
-        return {**result, **summarize({**t, "loss": loss, "correct": correct, "spikes": spikes,
-                                       "seen": seen}), "totals": {**t, "loss": loss, "correct": correct,
-                                                                  "spikes": spikes, "seen": seen}}
+        keys = ("loss", "correct", "spikes", "seen")
+        totals = {**result["totals"], **dict(zip(keys, ctx.sum([result["totals"][k] for k in keys])))}
+        return {**result, **summarize(totals), "totals": totals}
 
     def save(obj, path):
         if ctx.is_main:

@@ -1,5 +1,4 @@
 """Seeding, random-number state and device choice, shared by train and eval."""
-import logging
 import random
 
 import numpy as np
@@ -7,7 +6,6 @@ import torch
 
 from .errors import UsageError
 
-log = logging.getLogger(__name__)
 
 
 def seed_everything(seed):

@@ -1,5 +1,4 @@
 """Data: data sets (a registry), train/validation/test splits, batch loaders and encoders."""
-import logging
 
 import torch
 from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, RandomSampler,
@@ -11,7 +10,6 @@ from .datasets import DATASETS, DataSet
 from .encoders import ENCODERS
 from .events import EVENT_OPTIONS
 
-log = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
 

@@ -4,7 +4,6 @@ log intensity changes by a contrast threshold. The streams are written as N-MNIS
 and read back through the same tonic path as the real data set."""
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -18,7 +17,6 @@ from tqdm import tqdm
 from .datasets import DATASETS, IDX_FILES, digits, mnist
 from .events import NMNIST, SENSOR, SPLITS, event_dataset, events_dataset, write_bin
 
-log = logging.getLogger(__name__)
 
 SIM_VERSION = 1
 SACCADE_MS = 105.0  # three saccades of 105 ms each: about 315 ms per sample, as in N-MNIST

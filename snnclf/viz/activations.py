@@ -1,7 +1,6 @@
 """``snnclf visualize-activations``: every spiking layer recorded through forward hooks on test
 samples, then drawn: rasters, membrane traces, firing rates, the output race as a GIF, the first
 convolution's filters and a t-SNE map of the penultimate layer."""
-import logging
 from collections import OrderedDict
 from functools import partial
 from pathlib import Path
@@ -18,7 +17,6 @@ from ..runs import latest_run, load_checkpoint, open_run
 from . import plots
 from .reports import gif_frame, save, save_gif
 
-log = logging.getLogger(__name__)
 
 
 @torch.no_grad()

@@ -1,8 +1,6 @@
 """Pictures drawn from a run's own files: training curves after ``train``, the confusion matrix
 and per-class accuracy after ``eval``, and ``snnclf compare`` of several runs."""
-import csv
 import io
-import json
 import logging
 from pathlib import Path
 
@@ -10,20 +8,19 @@ import matplotlib.pyplot as plt
 from PIL import Image
 
 from ..errors import UsageError
-from ..runs import open_run, read_json, read_metrics
+from ..runs import atomic_write, open_run, read_json, read_metrics, write_csv, write_json, write_text
 from . import plots
 
 log = logging.getLogger(__name__)
 
 
 def save(fig, path):
-    """Write ``fig`` to ``path`` (through a temporary name, like every run file) and close it."""
+    """Write ``fig`` to ``path`` (atomically, like every run file) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=110, bbox_inches="tight"), "wb")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -39,8 +36,8 @@ def gif_frame(fig):
 def save_gif(frames, path, duration_ms):
     """An animated GIF written by Pillow (no ffmpeg needed), looping."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0, disposal=2)
+    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
+                                                duration=duration_ms, loop=0, disposal=2), "wb")
     return path
 
 
@@ -98,11 +95,7 @@ def compare(names, log_dir="logs", out=None):
 
     def cell(v):
         return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "compare.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(fields)
-        w.writerows([[cell(r[k]) for k in fields] for r in rows])
+    write_csv(out / "compare.csv", fields, [[cell(r[k]) for k in fields] for r in rows])
     head = ["run", "model", "T", "encoding", "parameters", "test acc. %", "best val. acc. %",
             "spikes/sample", "training s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -111,7 +104,7 @@ def compare(names, log_dir="logs", out=None):
         lines.append(f"| {r['run']} | {r['model']} | {r['time_steps']} | {r['encoding']} | "
                      f"{r['parameters']:,} | {test} | {100 * r['best_val_accuracy']:.2f} | "
                      f"{r['spikes_per_sample']:.1f} | {r['training_seconds']} |")
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    write_text(out / "compare.md", "\n".join(lines) + "\n")
 
     tested = [r for r in rows if r["test_accuracy"] is not None]
     files = [out / "compare.md", out / "compare.csv"]
@@ -131,5 +124,5 @@ def compare(names, log_dir="logs", out=None):
     a.legend(fontsize=8)
     b.legend(fontsize=8)
     files.append(save(fig, out / "compare_curves.png"))
-    (out / "compare.json").write_text(json.dumps([{k: r[k] for k in fields} for r in rows], indent=2))
+    write_json(out / "compare.json", [{k: r[k] for k in fields} for r in rows])
     return rows, files
