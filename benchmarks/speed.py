@@ -8,7 +8,7 @@ Adam) and inference at batch 128 for each T, takes the median after warm-up, che
 produce the same output spikes, measures each one's peak training memory in a fresh child process,
 and relates the work done to this machine's measured float32 matmul rate.
 
-    python benchmarks/speed.py [--steps 7] [--time_steps 5 25] [--batch_size 128]
+    python benchmarks/speed.py [--steps 7] [--time_steps 5 25] [--batch_size 128] [--compile]
 """
 import argparse
 import multiprocessing as mp
@@ -24,6 +24,8 @@ from torch import nn
 
 from snnclf.data import get_encoder
 from snnclf.models import get_model
+from snnclf.optim import get_optimizer
+from snnclf.utils import keep_freed_memory
 
 SHAPE = (1, 28, 28)
 
@@ -31,10 +33,10 @@ SHAPE = (1, 28, 28)
 def reference_from(model):
     """The snnTorch-tutorial network with ``model``'s weights and neuron settings."""
     cell = model.conv1_lif.cell
-    grad, beta = cell.spike_grad, float(cell.beta)
+    grad, beta, threshold = cell.spike_grad, float(cell.beta), float(cell.threshold)
 
     def leaky(**kw):
-        return snn.Leaky(beta=beta, spike_grad=grad, init_hidden=True, **kw)
+        return snn.Leaky(beta=beta, threshold=threshold, spike_grad=grad, init_hidden=True, **kw)
     ref = nn.Sequential(
         nn.Conv2d(1, 32, 3, padding=1), nn.MaxPool2d(2), leaky(),
         nn.Conv2d(32, 64, 3, padding=1), nn.MaxPool2d(2), leaky(),
@@ -64,15 +66,19 @@ def ours_forward(model, x):
     return model(x)
 
 
-def step_fns(model, ref, encode, images, labels):
+def step_fns(nets, images, labels, time_steps):
+    """Training-step and inference functions for each named (network, forward) pair. Every
+    network trains with snnTorch's ce_rate_loss and Adam at lr 1e-4: the tutorial's
+    ``torch.optim.Adam`` for the loop, the Adam that ``snnclf train`` builds (torch's fused
+    kernel) for snnclf."""
     loss_fn = SF.ce_rate_loss()
-    opts = {"ours": torch.optim.Adam(model.parameters(), 1e-4),
-            "snntorch": torch.optim.Adam(ref.parameters(), 1e-4)}
-    nets = {"ours": (model, ours_forward), "snntorch": (ref, reference_forward)}
+    encode = get_encoder("direct")
+    opts = {k: torch.optim.Adam(net.parameters(), 1e-4) if k == "snntorch" else
+            get_optimizer("adam", net.parameters(), lr=1e-4) for k, (net, _) in nets.items()}
 
     def train(which):
         net, forward = nets[which]
-        spk, _ = forward(net, encode(images))
+        spk, _ = forward(net, encode(images, time_steps))
         loss = loss_fn(spk, labels)
         opts[which].zero_grad(set_to_none=True)
         loss.backward()
@@ -81,7 +87,7 @@ def step_fns(model, ref, encode, images, labels):
     @torch.no_grad()
     def infer(which):
         net, forward = nets[which]
-        forward(net, encode(images))
+        forward(net, encode(images, time_steps))
     return train, infer
 
 
@@ -96,12 +102,12 @@ def timed(fn, which, steps, warmup=2):
     return times
 
 
-def dense_flops_per_image(time_steps):
-    """Forward multiply-adds of the dense layers for one image over T steps, as FLOPs (2 per MAC)."""
+def dense_flops_per_image(time_steps, conv1_once):
+    """Forward multiply-adds of the conv and linear layers for one image over T steps, as FLOPs
+    (2 per MAC). snnclf runs the first convolution once on a direct-encoded input; the loop, T times."""
     conv1 = 28 * 28 * 32 * 9
-    conv2 = 14 * 14 * 64 * 32 * 9
-    fc = 64 * 7 * 7 * 512 + 512 * 10
-    return 2 * time_steps * (conv1 + conv2 + fc)
+    later = 14 * 14 * 64 * 32 * 9 + 64 * 7 * 7 * 512 + 512 * 10
+    return 2 * ((1 if conv1_once else time_steps) * conv1 + time_steps * later)
 
 
 def matmul_rate():
@@ -116,15 +122,16 @@ def matmul_rate():
     return 2 * 2048 ** 3 / min(times)
 
 
-def _peak_memory(which, time_steps, batch_size, queue):
+def _peak_memory(which, time_steps, batch_size, keep, queue):
     """In a fresh process: the peak resident memory the first training step adds (activations
     kept for the backward pass, gradients, and Adam's state, the same for both)."""
+    if keep:
+        keep_freed_memory()
     torch.manual_seed(0)
     model = get_model("csnn", SHAPE, 10)
-    ref = reference_from(model)
-    encode = get_encoder("direct")
+    nets = {"ours": (model, ours_forward), "snntorch": (reference_from(model), reference_forward)}
     images, labels = torch.rand(batch_size, *SHAPE), torch.randint(0, 10, (batch_size,))
-    train, _ = step_fns(model, ref, lambda x: encode(x, time_steps), images, labels)
+    train, _ = step_fns(nets, images, labels, time_steps)
     try:  # Linux: reset the peak (VmHWM) to the current size, then read the new peak
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -145,14 +152,17 @@ def _status(field):
     raise OSError(f"no {field} in /proc/self/status")
 
 
-def peak_memory(which, time_steps, batch_size):
+def peak_memory(which, time_steps, batch_size, keep=False):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_memory, args=(which, time_steps, batch_size, queue))
+    proc = ctx.Process(target=_peak_memory, args=(which, time_steps, batch_size, keep, queue))
     proc.start()
     value = queue.get()
     proc.join()
     return value
+
+
+GOALS = {("train", 5): 2.0, ("inference", 5): 3.0, ("train", 25): 1.6, ("inference", 25): 2.5}
 
 
 def main():
@@ -161,42 +171,70 @@ def main():
     p.add_argument("--batch_size", type=int, default=128)
     p.add_argument("--steps", type=int, default=7, help="timed steps per case, after 2 warm-up steps")
     p.add_argument("--no_memory", action="store_true", help="skip the peak-memory child processes")
+    p.add_argument("--compile", action="store_true",
+                   help="add snnclf's csnn under torch.compile (snnclf train --compile) as a third column")
     args = p.parse_args()
+    # snnclf's commands turn this on (see snnclf.utils); here it serves both sides alike
+    kept = keep_freed_memory()
     torch.manual_seed(0)
     rate = matmul_rate()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul 2048^2: "
-          f"{rate / 1e9:.0f} GFLOP/s")
-    header = (f"{'T':>3} {'mode':<9} {'snnTorch img/s':>14} {'snnclf img/s':>12} {'ratio':>6} "
-              f"{'of matmul rate':>14} {'peak MB loop':>12} {'peak MB ours':>12} {'mem ratio':>9}  same spikes")
+          f"{rate / 1e9:.0f} GFLOP/s; freed memory kept by malloc: {'yes' if kept else 'no'}")
+    names = ["snntorch", "ours"] + (["compiled"] if args.compile else [])
+    titles = {"snntorch": "snnTorch loop", "ours": "snnclf", "compiled": "snnclf --compile"}
+    header = (f"{'T':>3} {'mode':<9} " + " ".join(f"{titles[n] + ' img/s':>22}" for n in names)
+              + f" {'ratio':>6} {'goal':>5}" + (f" {'compiled':>8}" if args.compile else "")
+              + f" {'loop % mm':>9} {'ours % mm':>9} {'peak MB loop':>12} {'peak MB ours':>12} {'mem ratio':>9}  same spikes")
     print(header)
     print("-" * len(header))
+    notes = []
     for T in args.time_steps:
+        torch.manual_seed(0)
         model = get_model("csnn", SHAPE, 10)
-        ref = reference_from(model)
+        nets = {"ours": (model, ours_forward), "snntorch": (reference_from(model), reference_forward)}
         images, labels = torch.rand(args.batch_size, *SHAPE), torch.randint(0, 10, (args.batch_size,))
-        encode_direct = get_encoder("direct")
-
-        def encode(x):
-            return encode_direct(x, T)
+        x = get_encoder("direct")(images, T)
         with torch.no_grad():
-            a, b = ours_forward(model, encode(images)), reference_forward(ref, encode(images))
-        same = torch.equal(a[0], b[0])
-        train, infer = step_fns(model, ref, encode, images, labels)
+            same = torch.equal(ours_forward(model, x)[0], reference_forward(nets["snntorch"][0], x)[0])
+        if args.compile:  # its own copy of the weights, so that the three train side by side
+            twin = get_model("csnn", SHAPE, 10)
+            twin.load_state_dict(model.state_dict())
+            nets["compiled"] = (torch.compile(twin, dynamic=False), ours_forward)
+        train, infer = step_fns(nets, images, labels, T)
         for mode, fn, passes in (("train", train, 3), ("inference", infer, 1)):
-            times = {"snntorch": [], "ours": []}
-            for _ in range(args.steps):  # alternate, so both see the same machine state
-                for which in ("snntorch", "ours"):
-                    times[which] += timed(fn, which, 1, warmup=0 if times[which] else 2)
-            speed = {k: args.batch_size / statistics.median(v) for k, v in times.items()}
-            flops = dense_flops_per_image(T) * passes * speed["ours"]
+            times, first = {n: [] for n in names}, {}
+            for n in names:  # warm-up; the compiled model compiles here (once per mode)
+                began = time.perf_counter()
+                fn(n)
+                first[n] = time.perf_counter() - began
+                fn(n)
+            for _ in range(args.steps):  # alternate, so all see the same machine state
+                for n in names:
+                    times[n] += timed(fn, n, 1, warmup=0)
+            speed = {n: args.batch_size / statistics.median(v) for n, v in times.items()}
+            # dense conv and linear FLOPs done per second, as a fraction of the matmul rate
+            used = {n: speed[n] * passes * dense_flops_per_image(T, conv1_once=n != "snntorch") / rate
+                    for n in names}
             if mode == "train" and not args.no_memory:
-                mem = {k: peak_memory(k, T, args.batch_size) / 2 ** 20 for k in ("snntorch", "ours")}
+                mem = {k: peak_memory(k, T, args.batch_size, kept) / 2 ** 20 for k in ("snntorch", "ours")}
                 mem_cols = (f"{mem['snntorch']:>12.0f} {mem['ours']:>12.0f} "
                             f"{mem['ours'] / max(mem['snntorch'], 1e-9):>9.2f}")
             else:
                 mem_cols = f"{'':>12} {'':>12} {'':>9}"
-            print(f"{T:>3} {mode:<9} {speed['snntorch']:>14.0f} {speed['ours']:>12.0f} "
-                  f"{speed['ours'] / speed['snntorch']:>5.2f}x {flops / rate:>13.0%} {mem_cols}  {same}")
+            compiled = ""
+            if args.compile:
+                compiled = f" {speed['compiled'] / speed['snntorch']:>7.2f}x"
+                notes.append(f"T={T} {mode}: torch.compile took {first['compiled'] - args.batch_size / speed['compiled']:.1f} s "
+                             f"once (first step {first['compiled']:.1f} s)")
+            print(f"{T:>3} {mode:<9} " + " ".join(f"{speed[n]:>22.0f}" for n in names)
+                  + f" {speed['ours'] / speed['snntorch']:>5.2f}x {GOALS.get((mode, T), 0):>4.1f}x{compiled}"
+                  + f" {used['snntorch']:>9.0%} {used['ours']:>9.0%} {mem_cols}  {same}")
+    print("ratio: snnclf / snnTorch loop, images per second (median of the timed steps); % mm: the dense "
+          "conv and linear FLOPs each does per second (training counted as 3x the forward), as a fraction of "
+          "the 2048^2 matmul rate (oneDNN's convolutions can exceed it); peak MB: resident memory that the "
+          "first training step adds, each in a fresh process")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":

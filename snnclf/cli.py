@@ -16,6 +16,7 @@ from .models import list_models, list_surrogates
 from .models.neurons import RESETS
 from .optim import list_optimizers, list_schedulers
 from .train import DEFAULTS
+from .utils import keep_freed_memory
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,6 +126,9 @@ def _train_parser(sub):
     _add(t, "seed", "random seed (weights, batch order, rate spikes)", type=_number(int, 0, 2 ** 31 - 1))
     _add(t, "device", "auto: CUDA, then MPS, then CPU", choices=["auto", "cpu", "cuda", "mps"])
     _add(t, "amp", "mixed precision (CUDA only)", default_text="off", action="store_true")
+    _add(t, "compile", "run the model under torch.compile: faster steps after a one-time compile "
+         "(logged), worth it for long runs; needs a C++ compiler on the CPU", default_text="off",
+         action="store_true")
     _add(t, "grad_clip", "clip the gradient norm to this value", default_text="off",
          type=_number(float, 0, low_open=True))
 
@@ -275,6 +279,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s",
                         stream=sys.stderr, force=True)
+    keep_freed_memory()
     try:
         return args.func(args)
     except UsageError as err:

@@ -31,8 +31,10 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
     totals = dict(totals) if totals else new_totals()
     bar = tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=None if progress else True)
     fetched = time.perf_counter()
+    step_seconds = []  # this call's steps (the first includes torch.compile's work, if any)
     for x, y in bar:
-        totals["data_seconds"] += time.perf_counter() - fetched  # time spent waiting for data
+        began = time.perf_counter()
+        totals["data_seconds"] += began - fetched  # time spent waiting for data
         step = totals["steps"] + 1
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=amp):
@@ -57,13 +59,20 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
             optimizer.step()
         _accumulate(totals, loss, spk.detach(), mem.detach(), y)
         totals["steps"] = step
+        step_seconds.append(time.perf_counter() - began)
         bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
                         acc=f"{totals['correct'] / totals['seen']:.2%}")
         if should_stop is not None and should_stop():
             bar.close()
-            return {**summarize(totals), "totals": totals, "stopped": True}
+            return {**summarize(totals), **_step_times(step_seconds), "totals": totals, "stopped": True}
         fetched = time.perf_counter()
-    return {**summarize(totals), "totals": totals, "stopped": False}
+    return {**summarize(totals), **_step_times(step_seconds), "totals": totals, "stopped": False}
+
+
+def _step_times(seconds):
+    rest = seconds[1:] or seconds[:1] or [0.0]
+    return {"first_step_seconds": seconds[0] if seconds else 0.0,
+            "step_seconds": sum(rest) / len(rest)}
 
 
 @torch.no_grad()

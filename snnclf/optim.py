@@ -8,14 +8,22 @@ OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 
 
+def _fused(params):
+    """Parameters, and whether torch's fused (single-kernel) Adam serves their device."""
+    params = list(params)
+    return params, bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+
+
 @OPTIMIZERS.register("adam")
 def adam(params, lr=2e-3, weight_decay=0.0):
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    params, fused = _fused(params)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 @OPTIMIZERS.register("adamw")
 def adamw(params, lr=2e-3, weight_decay=0.01):
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    params, fused = _fused(params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 @OPTIMIZERS.register("sgd")

@@ -32,12 +32,13 @@ DEFAULTS = {
     **{name: None for name in NEURON_OPTIONS},
     "loss": None, "optimizer": "adam", "lr": None, "weight_decay": None, "momentum": None,
     "scheduler": None, "step_size": None, "milestones": None, "gamma": None,
-    "epochs": 30, "batch_size": 64, "seed": 0, "device": "auto", "amp": False, "grad_clip": None,
+    "epochs": 30, "batch_size": 64, "seed": 0, "device": "auto", "amp": False, "compile": False,
+    "grad_clip": None,
     "run": None, "save_dir": "checkpoints", "log_dir": "logs",
 }
 MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
-RESUMABLE = {"epochs", "device", "amp", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
+RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
 
 
 def default_run_name(cfg):
@@ -192,7 +193,9 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
         if ctx.is_main:
             save_checkpoint(obj, path)
 
-    net = distributed.wrap(ctx, model, device)
+    net, eval_net = distributed.wrap(ctx, model, device), model
+    if cfg["compile"]:  # the state dicts saved stay those of ``model``, without compiler prefixes
+        net, eval_net = (torch.compile(m, dynamic=False) for m in (net, model))
     resume_hint = (f"go on with: snnclf train --run {run.name} --save_dir {cfg['save_dir']} "
                    f"--log_dir {cfg['log_dir']} --resume" if not ctx.enabled else
                    f"go on with the same torchrun command and: -m snnclf train --run_name {run.name} "
@@ -259,7 +262,11 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
                                 tr["totals"]["steps"], run.last, resume_hint)
                     raise Interrupted(stop.signum or signal.SIGINT)
                 tr = combined(tr)
-                va = combined(evaluate(model, make_loader(splits["val"], cfg["batch_size"], rank=ctx.rank,
+                if cfg["compile"] and epoch == start:
+                    log.info("torch.compile: the first training step took %.1f s, the others %.3f s on "
+                             "average (compiling is the difference)", tr["first_step_seconds"],
+                             tr["step_seconds"])
+                va = combined(evaluate(eval_net, make_loader(splits["val"], cfg["batch_size"], rank=ctx.rank,
                                                           world=ctx.world),
                                        encode, loss_fn, device, data.num_classes, amp=amp, desc="validate",
                                        progress=ctx.is_main))

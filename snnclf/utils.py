@@ -1,4 +1,6 @@
-"""Seeding, random-number state and device choice, shared by train and eval."""
+"""Seeding, random-number state, device choice and the CPU allocator, shared by train and eval."""
+import ctypes
+import ctypes.util
 import random
 
 import numpy as np
@@ -6,6 +8,25 @@ import torch
 
 from .errors import UsageError
 
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
+
+
+def keep_freed_memory():
+    """Let the CPU reuse freed tensor memory instead of returning it to the system.
+
+    glibc serves every allocation above 32 MB with a fresh ``mmap`` and unmaps it on free, so
+    each large activation of a training step (a [T*B, ...] tensor is often 50-200 MB) is
+    page-faulted in again, zero-filled by the kernel: on this project's 2-core test machine that
+    made an element-wise op on an 80 MB tensor 6x slower than the arithmetic. PyTorch has a
+    caching allocator for CUDA but none for the CPU, so this turns off glibc's ``mmap`` path and
+    its trimming (what jemalloc or tcmalloc would give, without preloading either). Memory freed
+    by one step then serves the next. Returns whether the setting took (glibc only)."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 30))
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl)
+        return False
 
 
 def seed_everything(seed):

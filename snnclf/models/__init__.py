@@ -1,10 +1,12 @@
 """Models: a registry of spiking networks and their non-spiking baselines.
 
 Every model takes [T, B, C, H, W] and returns (output spikes, output membrane), each [T, B, K]."""
+import contextlib
 import inspect
 
 from ..errors import UsageError
-from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, make_neuron
+from .layers import Folded
+from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, SpikingLayer, make_neuron
 from .zoo import MODELS
 
 
@@ -38,5 +40,20 @@ def get_model(name, in_shape, num_classes, **options):
     return builder(tuple(in_shape), num_classes, **options)
 
 
-__all__ = ["get_model", "list_models", "list_surrogates", "make_neuron", "model_options",
+@contextlib.contextmanager
+def step_by_step(model):
+    """Run ``model`` the way snnTorch's tutorials do while the block lasts: every layer called
+    once per time step and every neuron cell stepped by its own ``forward``. Used to check that
+    the fast execution gives the same spikes."""
+    modules = [m for m in model.modules() if isinstance(m, (Folded, SpikingLayer))]
+    for m in modules:
+        m.step_by_step = True
+    try:
+        yield model
+    finally:
+        for m in modules:
+            del m.step_by_step
+
+
+__all__ = ["get_model", "step_by_step", "list_models", "list_surrogates", "make_neuron", "model_options",
            "NEURONS", "MODELS"]

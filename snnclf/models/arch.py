@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import UsageError
-from .layers import Folded, Network, TimeDropout
+from .layers import FlattenLinear, Folded, Network, TimeDropout
 from .neurons import make_neuron
 
 _TOKEN = re.compile(
@@ -131,7 +131,7 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
                 stages.append((f"drop{counts['fc'] + 1}", TimeDropout(dropout)))
             counts["fc"] += 1
             names.append(f"fc{counts['fc']}")
-            stage = ([nn.Flatten()] if flat else []) + [nn.Linear(inputs, tok.b)]
+            stage = [FlattenLinear((channels, height, width), tok.b) if flat else nn.Linear(inputs, tok.b)]
             features = tok.b
     if not tokens or tokens[-1].kind != "fc":
         raise UsageError(f"{where}: {spec!r} must end with a fully connected layer FC{num_classes} "

@@ -1,5 +1,7 @@
 """Spiking neurons: snnTorch's cells run over time, surrogate gradients by name, and the one
 neuron snnTorch lacks (adaptive threshold), written in its conventions."""
+import math
+
 import snntorch as snn
 import torch
 from snntorch import surrogate
@@ -7,6 +9,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..registry import Registry
+from . import fused
 
 SURROGATES = Registry("surrogate")
 NEURONS = Registry("neuron")
@@ -31,9 +34,64 @@ def _unsloped(fn, name):
     return build
 
 
-SURROGATES.register("fast_sigmoid")(_sloped(surrogate.fast_sigmoid))  # slope 25
-SURROGATES.register("sigmoid")(_sloped(surrogate.sigmoid))  # slope 25
-SURROGATES.register("atan")(_sloped(surrogate.atan, "alpha"))  # alpha 2
+
+
+def _with_derivative(build, derivative):
+    """Give the spike functions ``build`` makes a ``derivative(z, slope)`` that overwrites ``z``
+    with d spike / d z, the formula of the snnTorch function's own backward. The fused neuron
+    (:mod:`.fused`) uses it to apply the surrogate in place, step by step, without an autograd
+    call per step; functions without one go through autograd."""
+    def wrapped(slope=None):
+        fn = build(slope)
+        fn.derivative = lambda z: derivative(z, slope)
+        return fn
+    return wrapped
+
+
+def _atan_derivative(z, alpha):  # snnTorch ATan: alpha / 2 / (1 + (pi / 2 * alpha * z) ** 2)
+    alpha = 2.0 if alpha is None else alpha
+    return z.mul_(math.pi / 2 * alpha).square_().add_(1).reciprocal_().mul_(alpha / 2)
+
+
+def _fast_sigmoid_derivative(z, slope):  # snnTorch FastSigmoid: 1 / (slope * |z| + 1) ** 2
+    slope = 25 if slope is None else slope
+    return z.abs_().mul_(slope).add_(1).square_().reciprocal_()
+
+
+SURROGATES.register("fast_sigmoid")(_with_derivative(_sloped(surrogate.fast_sigmoid),
+                                                     _fast_sigmoid_derivative))  # slope 25
+
+
+class _StableSigmoid(torch.autograd.Function):
+    """snnTorch's sigmoid surrogate with its gradient computed stably. snnTorch 1.0 writes it as
+    ``k * exp(-k x) / (exp(-k x) + 1) ** 2``, which is inf / inf = NaN once ``exp`` overflows
+    (x below about -3.5 at the default slope of 25): a membrane far below threshold turned the
+    loss into NaN. Same forward, same derivative ``k * s * (1 - s)`` with ``s = sigmoid(k x)``."""
+
+    @staticmethod
+    def forward(ctx, input_, slope):
+        ctx.save_for_backward(input_)
+        ctx.slope = slope
+        return (input_ > 0).float()
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (input_,) = ctx.saved_tensors
+        s = torch.sigmoid(ctx.slope * input_)
+        return grad_output * ctx.slope * s * (1 - s), None
+
+
+@SURROGATES.register("sigmoid")
+def sigmoid(slope=None):
+    slope = 25 if slope is None else slope
+
+    def inner(x):
+        return _StableSigmoid.apply(x, slope)
+    return inner
+
+
+SURROGATES.register("atan")(_with_derivative(_sloped(surrogate.atan, "alpha"),
+                                             _atan_derivative))  # alpha 2
 SURROGATES.register("spike_rate_escape")(_sloped(surrogate.spike_rate_escape))  # slope 25
 SURROGATES.register("triangular")(_unsloped(surrogate.triangular, "triangular"))
 SURROGATES.register("straight_through")(_unsloped(surrogate.straight_through_estimator,
@@ -76,14 +134,25 @@ class AdaptiveLeaky(snn.Leaky):
 class SpikingLayer(nn.Module):
     """One population of neurons run over time: current [T, B, ...] -> (spikes, membrane), each
     [T, B, ...]. State lives only inside ``forward`` and starts at zero on every call, so no
-    state leaks between batches and there is nothing to reset."""
+    state leaks between batches and there is nothing to reset.
+
+    A plain ``snn.Leaky`` runs through the fused multi-step kernel (:mod:`.fused`), which gives
+    the same spikes (under ``torch.compile``, its traceable twin); other cells, and every cell while ``step_by_step`` is set, are called once
+    per step as snnTorch's tutorials do."""
+
+    step_by_step = False  # the reference execution (see :func:`snnclf.models.step_by_step`)
 
     def __init__(self, cell, num_states):
         super().__init__()
         self.cell = cell
         self.num_states = num_states  # Leaky: (mem,); Synaptic: (syn, mem); AdaptiveLeaky: (b, mem)
+        self.multistep = fused.supports(cell)
 
     def forward(self, x):
+        if self.multistep and not self.step_by_step:
+            if torch.compiler.is_compiling():
+                return fused.leaky_unrolled(x, self.cell)
+            return fused.leaky(x, self.cell)
         steps = x.unbind(0)  # never x[t]: its backward writes a full zero tensor per step
         state = [torch.zeros_like(steps[0]) for _ in range(self.num_states)]
         spikes, membrane = [], []
