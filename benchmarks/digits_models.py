@@ -13,6 +13,7 @@ from snnclf.evaluate import run_eval
 from snnclf.models import list_models
 from snnclf.runs import read_metrics
 from snnclf.train import train
+from snnclf.utils import keep_freed_memory
 
 ARCH = "16C3p1-MP2-32C3p1-MP2-FC10"
 
@@ -23,6 +24,7 @@ def main():
     p.add_argument("--time_steps", type=int, default=8)
     p.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
     args = p.parse_args()
+    keep_freed_memory()  # as the snnclf command does
     out = args.out or tempfile.mkdtemp(prefix="snnclf-digits-")
     logging.basicConfig(level=logging.WARNING)
     rows = []

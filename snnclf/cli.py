@@ -15,6 +15,7 @@ from .losses import list_losses
 from .models import list_models, list_surrogates
 from .models.neurons import RESETS
 from .optim import list_optimizers, list_schedulers
+from .presets import PRESETS, describe as describe_presets
 from .train import DEFAULTS
 from .utils import keep_freed_memory
 
@@ -57,6 +58,9 @@ def _train_parser(sub):
     p = sub.add_parser("train", help="train a classifier (a new run, or --resume one)",
                        description="Train a spiking or non-spiking image classifier. Each run keeps "
                        "<save_dir>/<run>/{best,last}.pt and <log_dir>/<run>/{config.json,metrics.csv,train.log}.")
+    _add(p, "preset", "a recommended recipe: sets the data set, model, neurons, T, optimizer, schedule, "
+         "augmentation and epochs; flags you give override it. " + describe_presets(), default_text="none",
+         choices=PRESETS.names())
     d = p.add_argument_group("data")
     _add(d, "dataset", "data set", choices=list_datasets())
     _add(d, "data_dir", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), NMNIST/ "
@@ -121,14 +125,16 @@ def _train_parser(sub):
          nargs="+", type=_number(int, 1), metavar="EPOCH")
     _add(t, "gamma", "decay factor of --scheduler step/multistep", default_text="0.1",
          type=_number(float, 0, 1, low_open=True))
+    _add(t, "shift", "augment training images by random shifts of up to this many pixels", default_text="0",
+         type=_number(int, 0))
     _add(t, "epochs", "epochs", type=_number(int, 1))
     _add(t, "batch_size", "batch size", type=_number(int, 1))
     _add(t, "seed", "random seed (weights, batch order, rate spikes)", type=_number(int, 0, 2 ** 31 - 1))
     _add(t, "device", "auto: CUDA, then MPS, then CPU", choices=["auto", "cpu", "cuda", "mps"])
     _add(t, "amp", "mixed precision (CUDA only)", default_text="off", action="store_true")
-    _add(t, "compile", "run the model under torch.compile: faster steps after a one-time compile "
-         "(logged), worth it for long runs; needs a C++ compiler on the CPU", default_text="off",
-         action="store_true")
+    _add(t, "compile", "run the model under torch.compile (needs a C++ compiler on the CPU): "
+         "a one-time compile, logged, for faster inference; see the README for when it pays",
+         default_text="off", action="store_true")
     _add(t, "grad_clip", "clip the gradient norm to this value", default_text="off",
          type=_number(float, 0, low_open=True))
 
@@ -165,6 +171,8 @@ def _eval_parser(sub):
     _add(p, "device", "auto: CUDA, then MPS, then CPU", default_text="auto",
          choices=["auto", "cpu", "cuda", "mps"])
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
+    _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
+         default_text="off", action="store_true")
     _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
          action="store_true")
     p.set_defaults(func=_eval)
@@ -254,7 +262,8 @@ def _eval(args):
                        save_dir=args.save_dir or DEFAULTS["save_dir"],
                        log_dir=args.log_dir or DEFAULTS["log_dir"], test_only=bool(args.test_only),
                        time_steps=args.time_steps, batch_size=args.batch_size,
-                       device=args.device or "auto", data_dir=args.data_dir)
+                       device=args.device or "auto", data_dir=args.data_dir,
+                       compile=bool(args.compile))
     print(json.dumps(results) if args.json else format_results(results))
     return 0
 
@@ -290,6 +299,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"snnclf {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # torch.compile's failures (no C++ compiler, an unsupported op)
+        if not getattr(args, "compile", False) or not type(err).__module__.startswith(
+                ("torch._dynamo", "torch._inductor")):
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        print(f"snnclf {args.command}: error: torch.compile failed ({first}): run without --compile",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ def new_totals():
     return {"loss": 0.0, "correct": 0, "spikes": 0.0, "seen": 0, "steps": 0, "data_seconds": 0.0}
 
 
-def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None,
+def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler=None, augment=None,
                     amp=False, grad_clip=None, epoch=0, desc="train", totals=None, should_stop=None,
                     any_rank=bool, progress=True):
     """One pass over ``loader``. ``encode`` turns images [B, ...] into model input [T, B, ...].
@@ -37,6 +37,8 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
         totals["data_seconds"] += began - fetched  # time spent waiting for data
         step = totals["steps"] + 1
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
         with torch.autocast(device.type, enabled=amp):
             spk, mem = model(encode(x))  # [T, B, K] each
             loss = loss_fn(spk, mem, y)

@@ -3,6 +3,8 @@
 from functools import partial
 from pathlib import Path
 
+import torch
+
 from . import efficiency
 from .data import get_encoder, make_loader, make_splits
 from .engine import evaluate
@@ -12,7 +14,6 @@ from .models import get_model
 from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
 from .train import load_data
 from .utils import resolve_device
-
 
 
 def load_model(checkpoint, device):
@@ -29,11 +30,11 @@ def load_model(checkpoint, device):
 
 
 def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", test_only=False,
-             time_steps=None, batch_size=None, device="auto", data_dir=None):
+             time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
-    Writes ``eval.json`` and ``confusion_matrix.csv`` in the run's log folder and returns the
-    results as a dict."""
+    ``compile`` runs the model under ``torch.compile``. Writes ``eval.json`` and
+    ``confusion_matrix.csv`` in the run's log folder and returns the results as a dict."""
     if checkpoint is None:
         run = run or latest_run(save_dir)
         path = open_run(run, save_dir, log_dir).best
@@ -61,8 +62,9 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
                "dataset": cfg["dataset"], "model": cfg["model"], "time_steps": T}
     names = data.class_names
+    net = torch.compile(model, dynamic=False) if compile else model
     for split in (["test"] if test_only else ["test", "val", "train"]):
-        m = evaluate(model, make_loader(splits[split], batch_size), encode, loss_fn, device,
+        m = evaluate(net, make_loader(splits[split], batch_size), encode, loss_fn, device,
                      data.num_classes, desc=split)
         results.update({f"{split}_accuracy": m["accuracy"], f"{split}_loss": m["loss"],
                         f"num_{split}": m["samples"], f"{split}_spikes_per_sample": m["spikes_per_sample"]})

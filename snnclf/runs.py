@@ -162,3 +162,10 @@ def latest_run(save_dir="checkpoints"):
         raise UsageError(f"no trained run in {save_dir}/: train one with 'snnclf train', or pass "
                          "--run NAME / --checkpoint PATH")
     return found[-1].parent.name
+
+
+def selection_key(accuracy, loss):
+    """How epochs are ranked to choose a run's best: the highest validation accuracy, and among
+    equal accuracies the lowest validation loss (a small validation set often reaches 100% early
+    and stays there). A larger key is better."""
+    return (accuracy, -loss)

@@ -11,28 +11,30 @@ import torch
 
 from . import __version__, distributed
 from .data import EVENT_OPTIONS, get_encoder, is_event_dataset, load_dataset, make_loader, make_splits
+from .data.augment import random_shift
 from .engine import evaluate, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import get_model
 from .models.neurons import NEURON_OPTIONS
 from .optim import get_optimizer, get_scheduler
+from .presets import preset_flags
 from .runs import (FORMAT, VERSION, load_checkpoint, open_run, read_metrics, save_checkpoint,
-                   write_json, write_metrics)
+                   selection_key, write_json, write_metrics)
 from .utils import resolve_device, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
 # The defaults of `snnclf train`; ``None`` leaves the choice to the model, loss or optimizer.
 DEFAULTS = {
-    "dataset": "digits", "data_dir": "data", "val_fraction": 0.1, "subset": None,
+    "preset": None, "dataset": "digits", "data_dir": "data", "val_fraction": 0.1, "subset": None,
     "encoding": None, "time_steps": 8,
     "denoise_us": None, "downsample": None, "first_saccade_only": None, "cache_dir": None,
     "model": "csnn", "arch": None, "batch_norm": None, "dropout": None,
     **{name: None for name in NEURON_OPTIONS},
     "loss": None, "optimizer": "adam", "lr": None, "weight_decay": None, "momentum": None,
     "scheduler": None, "step_size": None, "milestones": None, "gamma": None,
-    "epochs": 30, "batch_size": 64, "seed": 0, "device": "auto", "amp": False, "compile": False,
+    "shift": 0, "epochs": 30, "batch_size": 64, "seed": 0, "device": "auto", "amp": False, "compile": False,
     "grad_clip": None,
     "run": None, "save_dir": "checkpoints", "log_dir": "logs",
 }
@@ -43,7 +45,8 @@ RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run",
 
 def default_run_name(cfg):
     encoding = "" if cfg["encoding"] in ("direct", "events") else f"-{cfg['encoding']}"
-    return f"{cfg['dataset']}-{cfg['model']}{encoding}-T{cfg['time_steps']}"
+    preset = "-preset" if cfg.get("preset") else ""
+    return f"{cfg['dataset']}-{cfg['model']}{encoding}-T{cfg['time_steps']}{preset}"
 
 
 def resolve_encoding(dataset, encoding):
@@ -76,7 +79,7 @@ def model_spec(cfg):
 
 
 def _check_numbers(cfg):
-    for key, low in (("time_steps", 1), ("epochs", 1), ("batch_size", 1)):
+    for key, low in (("time_steps", 1), ("epochs", 1), ("batch_size", 1), ("shift", 0)):
         if cfg[key] < low:
             raise UsageError(f"--{key} must be at least {low}, got {cfg[key]}")
     if cfg["grad_clip"] is not None and cfg["grad_clip"] <= 0:
@@ -93,7 +96,8 @@ def train(flags):
     if "arch" in given:
         if given.setdefault("model", "arch") != "arch":
             raise UsageError(f"--arch and --model {given['model']} both name a model: give one of them")
-    cfg = {**DEFAULTS, **given}
+    preset = preset_flags(given["preset"]) if given.get("preset") else {}
+    cfg = {**DEFAULTS, **preset, **given}  # flags given on the command line win over the preset's
     cfg["encoding"] = resolve_encoding(cfg["dataset"], cfg["encoding"])
     cfg["run"] = cfg["run"] or default_run_name(cfg)
     run = open_run(cfg["run"], cfg["save_dir"], cfg["log_dir"])
@@ -145,6 +149,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
     name, options = model_spec(cfg)
     model = get_model(name, data.in_shape, data.num_classes, **options).to(device)
     encode = partial(get_encoder(cfg["encoding"]), time_steps=cfg["time_steps"])
+    augment = partial(random_shift, pixels=cfg["shift"]) if cfg["shift"] else None
     loss_fn = get_loss(cfg["loss"], cfg["time_steps"], model.spiking)
     optimizer = get_optimizer(cfg["optimizer"], model.parameters(), cfg["lr"],
                               cfg["weight_decay"], cfg["momentum"])
@@ -178,6 +183,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "epoch": epoch, "partial": midway, "best_val_accuracy": best[0], "best_epoch": best[1],
+            "best_val_loss": best[2],
             "metrics": rows[-1] if rows else None, "config": cfg, "class_names": data.class_names,
             "rng": rngs[0], "rng_per_process": rngs if ctx.enabled else None,
             "snnclf_version": __version__,
@@ -212,7 +218,9 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
             midway = checkpoint.get("partial")
             if midway and not ctx.is_main:  # the saved totals are all processes' sums: rank 0 carries them
                 midway = {**midway, "totals": {**new_totals(), "steps": midway["totals"]["steps"]}}
-            start, best = checkpoint["epoch"] + 1, (checkpoint["best_val_accuracy"], checkpoint["best_epoch"])
+            start = checkpoint["epoch"] + 1
+            best = (checkpoint["best_val_accuracy"], checkpoint["best_epoch"],
+                    checkpoint.get("best_val_loss", float("inf")))
             rows = [r for r in read_metrics(run.metrics) if r["epoch"] < start] if run.metrics.exists() else []
             per_process = checkpoint.get("rng_per_process")
             if per_process and len(per_process) == ctx.world:
@@ -232,7 +240,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
                                         "processes": ctx.world,
                                         "global_batch_size": cfg["batch_size"] * ctx.world,
                                         "snnclf_version": __version__, "torch_version": torch.__version__})
-            start, best, rows = 1, (-1.0, 0), []
+            start, best, rows = 1, (-1.0, 0, float("inf")), []  # (accuracy, epoch, loss)
             log.info("run %s: %s (%s parameters) on %s (%d train, %d val images), T=%d, %s encoding, "
                      "device %s%s", run.name, name if name != "arch" else cfg["arch"], f"{num_params:,}",
                      cfg["dataset"], len(splits["train"]), len(splits["val"]), cfg["time_steps"],
@@ -250,6 +258,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
                                      skip=totals["steps"] if totals else 0, rank=ctx.rank, world=ctx.world)
                 midway = None
                 tr = train_one_epoch(net, loader, encode, loss_fn, optimizer, device, scaler=scaler,
+                                     augment=augment,
                                      amp=amp, grad_clip=cfg["grad_clip"], epoch=epoch, totals=totals,
                                      should_stop=lambda: ctx.any(stop()), any_rank=ctx.any,
                                      progress=ctx.is_main, desc=f"epoch {epoch}/{cfg['epochs']}")
@@ -277,9 +286,9 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
                              "val_loss": va["loss"], "val_accuracy": va["accuracy"], "lr": lr,
                              "seconds": round(seconds, 3), "data_seconds": round(tr["data_seconds"], 3),
                              "spikes_per_sample": tr["spikes_per_sample"]})
-                improved = va["accuracy"] > best[0]
+                improved = selection_key(va["accuracy"], va["loss"]) > selection_key(best[0], best[2])
                 if improved:
-                    best = (va["accuracy"], epoch)
+                    best = (va["accuracy"], epoch, va["loss"])
                 checkpoint = snapshot(epoch, rows, best)
                 if ctx.is_main:
                     write_metrics(run.metrics, rows)

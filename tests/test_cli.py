@@ -236,3 +236,19 @@ def test_bad_input_is_one_line_exit_2(workdir, cli, args, fragment):
     assert fragment in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
+
+
+def test_compile_trains_and_evaluates_and_reports_its_cost(workdir, cli):
+    code, _, err = cli("train", "--subset", "400", "--epochs", "3", "--time_steps", "4",
+                       "--batch_size", "50", "--run", "compiled", "--compile")
+    assert code == 0, err
+    assert "torch.compile: the first training step took" in err
+    config = json.loads((workdir / "logs/compiled/config.json").read_text())
+    assert config["compile"] is True
+    state = torch.load(workdir / "checkpoints/compiled/best.pt", weights_only=True)["model"]
+    assert not any(key.startswith("_orig_mod") for key in state)  # the plain model's weights
+    code, out, err = cli("eval", "--run", "compiled", "--test_only", "--compile", "--json")
+    assert code == 0, err
+    compiled = json.loads(out)
+    plain = json.loads(cli("eval", "--run", "compiled", "--test_only", "--json")[1])
+    assert compiled["test_accuracy"] == plain["test_accuracy"] > 0.3  # above chance (0.1)

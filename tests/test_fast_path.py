@@ -9,8 +9,7 @@ import torch
 from snntorch import surrogate
 
 from snnclf.data import get_encoder
-from snnclf.models import get_model, list_models, make_neuron, step_by_step
-from snnclf.models import fused
+from snnclf.models import fused, get_model, list_models, make_neuron, step_by_step
 from snnclf.models.neurons import SURROGATES, SpikingLayer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +45,13 @@ def run_both(model, x):
 
 @pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
 @pytest.mark.parametrize("learn", [False, True])
-def test_fused_leaky_equals_snntorch_leaky_called_per_step(reset, learn):
+@pytest.mark.parametrize("in_place", [False, True])  # snnclf's atan carries its derivative
+def test_fused_leaky_equals_snntorch_leaky_called_per_step(reset, learn, in_place):
     torch.manual_seed(0)
+    spike_grad = SURROGATES.lookup("atan", "--surrogate")() if in_place else surrogate.atan()
+    assert hasattr(spike_grad, "derivative") == in_place
     layer = SpikingLayer(snn.Leaky(beta=0.8, threshold=0.7, reset_mechanism=reset, learn_beta=learn,
-                                   learn_threshold=learn, spike_grad=surrogate.atan()), 1)
+                                   learn_threshold=learn, spike_grad=spike_grad), 1)
     x = (torch.randn(12, 4, 3, 5, 5) * 0.8 + 0.3).requires_grad_()
     spk, mem = layer(x)
     cell = snn.Leaky(beta=0.8, threshold=0.7, spike_grad=layer.cell.spike_grad, reset_mechanism=reset)
@@ -144,3 +146,42 @@ def test_channels_last_layout_is_kept_through_the_network():
     model(get_encoder("rate")(torch.rand(2, 1, 28, 28), 3))
     folded = seen[0].flatten(0, 1)
     assert folded.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_model_gives_the_same_spikes():
+    """Under torch.compile the neurons run as plain per-step operations the compiler can fuse."""
+    torch.manual_seed(0)
+    model = get_model("csnn", (1, 12, 12), 10, threshold=0.5).eval()
+    x = get_encoder("direct")(torch.rand(4, 1, 12, 12) * 3, 4)
+    with torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model, dynamic=False)(x)
+    assert eager[0].sum() > 0
+    assert torch.equal(eager[0], compiled[0])
+    assert torch.allclose(eager[1], compiled[1], atol=1e-5)
+
+
+def test_unrolled_leaky_equals_the_fused_kernel():
+    torch.manual_seed(2)
+    layer = make_neuron("leaky", learn_beta=True, learn_threshold=True, reset="zero")
+    x = (torch.randn(9, 5, 6) + 0.4).requires_grad_()
+    outs, grads = [], []
+    for run in (fused.leaky, fused.leaky_unrolled):
+        x.grad = None
+        layer.zero_grad()
+        spk, mem = run(x, layer.cell, layer.reset_mode)
+        (spk.sum() + mem.square().sum()).backward()
+        outs.append((spk, mem))
+        grads.append([x.grad.clone()] + [p.grad.clone() for p in layer.parameters()])
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_sigmoid_surrogate_gradient_stays_finite_far_below_threshold():
+    """snnTorch 1.0's sigmoid surrogate gives NaN there (exp overflows); snnclf's does not."""
+    spike = SURROGATES.lookup("sigmoid", "--surrogate")()
+    z = torch.tensor([-50.0, -4.0, 0.0, 0.1, 50.0], requires_grad=True)
+    spike(z).sum().backward()
+    assert torch.isfinite(z.grad).all()
+    assert z.grad[2] == pytest.approx(25 / 4)  # slope * s * (1 - s) at 0

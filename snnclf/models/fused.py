@@ -32,22 +32,27 @@ def supports(cell):
             and float(cell.graded_spikes_factor) == 1.0)
 
 
-def leaky(x, cell):
-    """Spikes and membrane [T, ...] of ``cell`` (an ``snn.Leaky``) driven by currents ``x`` [T, ...]."""
+def reset_mode(cell):
+    """The cell's reset as a plain int (snnTorch keeps it in a tensor buffer, which a compiled
+    graph would have to branch on)."""
+    return int(cell.reset_mechanism_val)
+
+
+def leaky(x, cell, reset):
+    """Spikes and membrane [T, ...] of ``cell`` (an ``snn.Leaky`` with reset mode ``reset``)
+    driven by currents ``x`` [T, ...]."""
     beta = cell.beta.clamp(0, 1)  # as snnTorch; autograd takes the clamp's gradient
     threshold = cell.threshold
     if not torch.is_tensor(threshold):
         threshold = torch.as_tensor(threshold, dtype=x.dtype, device=x.device)
-    return _Leaky.apply(x, beta.to(x.dtype), threshold.to(x.dtype), cell.spike_grad,
-                        cell.reset_mechanism_val)
+    return _Leaky.apply(x, beta.to(x.dtype), threshold.to(x.dtype), cell.spike_grad, reset)
 
 
-def leaky_unrolled(x, cell):
+def leaky_unrolled(x, cell, reset_mode):
     """The same as :func:`leaky`, written as plain per-step tensor operations for
     ``torch.compile``: the compiler unrolls the loop and fuses each step's element-wise work
     (forward and backward) into a few kernels, which the hand-written backward would hide."""
     beta, threshold = cell.beta.clamp(0, 1), cell.threshold
-    reset_mode = cell.reset_mechanism_val
     mem = torch.zeros_like(x[0])
     reset = torch.zeros_like(mem)
     spikes, membrane = [], []
@@ -104,16 +109,17 @@ class _Leaky(torch.autograd.Function):
         # One step at a time, last to first, so that each step's temporaries stay in cache.
         for t in range(mem.shape[0] - 1, -1, -1):
             g = grad[t]
-            if grad_spk is not None and derivative is not None:  # the surrogate in place
-                derivative(torch.sub(mem[t], threshold, out=g)).mul_(grad_spk[t])
-            elif grad_spk is not None:  # through the surrogate function's own backward
-                with torch.enable_grad():
-                    shifted = (mem[t] - threshold).requires_grad_()
-                    g.copy_(torch.autograd.grad(ctx.spike_grad(shifted), shifted, grad_spk[t])[0])
+            if grad_spk is None:
+                g.zero_()
+            else:
+                if derivative is not None:  # the surrogate in place
+                    derivative(torch.sub(mem[t], threshold, out=g)).mul_(grad_spk[t])
+                else:  # through the surrogate function's own backward
+                    with torch.enable_grad():
+                        shifted = (mem[t] - threshold).requires_grad_()
+                        g.copy_(torch.autograd.grad(ctx.spike_grad(shifted), shifted, grad_spk[t])[0])
                 if need_threshold:  # spk = H(mem - threshold)
                     grad_threshold -= g.sum_to_size(threshold.shape)
-            else:
-                g.zero_()
             if grad_mem is not None:
                 g.add_(grad_mem[t])
             if t + 1 < mem.shape[0]:  # d mem[t+1] / d mem[t] = beta (times 1 - spk[t], "zero")

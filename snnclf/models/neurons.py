@@ -147,12 +147,13 @@ class SpikingLayer(nn.Module):
         self.cell = cell
         self.num_states = num_states  # Leaky: (mem,); Synaptic: (syn, mem); AdaptiveLeaky: (b, mem)
         self.multistep = fused.supports(cell)
+        self.reset_mode = fused.reset_mode(cell) if self.multistep else None
 
     def forward(self, x):
         if self.multistep and not self.step_by_step:
             if torch.compiler.is_compiling():
-                return fused.leaky_unrolled(x, self.cell)
-            return fused.leaky(x, self.cell)
+                return fused.leaky_unrolled(x, self.cell, self.reset_mode)
+            return fused.leaky(x, self.cell, self.reset_mode)
         steps = x.unbind(0)  # never x[t]: its backward writes a full zero tensor per step
         state = [torch.zeros_like(steps[0]) for _ in range(self.num_states)]
         spikes, membrane = [], []

@@ -8,6 +8,8 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 from snntorch import spikeplot  # noqa: E402
 
+from ..runs import selection_key  # noqa: E402
+
 
 def loss_curves(metrics, ax):
     """Train and validation loss per epoch from ``metrics.csv`` rows."""
@@ -25,7 +27,8 @@ def accuracy_curves(metrics, ax):
     val = [100 * r["val_accuracy"] for r in metrics]
     lines = ax.plot(epochs, [100 * r["train_accuracy"] for r in metrics], "o-", label="train")
     lines += ax.plot(epochs, val, "s-", label="validation")
-    best = int(np.argmax(val))
+    best = max(range(len(metrics)), key=lambda i: selection_key(metrics[i]["val_accuracy"],
+                                                                 metrics[i]["val_loss"]))
     lines.append(ax.scatter([epochs[best]], [val[best]], s=120, facecolors="none", edgecolors="red",
                             label=f"best: {val[best]:.2f}% (epoch {epochs[best]})", zorder=3))
     ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")

@@ -1,0 +1,43 @@
+"""Recommended spiking recipes per data set: ``snnclf train --preset NAME``.
+
+Each preset is the set of ``snnclf train`` flags it stands for; flags given on the command line
+override them, and ``config.json`` records the values the run used together with the preset's
+name. The recipes follow published small convolutional SNNs (direct input, batch norm, learnable
+membrane decay as in Fang et al.'s PLIF, few time steps, a cosine schedule) plus small random
+shifts; the README gives what each reached here and how long it took."""
+from .registry import Registry
+
+PRESETS = Registry("preset")
+
+
+def _register(name, summary, **flags):
+    PRESETS.register(name)({"summary": summary, "flags": flags})
+
+
+_COMMON = dict(model="csnn", encoding="direct", batch_norm=True, learn_beta=True,
+               optimizer="adamw", scheduler="cosine")
+_register("digits", "csnn with batch norm and learnable beta, T=4, AdamW 2e-3 cosine, 1-pixel "
+          "shifts, 60 epochs (about 1 minute on 2 CPU cores)",
+          dataset="digits", time_steps=4, lr=2e-3, weight_decay=0.01, shift=1, epochs=60, batch_size=64,
+          **_COMMON)
+_register("mnist", "csnn with batch norm and learnable beta, T=4, AdamW 2e-3 cosine, 2-pixel shifts, "
+          "25 epochs, batch 128",
+          dataset="mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=2, epochs=25, batch_size=128,
+          **_COMMON)
+_register("fashion-mnist", "the mnist recipe on Fashion-MNIST: T=4, 1-pixel shifts, 40 epochs",
+          dataset="fashion-mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=1, epochs=40,
+          batch_size=128, **_COMMON)
+_register("nmnist", "the mnist recipe on N-MNIST frames: cnn with batch norm and learnable beta, T=10 "
+          "frames, 2-pixel shifts, 25 epochs",
+          dataset="nmnist", time_steps=10, lr=2e-3, weight_decay=0.01, shift=2, epochs=25, batch_size=128,
+          **{**_COMMON, "model": "cnn", "encoding": None})
+
+
+def preset_flags(name):
+    """The flags preset ``name`` stands for."""
+    return dict(PRESETS.lookup(name, "--preset")["flags"])
+
+
+def describe():
+    """One line per preset, for ``snnclf train --help``."""
+    return "; ".join(f"{name}: {PRESETS[name]['summary']}" for name in PRESETS.names())

@@ -1,0 +1,68 @@
+"""--preset recipes (flags given win, config.json records the result) and --shift augmentation."""
+import json
+
+import pytest
+import torch
+
+from snnclf.data.augment import random_shift
+from snnclf.presets import PRESETS, preset_flags
+from snnclf.train import DEFAULTS
+
+
+def test_every_preset_names_only_real_train_flags():
+    for name in PRESETS.names():
+        flags = preset_flags(name)
+        assert set(flags) <= set(DEFAULTS), name
+        assert flags["scheduler"] == "cosine" and flags["batch_norm"] and flags["learn_beta"]
+
+
+def test_preset_sets_the_recipe_and_given_flags_override_it(workdir, cli):
+    code, _, err = cli("train", "--preset", "digits", "--epochs", "2", "--subset", "300",
+                       "--time_steps", "2")
+    assert code == 0, err
+    config = json.loads((workdir / "logs/digits-csnn-T2-preset/config.json").read_text())
+    assert config["preset"] == "digits"
+    assert config["epochs"] == 2 and config["time_steps"] == 2  # given on the command line
+    assert config["batch_norm"] is True and config["learn_beta"] is True  # from the preset
+    assert config["optimizer"] == "adamw" and config["scheduler"] == "cosine" and config["shift"] == 1
+    state = torch.load(workdir / "checkpoints/digits-csnn-T2-preset/last.pt", weights_only=True)["model"]
+    assert any("running_mean" in key for key in state) and any(key.endswith("beta") for key in state)
+
+
+def test_unknown_preset_is_one_line_exit_2(workdir, cli):
+    code, _, err = cli("train", "--preset", "cifar")
+    assert code == 2 and "--preset" in err and "digits" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_random_shift_moves_each_sample_whole_and_keeps_its_pixels():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 3, 2, 9, 9)  # [B, T, C, H, W]: event frames
+    x[:, :, :, 4, 4] = torch.arange(1, 65.0).view(64, 1, 1)  # one bright pixel per sample
+    y = random_shift(x, 2)
+    assert y.shape == x.shape
+    positions = set()
+    for b in range(64):
+        where = (y[b] == b + 1).nonzero()
+        assert len(where) == 3 * 2  # every frame and channel, still there once
+        assert (where[:, 2:] == where[0, 2:]).all()  # all moved together
+        r, c = where[0, 2:].tolist()
+        assert abs(r - 4) <= 2 and abs(c - 4) <= 2
+        positions.add((r, c))
+    assert len(positions) > 10  # offsets differ between samples
+    assert random_shift(x, 0) is x
+
+
+@pytest.mark.parametrize("shift", ["-1", "x"])
+def test_bad_shift_is_refused(workdir, cli, shift):
+    code, _, err = cli("train", "--shift", shift)
+    assert code == 2 and "--shift" in err
+
+
+def test_best_epoch_breaks_accuracy_ties_by_the_lower_validation_loss():
+    from snnclf.runs import selection_key
+
+    epochs = [(0.98, 0.30), (1.0, 0.20), (1.0, 0.10), (1.0, 0.15), (0.99, 0.01)]
+    best = max(range(len(epochs)), key=lambda i: selection_key(*epochs[i]))
+    assert best == 2
+    assert selection_key(1.0, 0.2) > selection_key(0.99, 0.0)
