@@ -111,7 +111,8 @@ def train(flags):
                 raise UsageError(f"--resume continues run {run.name} as it was configured, but --{key} "
                                  f"{value} differs from its {saved.get(key)}: leave --{key} out, or "
                                  "start a new run with --run NAME")
-        cfg = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
+        # DEFAULTS first: a run saved by an older snnclf lacks the newer keys
+        cfg = {**DEFAULTS, **saved, **{k: v for k, v in given.items() if k in RESUMABLE}}
         if cfg["epochs"] != saved["epochs"] and (saved.get("scheduler") == "cosine" or (
                 saved.get("scheduler") == "step" and not saved.get("step_size"))):
             raise UsageError(f"run {run.name}'s --scheduler {saved['scheduler']} was laid out over its "

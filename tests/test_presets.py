@@ -8,6 +8,8 @@ from snnclf.data.augment import random_shift
 from snnclf.presets import PRESETS, preset_flags
 from snnclf.train import DEFAULTS
 
+from conftest import make_nmnist_folder
+
 
 def test_every_preset_names_only_real_train_flags():
     for name in PRESETS.names():
@@ -66,3 +68,12 @@ def test_best_epoch_breaks_accuracy_ties_by_the_lower_validation_loss():
     best = max(range(len(epochs)), key=lambda i: selection_key(*epochs[i]))
     assert best == 2
     assert selection_key(1.0, 0.2) > selection_key(0.99, 0.0)
+
+
+def test_nmnist_preset_trains_on_event_frames_with_shifts(workdir, cli):
+    make_nmnist_folder(workdir / "nm", per_class=(3, 1))
+    code, _, err = cli("train", "--preset", "nmnist", "--data_dir", "nm", "--epochs", "1",
+                       "--time_steps", "3", "--batch_size", "10")
+    assert code == 0, err
+    config = json.loads((workdir / "logs/nmnist-cnn-T3-preset/config.json").read_text())
+    assert config["encoding"] == "events" and config["shift"] == 2 and config["batch_norm"] is True
