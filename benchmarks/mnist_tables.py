@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from snnclf.evaluate import run_eval
-from snnclf.runs import read_metrics, selection_key
+from snnclf.runs import read_metrics
 from snnclf.train import train
 from snnclf.utils import keep_freed_memory
 from snnclf.viz.reports import compare, save
@@ -63,10 +63,10 @@ def row(name, log_dir):
     result = json.loads((log_dir / name / "eval.json").read_text())
     config = json.loads((log_dir / name / "config.json").read_text())
     metrics = read_metrics(log_dir / name / "metrics.csv")
-    best = max(range(len(metrics)), key=lambda i: selection_key(metrics[i]["val_accuracy"], metrics[i]["val_loss"]))
+    best = next(r for r in metrics if r["epoch"] == result["epoch"])  # the epoch of the best.pt tested
     return {"run": name, "model": config["model"], "encoding": config["encoding"],
-            "T": config["time_steps"], "epochs": config["epochs"], "best_epoch": metrics[best]["epoch"],
-            "val": metrics[best]["val_accuracy"], "test": result["test_accuracy"],
+            "T": config["time_steps"], "epochs": config["epochs"], "best_epoch": best["epoch"],
+            "val": best["val_accuracy"], "test": result["test_accuracy"],
             "spikes": result["test_spikes_per_sample"],
             "all_spikes": sum(r["spikes"] for r in result["efficiency"]["rates"]),
             "sops": result["efficiency"]["totals"]["sops"],

@@ -23,7 +23,7 @@ from snntorch import utils
 from torch import nn
 
 from snnclf.data import get_encoder
-from snnclf.models import get_model
+from snnclf.models import compile_model, get_model
 from snnclf.optim import get_optimizer
 from snnclf.utils import keep_freed_memory
 
@@ -199,7 +199,7 @@ def main():
         if args.compile:  # its own copy of the weights, so that the three train side by side
             twin = get_model("csnn", SHAPE, 10)
             twin.load_state_dict(model.state_dict())
-            nets["compiled"] = (torch.compile(twin, dynamic=False), ours_forward)
+            nets["compiled"] = (compile_model(twin), ours_forward)
         train, infer = step_fns(nets, images, labels, T)
         for mode, fn, passes in (("train", train, 3), ("inference", infer, 1)):
             times, first = {n: [] for n in names}, {}

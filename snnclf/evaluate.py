@@ -3,14 +3,12 @@
 from functools import partial
 from pathlib import Path
 
-import torch
-
 from . import efficiency
 from .data import get_encoder, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .losses import get_loss
-from .models import get_model
+from .models import compile_model, get_model
 from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
 from .train import load_data
 from .utils import resolve_device
@@ -62,7 +60,7 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
                "dataset": cfg["dataset"], "model": cfg["model"], "time_steps": T}
     names = data.class_names
-    net = torch.compile(model, dynamic=False) if compile else model
+    net = compile_model(model) if compile else model
     for split in (["test"] if test_only else ["test", "val", "train"]):
         m = evaluate(net, make_loader(splits[split], batch_size), encode, loss_fn, device,
                      data.num_classes, desc=split)

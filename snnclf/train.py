@@ -15,7 +15,7 @@ from .data.augment import random_shift
 from .engine import evaluate, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, UsageError
 from .losses import get_loss
-from .models import get_model
+from .models import compile_model, get_model
 from .models.neurons import NEURON_OPTIONS
 from .optim import get_optimizer, get_scheduler
 from .presets import preset_flags
@@ -202,7 +202,7 @@ def _train(cfg, run, checkpoint, overwrite, ctx):
 
     net, eval_net = distributed.wrap(ctx, model, device), model
     if cfg["compile"]:  # the state dicts saved stay those of ``model``, without compiler prefixes
-        net, eval_net = (torch.compile(m, dynamic=False) for m in (net, model))
+        net, eval_net = compile_model(net), compile_model(model)
     resume_hint = (f"go on with: snnclf train --run {run.name} --save_dir {cfg['save_dir']} "
                    f"--log_dir {cfg['log_dir']} --resume" if not ctx.enabled else
                    f"go on with the same torchrun command and: -m snnclf train --run_name {run.name} "

@@ -9,7 +9,14 @@ import torch
 from snntorch import surrogate
 
 from snnclf.data import get_encoder
-from snnclf.models import fused, get_model, list_models, make_neuron, step_by_step
+from snnclf.models import (
+    compile_model,
+    fused,
+    get_model,
+    list_models,
+    make_neuron,
+    step_by_step,
+)
 from snnclf.models.neurons import SURROGATES, SpikingLayer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +162,7 @@ def test_compiled_model_gives_the_same_spikes():
     x = get_encoder("direct")(torch.rand(4, 1, 12, 12) * 3, 4)
     with torch.no_grad():
         eager = model(x)
-        compiled = torch.compile(model, dynamic=False)(x)
+        compiled = compile_model(model)(x)
     assert eager[0].sum() > 0
     assert torch.equal(eager[0], compiled[0])
     assert torch.allclose(eager[1], compiled[1], atol=1e-5)

@@ -4,6 +4,8 @@ Every model takes [T, B, C, H, W] and returns (output spikes, output membrane), 
 import contextlib
 import inspect
 
+import torch
+
 from ..errors import UsageError
 from .layers import Folded
 from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, SpikingLayer, make_neuron
@@ -40,6 +42,12 @@ def get_model(name, in_shape, num_classes, **options):
     return builder(tuple(in_shape), num_classes, **options)
 
 
+def compile_model(model):
+    """``model`` under ``torch.compile`` (``--compile``). Shapes are static: with dynamic shapes
+    inductor failed on the direct encoder's stride-0 time dimension."""
+    return torch.compile(model, dynamic=False)
+
+
 @contextlib.contextmanager
 def step_by_step(model):
     """Run ``model`` the way snnTorch's tutorials do while the block lasts: every layer called
@@ -55,5 +63,5 @@ def step_by_step(model):
             del m.step_by_step
 
 
-__all__ = ["get_model", "step_by_step", "list_models", "list_surrogates", "make_neuron", "model_options",
+__all__ = ["compile_model", "get_model", "step_by_step", "list_models", "list_surrogates", "make_neuron", "model_options",
            "NEURONS", "MODELS"]

@@ -42,10 +42,7 @@ def leaky(x, cell, reset):
     """Spikes and membrane [T, ...] of ``cell`` (an ``snn.Leaky`` with reset mode ``reset``)
     driven by currents ``x`` [T, ...]."""
     beta = cell.beta.clamp(0, 1)  # as snnTorch; autograd takes the clamp's gradient
-    threshold = cell.threshold
-    if not torch.is_tensor(threshold):
-        threshold = torch.as_tensor(threshold, dtype=x.dtype, device=x.device)
-    return _Leaky.apply(x, beta.to(x.dtype), threshold.to(x.dtype), cell.spike_grad, reset)
+    return _Leaky.apply(x, beta.to(x.dtype), cell.threshold.to(x.dtype), cell.spike_grad, reset)
 
 
 def leaky_unrolled(x, cell, reset_mode):
@@ -78,7 +75,7 @@ class _Leaky(torch.autograd.Function):
         spk = torch.empty_like(mem)
         prev = torch.zeros_like(mem[0])
         prev_spk = torch.zeros_like(prev)
-        scratch = torch.empty_like(prev) if reset == ZERO else None
+        scratch = torch.empty_like(prev)  # one step's temporary, reused at every step
         for t, x_t in enumerate(x.unbind(0)):
             m = mem[t]
             if reset == ZERO:  # beta * ((1 - reset) * mem) + x
@@ -88,7 +85,7 @@ class _Leaky(torch.autograd.Function):
                 torch.mul(prev, beta, out=m)
             m.add_(x_t)
             if reset == SUBTRACT:  # reset is 0 or 1, so reset * threshold is exact either way
-                m.sub_(prev_spk * threshold)
+                m.sub_(torch.mul(prev_spk, threshold, out=scratch))
             torch.gt(m, threshold, out=spk[t])  # H(mem - threshold): equal for IEEE floats
             prev, prev_spk = m, spk[t]
         ctx.save_for_backward(mem, beta, threshold)
@@ -107,6 +104,7 @@ class _Leaky(torch.autograd.Function):
         grad_beta = torch.zeros_like(beta) if need_beta else None
         grad_threshold = torch.zeros_like(threshold) if need_threshold else None
         # One step at a time, last to first, so that each step's temporaries stay in cache.
+        fired = None  # mem[t] > threshold (spk[t], the reset of step t+1), from the step after
         for t in range(mem.shape[0] - 1, -1, -1):
             g = grad[t]
             if grad_spk is None:
@@ -123,13 +121,11 @@ class _Leaky(torch.autograd.Function):
             if grad_mem is not None:
                 g.add_(grad_mem[t])
             if t + 1 < mem.shape[0]:  # d mem[t+1] / d mem[t] = beta (times 1 - spk[t], "zero")
-                carry = beta * (mem[t] <= threshold) if zero_reset else beta
-                g.addcmul_(grad[t + 1], carry)
-            if t > 0 and (need_beta or need_threshold):
-                reset = mem[t - 1] > threshold  # spk[t-1], the reset applied at step t
-                if need_beta:
-                    prev = mem[t - 1] * reset.logical_not() if zero_reset else mem[t - 1]
-                    grad_beta += (g * prev).sum_to_size(beta.shape)
-                if need_threshold and ctx.reset == SUBTRACT:  # mem[t] -= reset * threshold
-                    grad_threshold -= (g * reset).sum_to_size(threshold.shape)
+                g.addcmul_(grad[t + 1], beta * fired.logical_not() if zero_reset else beta)
+            fired = mem[t - 1] > threshold if t > 0 and (zero_reset or need_beta or need_threshold) else None
+            if fired is not None and need_beta:  # fired: spk[t-1], the reset applied at step t
+                prev = mem[t - 1] * fired.logical_not() if zero_reset else mem[t - 1]
+                grad_beta += (g * prev).sum_to_size(beta.shape)
+            if fired is not None and need_threshold and ctx.reset == SUBTRACT:  # mem[t] -= reset * thr
+                grad_threshold -= (g * fired).sum_to_size(threshold.shape)
         return grad if need_x else None, grad_beta, grad_threshold, None, None

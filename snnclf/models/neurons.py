@@ -81,13 +81,12 @@ class _StableSigmoid(torch.autograd.Function):
         return grad_output * ctx.slope * s * (1 - s), None
 
 
-@SURROGATES.register("sigmoid")
-def sigmoid(slope=None):
-    slope = 25 if slope is None else slope
+def stable_sigmoid(slope=25):
+    """A spike function with the stable sigmoid surrogate, made like snnTorch's ``sigmoid``."""
+    return lambda x: _StableSigmoid.apply(x, slope)
 
-    def inner(x):
-        return _StableSigmoid.apply(x, slope)
-    return inner
+
+SURROGATES.register("sigmoid")(_sloped(stable_sigmoid))  # slope 25
 
 
 SURROGATES.register("atan")(_with_derivative(_sloped(surrogate.atan, "alpha"),
