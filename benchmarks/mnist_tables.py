@@ -23,7 +23,8 @@ from snnclf.evaluate import run_eval
 from snnclf.runs import read_metrics
 from snnclf.train import train
 from snnclf.utils import keep_freed_memory
-from snnclf.viz.reports import compare, save
+from snnclf.viz.compare import compare
+from snnclf.viz.files import save
 
 # The replaced projects' settings: Adam 1e-4 and the membrane-mean readout for the MLPs,
 # ce_rate_loss (snnclf's "ce") for the CSNNs.

@@ -1,33 +1,20 @@
 """The eval command: rebuild a model from its checkpoint alone and measure it on the test split
 (and, unless told otherwise, on train and validation)."""
-from functools import partial
 from pathlib import Path
 
 from . import efficiency
-from .data import get_encoder, make_loader, make_splits
+from .builders import build_loss, check_fits, load_data, load_model, make_encoder
+from .config import LOG_DIR, SAVE_DIR, RunConfig
+from .data import make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
-from .losses import get_loss
-from .models import compile_model, get_model
+from .models import compile_model
 from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
-from .train import load_data
 from .utils import resolve_device
+from .viz.reports import evaluation_pictures
 
 
-def load_model(checkpoint, device):
-    """The model a checkpoint describes, with its weights, on ``device``, in eval mode."""
-    kwargs = dict(checkpoint["model_kwargs"])
-    in_shape, num_classes = kwargs.pop("in_shape"), kwargs.pop("num_classes")
-    model = get_model(checkpoint["model_name"], in_shape, num_classes, **kwargs)
-    try:
-        model.load_state_dict(checkpoint["model"])
-    except RuntimeError as err:
-        raise UsageError(f"the checkpoint's weights do not fit model {checkpoint['model_name']} "
-                         f"({str(err).splitlines()[0]}): it was saved by another version") from None
-    return model.to(device).eval()
-
-
-def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", test_only=False,
+def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
              time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
@@ -39,26 +26,23 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     else:
         path = Path(checkpoint)
     ckpt = load_checkpoint(path)
-    cfg = ckpt["config"]
-    run = open_run(cfg["run"], save_dir, log_dir)
-    T = time_steps if time_steps is not None else cfg["time_steps"]
-    batch_size = batch_size if batch_size is not None else cfg["batch_size"]
+    cfg = RunConfig.from_dict(ckpt["config"])
+    run = open_run(cfg.run, save_dir, log_dir)
+    T = time_steps if time_steps is not None else cfg.time_steps
+    batch_size = batch_size if batch_size is not None else cfg.batch_size
     if T < 1 or batch_size < 1:
         raise UsageError("--time_steps and --batch_size must be at least 1")
     device = resolve_device(device)
 
     data = load_data(cfg, time_steps=T, data_dir=data_dir)
-    if list(data.in_shape) != list(ckpt["model_kwargs"]["in_shape"]) or data.num_classes != ckpt["model_kwargs"]["num_classes"]:
-        raise UsageError(f"{path} was made for inputs {tuple(ckpt['model_kwargs']['in_shape'])} and "
-                         f"{ckpt['model_kwargs']['num_classes']} classes, but {cfg['dataset']} has "
-                         f"{data.in_shape} and {data.num_classes}")
-    splits = make_splits(data, cfg["val_fraction"], cfg["subset"])
+    check_fits(ckpt, data, path, cfg.dataset)
+    splits = make_splits(data, cfg.val_fraction, cfg.subset)
     model = load_model(ckpt, device)
-    encode = partial(get_encoder(cfg["encoding"]), time_steps=T)
-    loss_fn = get_loss(cfg["loss"], T, model.spiking)
+    encode = make_encoder(cfg, T)
+    loss_fn = build_loss(cfg, model, T)
 
     results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
-               "dataset": cfg["dataset"], "model": cfg["model"], "time_steps": T}
+               "dataset": cfg.dataset, "model": cfg.model, "time_steps": T}
     names = data.class_names
     net = compile_model(model) if compile else model
     for split in (["test"] if test_only else ["test", "val", "train"]):
@@ -76,8 +60,6 @@ def run_eval(run=None, checkpoint=None, save_dir="checkpoints", log_dir="logs", 
     write_json(run.eval_json, results)
     write_csv(run.confusion_csv, ["true \\ predicted"] + names,
               [[n] + row for n, row in zip(names, results["confusion_matrix"])])
-    from .viz.reports import evaluation_pictures
-
     pictures = evaluation_pictures(run, results)
     results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
     return results

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from .errors import UsageError
 from .registry import Registry
 
-LOSSES = Registry("loss")
+# Each loss declares whether it reads the output spikes (then a non-spiking model cannot use it).
+LOSSES = Registry("loss", declares=("needs_spikes",))
 
 MSE_RATES = (0.8, 0.2)  # target firing rates of the correct and the other classes
 
@@ -14,23 +15,22 @@ MSE_RATES = (0.8, 0.2)  # target firing rates of the correct and the other class
 def _spike_loss(sf_loss):
     def loss(spk, mem, targets):
         return sf_loss(spk, targets)
-    loss.needs_spikes = True
     return loss
 
 
-@LOSSES.register("ce")
+@LOSSES.register("ce", needs_spikes=True)
 def ce(time_steps):
     """Cross-entropy on the output spikes at every step, averaged (snnTorch ``ce_rate_loss``)."""
     return _spike_loss(SF.ce_rate_loss())
 
 
-@LOSSES.register("count")
+@LOSSES.register("count", needs_spikes=True)
 def count(time_steps):
     """Cross-entropy on the total output spike counts (snnTorch ``ce_count_loss``)."""
     return _spike_loss(SF.ce_count_loss())
 
 
-@LOSSES.register("mse")
+@LOSSES.register("mse", needs_spikes=True)
 def mse(time_steps):
     """Squared error between spike counts and target counts, int(T x 0.8) for the correct class
     and int(T x 0.2) for the others (snnTorch ``mse_count_loss``)."""
@@ -41,12 +41,11 @@ def mse(time_steps):
     return _spike_loss(SF.mse_count_loss(correct_rate=MSE_RATES[0], incorrect_rate=MSE_RATES[1]))
 
 
-@LOSSES.register("ce-mem")
+@LOSSES.register("ce-mem", needs_spikes=False)
 def ce_mem(time_steps):
     """Cross-entropy on the time-averaged output membrane (for baselines: on their logits)."""
     def loss(spk, mem, targets):
         return F.cross_entropy(mem.mean(0), targets)
-    loss.needs_spikes = False
     return loss
 
 
@@ -54,13 +53,17 @@ def list_losses():
     return LOSSES.names()
 
 
+def default_loss(spiking):
+    """The loss a model trains with unless --loss says otherwise."""
+    return "ce" if spiking else "ce-mem"
+
+
 def get_loss(name, time_steps, spiking=True):
     """The loss ``name``; ``None`` gives the model's default (``ce`` for spiking models,
     ``ce-mem``, i.e. cross-entropy on logits, for the non-spiking baselines)."""
-    if name is None:
-        name = "ce" if spiking else "ce-mem"
+    name = name or default_loss(spiking)
     fn = LOSSES.lookup(name, "--loss")(time_steps)
-    if fn.needs_spikes and not spiking:
+    if LOSSES.info(name)["needs_spikes"] and not spiking:
         raise UsageError(f"--loss {name} reads output spikes, but the model is not spiking: "
                          "use --loss ce-mem (cross-entropy on its logits) or leave --loss out")
     return fn
@@ -74,4 +77,4 @@ def predict(spk, mem):
     return mem.mean(0).masked_fill(~top, float("-inf")).argmax(1)
 
 
-__all__ = ["get_loss", "list_losses", "predict", "LOSSES"]
+__all__ = ["default_loss", "get_loss", "list_losses", "predict", "LOSSES"]

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from snnclf.evaluate import load_model
+from snnclf.builders import load_model
 from snnclf.models import list_models
 from snnclf.runs import load_checkpoint, read_metrics
 

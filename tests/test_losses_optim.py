@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from snnclf.errors import UsageError
-from snnclf.losses import get_loss, list_losses, predict
+from snnclf.losses import LOSSES, default_loss, get_loss, list_losses, predict
 from snnclf.optim import get_optimizer, get_scheduler, list_optimizers, list_schedulers
 
 
@@ -29,8 +29,8 @@ def test_every_loss_gives_gradients(name):
 
 
 def test_default_loss_depends_on_the_model():
-    assert get_loss(None, 4, spiking=True).needs_spikes
-    assert not get_loss(None, 4, spiking=False).needs_spikes
+    assert LOSSES.info(default_loss(spiking=True))["needs_spikes"]
+    assert not LOSSES.info(default_loss(spiking=False))["needs_spikes"]
     with pytest.raises(UsageError, match="not spiking: use --loss ce-mem"):
         get_loss("ce", 4, spiking=False)
 

@@ -6,7 +6,7 @@ import torch
 
 from snnclf.data.augment import random_shift
 from snnclf.presets import PRESETS, preset_flags
-from snnclf.train import DEFAULTS
+from snnclf.config import DEFAULTS
 
 from conftest import make_nmnist_folder
 

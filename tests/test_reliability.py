@@ -118,7 +118,6 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_best(workdir, cli, monkeyp
                 if seen["train_steps"] == 6:  # epoch 2 (4 steps per epoch), step 2
                     return value * float("nan")
             return value
-        loss.needs_spikes = True
         return loss
     monkeypatch.setitem(losses.LOSSES, "ce", poisoned)
     code, _, err = cli("train", "--subset", "200", "--epochs", "3", "--time_steps", "2", "--batch_size", "50")

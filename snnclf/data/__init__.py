@@ -5,10 +5,23 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Rand
                               SequentialSampler, Subset)
 
 from ..errors import UsageError
-from . import events as _events, simulate as _simulate  # noqa: F401  (they register data sets)
-from .datasets import DATASETS, DataSet
+from ..registry import Registry
+from . import datasets, events, simulate
+from .datasets import DataSet
 from .encoders import ENCODERS
-from .events import EVENT_OPTIONS
+from .events import CACHE_DIR, EVENT_OPTIONS
+
+# Every data set, in one place. Each declares whether it gives event frames (then it takes the
+# event options and is its own encoding) and which files it reads under --data_dir:
+# ("idx", folder) for <folder>/raw/*-ubyte in torchvision's layout, ("nmnist", folder) for
+# N-MNIST's <folder>/{Train,Test}/<digit>/*.bin, None for data bundled with a library.
+DATASETS = Registry("data set", declares=("events", "reads"))
+DATASETS.register("digits", events=False, reads=None)(datasets.digits)
+DATASETS.register("mnist", events=False, reads=("idx", "MNIST"))(datasets.mnist)
+DATASETS.register("fashion-mnist", events=False, reads=("idx", "FashionMNIST"))(datasets.fashion_mnist)
+DATASETS.register("nmnist", events=True, reads=("nmnist", "NMNIST"))(events.nmnist)
+DATASETS.register("digits-events", events=True, reads=None)(simulate.digits_events)
+DATASETS.register("nmnist-sim", events=True, reads=("idx", "MNIST"))(simulate.nmnist_sim)
 
 
 SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
@@ -28,7 +41,7 @@ def get_encoder(name):
 
 def is_event_dataset(name):
     """Whether data set ``name`` gives event frames (its frames are the input: no encoding)."""
-    return getattr(DATASETS.lookup(name, "--dataset"), "events", False)
+    return DATASETS.info(name, "--dataset")["events"]
 
 
 def load_dataset(name, data_dir="data", time_steps=None, **event_options):
@@ -37,7 +50,7 @@ def load_dataset(name, data_dir="data", time_steps=None, **event_options):
     given to a static data set, those are refused."""
     builder = DATASETS.lookup(name, "--dataset")
     given = {k: v for k, v in event_options.items() if v is not None and v is not False}
-    if not getattr(builder, "events", False):
+    if not is_event_dataset(name):
         for key in given:
             raise UsageError(f"--{key} applies to event data sets only "
                              f"({', '.join(n for n in DATASETS.names() if is_event_dataset(n))}), not {name}")
@@ -118,5 +131,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
                       generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["CACHE_DIR", "DATASETS", "DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

@@ -10,12 +10,8 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import UsageError
-from ..registry import Registry
 
 log = logging.getLogger(__name__)
-
-DATASETS = Registry("data set")
-
 
 @dataclass
 class DataSet:
@@ -55,7 +51,6 @@ def removed_on_failure(folder):
         raise
 
 
-@DATASETS.register("digits")
 def digits(data_dir=None):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified
     80/20 train/test split. Never downloads anything; ``data_dir`` is not used."""
@@ -124,14 +119,12 @@ def _torchvision_images(cls, data_dir, name):
     return images(scaled(train), train.targets.long(), scaled(test), test.targets.long(), names)
 
 
-@DATASETS.register("mnist")
 def mnist(data_dir="data"):
     import torchvision
 
     return _torchvision_images(torchvision.datasets.MNIST, data_dir, "mnist")
 
 
-@DATASETS.register("fashion-mnist")
 def fashion_mnist(data_dir="data"):
     import torchvision
 

@@ -15,13 +15,14 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .datasets import DATASETS, DataSet, removed_on_failure
+from .datasets import DataSet, removed_on_failure
 
 log = logging.getLogger(__name__)
 
 SENSOR = (34, 34, 2)  # N-MNIST's ATIS crop: width, height, polarities (tonic's order)
 SPLITS = {"train": "Train", "test": "Test"}
 CACHE_VERSION = 1  # bump when the way frames are made changes
+CACHE_DIR = "data/cache"  # where frames and simulated recordings are kept unless told otherwise
 EVENT_OPTIONS = ("denoise_us", "downsample", "first_saccade_only", "cache_dir")
 
 
@@ -236,15 +237,7 @@ def event_dataset(name, root_class, root, *, time_steps, cache_dir, denoise_us=N
                    [str(d) for d in range(10)], frame_shape(time_steps, downsample)[1:], events=True)
 
 
-def events_dataset(fn):
-    """Mark a data-set builder as giving event frames (it takes the event options)."""
-    fn.events = True
-    return fn
-
-
-@DATASETS.register("nmnist")
-@events_dataset
-def nmnist(data_dir="data", *, cache_dir="data/cache", **options):
+def nmnist(data_dir="data", *, cache_dir=CACHE_DIR, **options):
     """N-MNIST from ``<data_dir>/NMNIST/{Train,Test}/<digit>/*.bin`` (tonic's layout, extracted);
     with no files there, tonic is asked to download them."""
     folder = Path(data_dir) / "NMNIST"

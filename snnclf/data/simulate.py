@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .datasets import DATASETS, IDX_FILES, digits, mnist
-from .events import NMNIST, SENSOR, SPLITS, event_dataset, events_dataset, write_bin
+from .datasets import IDX_FILES, digits, mnist
+from .events import CACHE_DIR, NMNIST, SENSOR, SPLITS, event_dataset, write_bin
 
 
 SIM_VERSION = 1
@@ -134,9 +134,7 @@ class NMNISTSim(NMNIST):
     """The simulated event version of MNIST, read like N-MNIST."""
 
 
-@DATASETS.register("digits-events")
-@events_dataset
-def digits_events(data_dir=None, *, cache_dir="data/cache", **options):
+def digits_events(data_dir=None, *, cache_dir=CACHE_DIR, **options):
     """The bundled digits (same split) as simulated N-MNIST-style recordings; made once under
     ``<cache_dir>/DigitsEvents/``. Needs no download."""
     static = digits()
@@ -146,9 +144,7 @@ def digits_events(data_dir=None, *, cache_dir="data/cache", **options):
     return event_dataset("digits-events", DigitsEvents, cache_dir, cache_dir=cache_dir, **options)
 
 
-@DATASETS.register("nmnist-sim")
-@events_dataset
-def nmnist_sim(data_dir="data", *, cache_dir="data/cache", **options):
+def nmnist_sim(data_dir="data", *, cache_dir=CACHE_DIR, **options):
     """MNIST from ``<data_dir>/MNIST/raw`` as simulated N-MNIST recordings; made once (about
     6 ms a digit) under ``<cache_dir>/NMNISTSim/``."""
     static = mnist(data_dir)

@@ -8,7 +8,7 @@ import torch
 
 from ..errors import UsageError
 from .layers import Folded
-from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, SpikingLayer, make_neuron
+from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, NeuronFlags, SpikingLayer, make_neuron
 from .zoo import MODELS
 
 
@@ -21,12 +21,12 @@ def list_surrogates():
 
 
 def model_options(name):
-    """The option names model ``name`` accepts (its own and, for spiking models, the neurons')."""
+    """The option names model ``name`` accepts: its builder's keyword-only arguments and the
+    options read by the neurons it declares."""
     builder = MODELS.lookup(name, "--model")
-    params = inspect.signature(builder).parameters.values()
-    own = [p.name for p in params if p.kind is p.KEYWORD_ONLY]
-    spiking = any(p.kind is p.VAR_KEYWORD for p in params)
-    return own + (list(getattr(builder, "neuron_options", NEURON_OPTIONS)) if spiking else [])
+    own = [p.name for p in inspect.signature(builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    neurons = [o for kind in MODELS.info(name)["neurons"] for o in NEURONS.info(kind)["options"]]
+    return own + list(dict.fromkeys(neurons))
 
 
 def get_model(name, in_shape, num_classes, **options):
@@ -63,5 +63,10 @@ def step_by_step(model):
             del m.step_by_step
 
 
-__all__ = ["compile_model", "get_model", "step_by_step", "list_models", "list_surrogates", "make_neuron", "model_options",
-           "NEURONS", "MODELS"]
+def is_spiking(name):
+    """Whether model ``name`` spikes (declared when it was registered)."""
+    return MODELS.info(name, "--model")["spiking"]
+
+
+__all__ = ["compile_model", "get_model", "is_spiking", "step_by_step", "list_models", "list_surrogates",
+           "make_neuron", "model_options", "NEURON_OPTIONS", "NEURONS", "MODELS", "NeuronFlags"]

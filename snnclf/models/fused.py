@@ -38,11 +38,13 @@ def reset_mode(cell):
     return int(cell.reset_mechanism_val)
 
 
-def leaky(x, cell, reset):
+def leaky(x, cell, reset, derivative=None):
     """Spikes and membrane [T, ...] of ``cell`` (an ``snn.Leaky`` with reset mode ``reset``)
-    driven by currents ``x`` [T, ...]."""
+    driven by currents ``x`` [T, ...]. ``derivative(z)``, when the surrogate declares one,
+    overwrites ``z`` with the surrogate's gradient; without it autograd computes it."""
     beta = cell.beta.clamp(0, 1)  # as snnTorch; autograd takes the clamp's gradient
-    return _Leaky.apply(x, beta.to(x.dtype), cell.threshold.to(x.dtype), cell.spike_grad, reset)
+    return _Leaky.apply(x, beta.to(x.dtype), cell.threshold.to(x.dtype), cell.spike_grad, reset,
+                        derivative)
 
 
 def leaky_unrolled(x, cell, reset_mode):
@@ -70,7 +72,7 @@ def leaky_unrolled(x, cell, reset_mode):
 class _Leaky(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, x, beta, threshold, spike_grad, reset):
+    def forward(ctx, x, beta, threshold, spike_grad, reset, derivative):
         mem = torch.empty_like(x)  # keeps x's step layout (channels-last stays channels-last)
         spk = torch.empty_like(mem)
         prev = torch.zeros_like(mem[0])
@@ -89,7 +91,7 @@ class _Leaky(torch.autograd.Function):
             torch.gt(m, threshold, out=spk[t])  # H(mem - threshold): equal for IEEE floats
             prev, prev_spk = m, spk[t]
         ctx.save_for_backward(mem, beta, threshold)
-        ctx.spike_grad, ctx.reset = spike_grad, reset
+        ctx.spike_grad, ctx.reset, ctx.derivative = spike_grad, reset, derivative
         ctx.set_materialize_grads(False)
         return spk, mem
 
@@ -99,7 +101,7 @@ class _Leaky(torch.autograd.Function):
         mem, beta, threshold = ctx.saved_tensors
         need_x, need_beta, need_threshold = ctx.needs_input_grad[:3]
         zero_reset = ctx.reset == ZERO
-        derivative = getattr(ctx.spike_grad, "derivative", None)
+        derivative = ctx.derivative
         grad = torch.empty_like(mem)
         grad_beta = torch.zeros_like(beta) if need_beta else None
         grad_threshold = torch.zeros_like(threshold) if need_threshold else None
@@ -128,4 +130,4 @@ class _Leaky(torch.autograd.Function):
                 grad_beta += (g * prev).sum_to_size(beta.shape)
             if fired is not None and need_threshold and ctx.reset == SUBTRACT:  # mem[t] -= reset * thr
                 grad_threshold -= (g * fired).sum_to_size(threshold.shape)
-        return grad if need_x else None, grad_beta, grad_threshold, None, None
+        return grad if need_x else None, grad_beta, grad_threshold, None, None, None

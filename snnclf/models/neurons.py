@@ -1,6 +1,8 @@
 """Spiking neurons: snnTorch's cells run over time, surrogate gradients by name, and the one
 neuron snnTorch lacks (adaptive threshold), written in its conventions."""
 import math
+from dataclasses import dataclass, fields
+from typing import Optional
 
 import snntorch as snn
 import torch
@@ -8,16 +10,44 @@ from snntorch import surrogate
 from torch import nn
 
 from ..errors import UsageError
+from ..flags import flag, number
 from ..registry import Registry
 from . import fused
 
-SURROGATES = Registry("surrogate")
-NEURONS = Registry("neuron")
-
-# Options every spiking model passes to its neurons (``None`` keeps the defaults below).
-NEURON_OPTIONS = ("beta", "threshold", "alpha", "reset", "surrogate", "slope",
-                  "learn_beta", "learn_threshold")
+SURROGATES = Registry("surrogate", declares=("derivative",))
+NEURONS = Registry("neuron", declares=("options", "num_states"))
 RESETS = ("subtract", "zero")
+
+
+@dataclass(frozen=True)
+class NeuronFlags:
+    """The options of every spiking layer, each also a ``snnclf train`` flag. ``None`` means not
+    given: the neuron uses the fallback stated here (and in --help). A new option is one field
+    here and its use in the builders below; the CLI, the run configuration and the models'
+    accepted options follow from it."""
+
+    beta: Optional[float] = flag(None, "membrane decay per step, in [0, 1]", "model", fallback=0.9,
+                                 parse=number(float, 0, 1))
+    threshold: Optional[float] = flag(None, "firing threshold, > 0", "model", fallback=1.0,
+                                      parse=number(float, 0, low_open=True))
+    alpha: Optional[float] = flag(None, "decay of the second state: the adaptive threshold (ALIF) and "
+                                  "the synaptic current (Synaptic), in [0, 1]", "model", fallback=0.9,
+                                  parse=number(float, 0, 1))
+    reset: Optional[str] = flag(None, "membrane reset after a spike", "model", fallback="subtract",
+                                choices=lambda: RESETS)
+    surrogate: Optional[str] = flag(None, "surrogate gradient of the spike", "model", fallback="atan",
+                                    choices=lambda: SURROGATES.names())
+    slope: Optional[float] = flag(None, "steepness of the surrogate (atan: its alpha)", "model",
+                                  default_text="snnTorch's: 25, atan 2", parse=number(float, 0, low_open=True))
+    learn_beta: Optional[bool] = flag(None, "learn the membrane decay", "model", default_text="off",
+                                      action="store_true")
+    learn_threshold: Optional[bool] = flag(None, "learn the threshold", "model", default_text="off",
+                                           action="store_true")
+
+
+NEURON_OPTIONS = tuple(f.name for f in fields(NeuronFlags))
+SECOND_STATE = ("alpha",)  # read only by the two-state neurons (ALIF and Synaptic)
+SHARED = tuple(o for o in NEURON_OPTIONS if o not in SECOND_STATE)  # read by every neuron
 
 
 def _sloped(fn, keyword="slope"):
@@ -34,19 +64,10 @@ def _unsloped(fn, name):
     return build
 
 
-
-
-def _with_derivative(build, derivative):
-    """Give the spike functions ``build`` makes a ``derivative(z, slope)`` that overwrites ``z``
-    with d spike / d z, the formula of the snnTorch function's own backward. The fused neuron
-    (:mod:`.fused`) uses it to apply the surrogate in place, step by step, without an autograd
-    call per step; functions without one go through autograd."""
-    def wrapped(slope=None):
-        fn = build(slope)
-        fn.derivative = lambda z: derivative(z, slope)
-        return fn
-    return wrapped
-
+# A surrogate may declare ``derivative(z, slope)``: it overwrites ``z`` with d spike / d z, the
+# formula of the snnTorch function's own backward. The fused neuron (:mod:`.fused`) uses it to
+# apply the surrogate in place, step by step, without an autograd call per step; surrogates that
+# declare none go through autograd.
 
 def _atan_derivative(z, alpha):  # snnTorch ATan: alpha / 2 / (1 + (pi / 2 * alpha * z) ** 2)
     alpha = 2.0 if alpha is None else alpha
@@ -58,8 +79,8 @@ def _fast_sigmoid_derivative(z, slope):  # snnTorch FastSigmoid: 1 / (slope * |z
     return z.abs_().mul_(slope).add_(1).square_().reciprocal_()
 
 
-SURROGATES.register("fast_sigmoid")(_with_derivative(_sloped(surrogate.fast_sigmoid),
-                                                     _fast_sigmoid_derivative))  # slope 25
+SURROGATES.register("fast_sigmoid", derivative=_fast_sigmoid_derivative)(
+    _sloped(surrogate.fast_sigmoid))  # slope 25
 
 
 class _StableSigmoid(torch.autograd.Function):
@@ -86,15 +107,12 @@ def stable_sigmoid(slope=25):
     return lambda x: _StableSigmoid.apply(x, slope)
 
 
-SURROGATES.register("sigmoid")(_sloped(stable_sigmoid))  # slope 25
-
-
-SURROGATES.register("atan")(_with_derivative(_sloped(surrogate.atan, "alpha"),
-                                             _atan_derivative))  # alpha 2
-SURROGATES.register("spike_rate_escape")(_sloped(surrogate.spike_rate_escape))  # slope 25
-SURROGATES.register("triangular")(_unsloped(surrogate.triangular, "triangular"))
-SURROGATES.register("straight_through")(_unsloped(surrogate.straight_through_estimator,
-                                                  "straight_through"))
+SURROGATES.register("sigmoid", derivative=None)(_sloped(stable_sigmoid))  # slope 25
+SURROGATES.register("atan", derivative=_atan_derivative)(_sloped(surrogate.atan, "alpha"))  # alpha 2
+SURROGATES.register("spike_rate_escape", derivative=None)(_sloped(surrogate.spike_rate_escape))  # slope 25
+SURROGATES.register("triangular", derivative=None)(_unsloped(surrogate.triangular, "triangular"))
+SURROGATES.register("straight_through", derivative=None)(
+    _unsloped(surrogate.straight_through_estimator, "straight_through"))
 
 
 class AdaptiveLeaky(snn.Leaky):
@@ -141,10 +159,11 @@ class SpikingLayer(nn.Module):
 
     step_by_step = False  # the reference execution (see :func:`snnclf.models.step_by_step`)
 
-    def __init__(self, cell, num_states):
+    def __init__(self, cell, num_states, derivative=None):
         super().__init__()
         self.cell = cell
         self.num_states = num_states  # Leaky: (mem,); Synaptic: (syn, mem); AdaptiveLeaky: (b, mem)
+        self.derivative = derivative  # d spike / d z of the surrogate, in place (see SURROGATES)
         self.multistep = fused.supports(cell)
         self.reset_mode = fused.reset_mode(cell) if self.multistep else None
 
@@ -152,7 +171,7 @@ class SpikingLayer(nn.Module):
         if self.multistep and not self.step_by_step:
             if torch.compiler.is_compiling():
                 return fused.leaky_unrolled(x, self.cell, self.reset_mode)
-            return fused.leaky(x, self.cell, self.reset_mode)
+            return fused.leaky(x, self.cell, self.reset_mode, self.derivative)
         steps = x.unbind(0)  # never x[t]: its backward writes a full zero tensor per step
         state = [torch.zeros_like(steps[0]) for _ in range(self.num_states)]
         spikes, membrane = [], []
@@ -163,49 +182,54 @@ class SpikingLayer(nn.Module):
         return torch.stack(spikes), torch.stack(membrane)
 
 
-def _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold):
-    if not 0.0 <= beta <= 1.0:
-        raise UsageError(f"--beta must lie in [0, 1], got {beta}")
-    if threshold <= 0:
-        raise UsageError(f"--threshold must be positive, got {threshold}")
-    if reset not in RESETS:
-        raise UsageError(f"unknown --reset {reset!r}: choose one of {', '.join(RESETS)}")
-    return dict(beta=beta, threshold=threshold, reset_mechanism=reset,
-                spike_grad=SURROGATES.lookup(surrogate, "--surrogate")(slope),
-                learn_beta=learn_beta, learn_threshold=learn_threshold)
+def _cell_options(options):
+    """snnTorch's keyword arguments for the neuron options (fallbacks filled in), checked, and the
+    surrogate's declared in-place derivative."""
+    o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
+    o.update({k: v for k, v in options.items() if v is not None})
+    if not 0.0 <= o["beta"] <= 1.0:
+        raise UsageError(f"--beta must lie in [0, 1], got {o['beta']}")
+    if o["threshold"] <= 0:
+        raise UsageError(f"--threshold must be positive, got {o['threshold']}")
+    if o["reset"] not in RESETS:
+        raise UsageError(f"unknown --reset {o['reset']!r}: choose one of {', '.join(RESETS)}")
+    if not 0.0 <= o["alpha"] <= 1.0:
+        raise UsageError(f"--alpha must lie in [0, 1], got {o['alpha']}")
+    derivative = SURROGATES.info(o["surrogate"], "--surrogate")["derivative"]
+    slope = o["slope"]
+    cell = dict(beta=o["beta"], threshold=o["threshold"], reset_mechanism=o["reset"],
+                spike_grad=SURROGATES[o["surrogate"]](slope), learn_beta=bool(o["learn_beta"]),
+                learn_threshold=bool(o["learn_threshold"]))
+    return cell, o, derivative and (lambda z: derivative(z, slope))
 
 
-def _check_alpha(alpha):
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha must lie in [0, 1], got {alpha}")
+@NEURONS.register("leaky", options=SHARED, num_states=1)
+def leaky(**options):
+    """snnTorch ``Leaky`` (first-order LIF)."""
+    cell, _, derivative = _cell_options(options)
+    return SpikingLayer(snn.Leaky(**cell), 1, derivative)
 
 
-@NEURONS.register("leaky")
-def leaky(beta=0.9, threshold=1.0, alpha=None, reset="subtract", surrogate="atan",
-          slope=None, learn_beta=False, learn_threshold=False):
-    """snnTorch ``Leaky`` (first-order LIF). ``alpha`` does not apply."""
-    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
-    return SpikingLayer(snn.Leaky(**kw), 1)
-
-
-@NEURONS.register("synaptic")
-def synaptic(beta=0.9, threshold=1.0, alpha=0.9, reset="subtract", surrogate="atan",
-             slope=None, learn_beta=False, learn_threshold=False):
+@NEURONS.register("synaptic", options=SHARED + SECOND_STATE, num_states=2)
+def synaptic(**options):
     """snnTorch ``Synaptic``: a synaptic current decaying with ``alpha`` feeds the membrane."""
-    _check_alpha(alpha)
-    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
-    return SpikingLayer(snn.Synaptic(alpha=alpha, **kw), 2)
+    cell, o, derivative = _cell_options(options)
+    return SpikingLayer(snn.Synaptic(alpha=o["alpha"], **cell), 2, derivative)
 
 
-@NEURONS.register("alif")
-def alif(beta=0.9, threshold=1.0, alpha=0.9, reset="subtract", surrogate="atan",
-         slope=None, learn_beta=False, learn_threshold=False):
+@NEURONS.register("alif", options=SHARED + SECOND_STATE, num_states=2)
+def alif(**options):
     """:class:`AdaptiveLeaky`: the threshold adapts with decay ``alpha``."""
-    _check_alpha(alpha)
-    kw = _common(beta, threshold, reset, surrogate, slope, learn_beta, learn_threshold)
-    return SpikingLayer(AdaptiveLeaky(alpha=alpha, **kw), 2)
+    cell, o, derivative = _cell_options(options)
+    return SpikingLayer(AdaptiveLeaky(alpha=o["alpha"], **cell), 2, derivative)
 
 
 def make_neuron(kind, **options):
-    """A :class:`SpikingLayer` of the named neuron; ``None`` options keep its defaults."""
-    return NEURONS.lookup(kind, "neuron")(**{k: v for k, v in options.items() if v is not None})
+    """A :class:`SpikingLayer` of the named neuron. ``None`` options keep their fallbacks; options
+    this neuron does not read (``alpha`` for a plain LIF) are left to the neurons that do."""
+    builder = NEURONS.lookup(kind, "neuron")
+    for key in options:
+        if key not in NEURON_OPTIONS:
+            raise TypeError(f"{key!r} is not a neuron option ({', '.join(NEURON_OPTIONS)})")
+    used = NEURONS.info(kind)["options"]
+    return builder(**{k: v for k, v in options.items() if k in used and v is not None})

@@ -7,16 +7,11 @@ from ..errors import UsageError
 from ..registry import Registry
 from . import arch
 from .layers import Folded, Network, TimeDropout
-from .neurons import NEURON_OPTIONS, make_neuron
+from .neurons import make_neuron
 
-MODELS = Registry("model")
-LIF_ONLY = tuple(o for o in NEURON_OPTIONS if o != "alpha")  # alpha: ALIF and Synaptic neurons only
-
-
-def lif_only(builder):
-    """Mark a builder whose neurons are all plain LIF, so ``--alpha`` is refused for it."""
-    builder.neuron_options = LIF_ONLY
-    return builder
+# Each model declares whether it spikes and which neurons it is built of; the options it accepts
+# are its own keyword-only arguments and the options those neurons read (see ``model_options``).
+MODELS = Registry("model", declares=("spiking", "neurons"))
 
 MLP = "FC256-FC128-FC{k}"
 CSNN = "32C3p1-MP2-64C3p1-MP2-FC512-FC{k}"  # snnTorch's tutorial CSNN, padded convolutions
@@ -39,23 +34,23 @@ def _ann(spec, name):
     return build
 
 
-MODELS.register("ann-mlp")(_ann(MLP, "ann-mlp"))  # ReLU MLP inputs -> 256 -> 128 -> classes
-MODELS.register("ann-cnn")(_ann(CSNN, "ann-cnn"))  # ReLU CNN, the conv stack of csnn
-MODELS.register("snn-mlp")(lif_only(_from_spec(MLP, "snn-mlp", True)))  # LIF MLP; T=1 is the single-step SNN
-MODELS.register("csnn")(lif_only(_from_spec(CSNN, "csnn", True)))
+# ReLU MLP inputs -> 256 -> 128 -> classes; ReLU CNN, the conv stack of csnn
+MODELS.register("ann-mlp", spiking=False, neurons=())(_ann(MLP, "ann-mlp"))
+MODELS.register("ann-cnn", spiking=False, neurons=())(_ann(CSNN, "ann-cnn"))
+# LIF MLP (T=1 is the single-step SNN); snnTorch's tutorial CSNN
+MODELS.register("snn-mlp", spiking=True, neurons=("leaky",))(_from_spec(MLP, "snn-mlp", True))
+MODELS.register("csnn", spiking=True, neurons=("leaky",))(_from_spec(CSNN, "csnn", True))
 # SpikingCNN: three conv layers with LIF and max-pooling, an FC LIF layer, an LIF output layer,
 # dropout before each FC layer (0.2 unless --dropout says otherwise).
 _cnn = _from_spec(CNN, "cnn", True)
 
 
-@MODELS.register("cnn")
-@lif_only
+@MODELS.register("cnn", spiking=True, neurons=("leaky",))
 def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, **neuron):
     return _cnn(in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
 
 
-@MODELS.register("arch")
-@lif_only
+@MODELS.register("arch", spiking=True, neurons=("leaky",))
 def from_arch(in_shape, num_classes, *, spec, batch_norm=False, dropout=0.0, **neuron):
     """Any conv SNN written in the papers' notation (see :mod:`snnclf.models.arch`)."""
     return arch.build(spec, in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
@@ -80,7 +75,7 @@ class ResidualBlock(nn.Module):
         return self.lif2(self.conv2(spk) + self.shortcut(x))
 
 
-@MODELS.register("resnet")
+@MODELS.register("resnet", spiking=True, neurons=("alif", "leaky", "synaptic"))
 def resnet(in_shape, num_classes, *, dropout=0.0, **neuron):
     """SpikingResNet: a conv stem with adaptive-threshold LIF neurons, two residual blocks of LIF
     neurons (the second halves the resolution), global average pooling, a Synaptic (two-state)

@@ -5,17 +5,17 @@ from collections import OrderedDict
 from functools import partial
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ..data import get_encoder
+from ..builders import load_data, load_model, make_encoder
+from ..config import DRAWN_SAMPLES, LOG_DIR, SAVE_DIR, RunConfig
+from ..data import make_splits
 from ..errors import UsageError
-from ..evaluate import load_model
 from ..models.neurons import SpikingLayer
 from ..runs import latest_run, load_checkpoint, open_run
 from . import plots
-from .reports import gif_frame, save, save_gif
+from .files import gif_frame, save, save_gif, subplots
 
 
 
@@ -44,7 +44,7 @@ def output_race_gif(spikes, class_names, path, label=None):
     top = max(1.0, counts.max())
     frames = []
     for t in range(len(counts)):
-        fig, ax = plt.subplots(figsize=(4.2, 2.8))
+        fig, ax = subplots(figsize=(4.2, 2.8))
         ax.bar(range(len(class_names)), counts[t], color=["tab:green" if k == label else "tab:blue"
                                                           for k in range(len(class_names))])
         ax.set_xticks(range(len(class_names)), class_names, fontsize=7,
@@ -54,107 +54,116 @@ def output_race_gif(spikes, class_names, path, label=None):
     return save_gif(frames, path, 250)
 
 
-def visualize(run=None, num_samples=3, tsne=False, tsne_samples=500, out=None, save_dir="checkpoints",
-              log_dir="logs", device="cpu"):
+def visualize(run=None, num_samples=DRAWN_SAMPLES, tsne=False, tsne_samples=500, out=None,
+              save_dir=SAVE_DIR, log_dir=LOG_DIR, device="cpu"):
     """Draw the activity of ``run`` (default: the most recently trained) into ``out`` (default
     ``activations/<run>/``). Returns the files written."""
-    from ..data import make_splits
-    from ..train import load_data
-
     run = run or latest_run(save_dir)
-    paths = open_run(run, save_dir, log_dir)
-    ckpt = load_checkpoint(paths.best)
-    cfg = ckpt["config"]
+    ckpt = load_checkpoint(open_run(run, save_dir, log_dir).best)
+    cfg = RunConfig.from_dict(ckpt["config"])
     model = load_model(ckpt, torch.device(device))
     if not model.spiking:
-        raise UsageError(f"run {run} trains {cfg['model']}, which has no spiking layers to draw; "
+        raise UsageError(f"run {run} trains {cfg.model}, which has no spiking layers to draw; "
                          "pick a spiking run")
     if num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {num_samples}")
     data = load_data(cfg)
-    test = make_splits(data, cfg["val_fraction"], cfg["subset"])["test"]
-    encode = partial(get_encoder(cfg["encoding"]), time_steps=cfg["time_steps"])
+    test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
+    encode = make_encoder(cfg)
     out = Path(out or Path("activations") / run)
     names = data.class_names
-    files = []
 
     count = min(len(test), max(num_samples, tsne_samples if tsne else 0))
     shown = min(num_samples, count)
     x, y = test[list(range(count))]
     first = record(model, encode(x[:shown]))  # full spike trains and membranes of the drawn samples
     spikes = {n: s for n, (s, _) in first.items()}  # [T, shown, ...]
-    membranes = {n: m for n, (_, m) in first.items()}
     counts = {n: [] for n in first}  # spikes per neuron and sample over all ``count`` samples: [N, ...]
     for start in range(0, count, 256):
         for name, (spk, _) in record(model, encode(x[start:start + 256])).items():
             counts[name].append(spk.sum(0))
     counts = {n: torch.cat(c) for n, c in counts.items()}
+
     thresholds = {n: float(m.cell.threshold) for n, m in model.named_modules() if isinstance(m, SpikingLayer)}
-    steps = cfg["time_steps"]
-
-    for name, spk in spikes.items():
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        plots.raster(spk[:, 0].flatten(1), ax)
-        ax.set_title(f"{run}: {name} spikes, test sample 0 (label {names[int(y[0])]})")
-        files.append(save(fig, out / f"raster_{name}.png"))
-
-        mem = membranes[name][:, 0].flatten(1)  # [T, neurons] of sample 0
-        active = torch.argsort(spikes[name][:, 0].flatten(1).sum(0), descending=True)[:3]
-        quiet = torch.argsort(mem.max(0).values, descending=True)[3:5]
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        plots.membrane(mem[:, torch.cat([active, quiet])], thresholds[name], ax)
-        ax.set_title(f"{run}: {name} membrane of 5 neurons, test sample 0")
-        files.append(save(fig, out / f"membrane_{name}.png"))
-
-    rates = {n: (c.float() / steps).flatten(1) for n, c in counts.items()}  # [N, neurons]
-    fig, axes = plt.subplots(1, len(rates), figsize=(3.2 * len(rates), 3), squeeze=False)
-    for ax, (name, r) in zip(axes[0], rates.items()):
-        plots.rate_histogram(r.flatten(), ax)
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(f"{run}: firing rates per neuron over {count} test samples")
-    files.append(save(fig, out / "firing_rates.png"))
-    fig, ax = plt.subplots(figsize=(1.5 + 1.1 * len(rates), 3.5))
-    plots.mean_rates(list(rates), [float(r.mean()) for r in rates.values()], ax)
-    files.append(save(fig, out / "mean_rates.png"))
-
+    files = []
+    for name, (spk, mem) in first.items():
+        files += _layer_pictures(f"{run}: {name}", spk[:, 0].flatten(1), mem[:, 0].flatten(1),
+                                 thresholds[name], names[int(y[0])], out, name)
+    files += _rate_pictures(run, {n: (c.float() / cfg.time_steps).flatten(1) for n, c in counts.items()},
+                            count, out)
     output = list(spikes)[-1]
     for i in range(shown):
         files.append(output_race_gif(spikes[output][:, i].flatten(1), names,
                                      out / f"output_race_{i}.gif", label=int(y[i])))
-
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     if convs:
-        w = convs[0].weight.detach().cpu()  # [filters, in channels, k, k]
-        n = min(32, w.shape[0])
-        cols = 8
-        fig, axes = plt.subplots((n + cols - 1) // cols, cols, figsize=(cols * 1.1, 1.2 * ((n + cols - 1) // cols)),
-                                 squeeze=False)
-        for k, ax in enumerate(axes.flat):
-            if k < n:
-                plots.image(w[k].mean(0), ax, cmap="RdBu_r")
-            else:
-                ax.axis("off")
-        fig.suptitle(f"{run}: first convolution's filters (mean over input channels)")
-        files.append(save(fig, out / "conv1_filters.png"))
-
+        files.append(_filters(run, convs[0], out))
     if tsne:
-        from sklearn.manifold import TSNE
-        from sklearn.metrics import silhouette_score
-
         penultimate = list(spikes)[-2] if len(spikes) > 1 else output
-        features = counts[penultimate].float().flatten(1).numpy()  # spike counts [N, neurons]
-        labels = y.numpy()
-        # Spike counts of a silent or untrained layer are often identical across samples, which
-        # crashes Barnes-Hut t-SNE and leaves PCA initialisation without variance: a jitter far
-        # below one spike breaks the ties. Up to a few thousand samples the exact method is used.
-        exact = count <= 2000
-        features = features + np.random.default_rng(0).normal(0, 1e-3, features.shape)
-        points = TSNE(n_components=2, perplexity=min(30, max(2, count // 4)), init="pca",
-                      method="exact" if exact else "barnes_hut", random_state=0).fit_transform(features)
-        score = silhouette_score(points, labels) if len(set(labels.tolist())) > 1 else float("nan")
-        fig, ax = plt.subplots(figsize=(6, 5.5))
-        plots.embedding(points, labels, names, ax,
-                        f"{run}: t-SNE of {penultimate} spike counts, {count} test samples\n"
-                        f"silhouette score {score:.3f}")
-        files.append(save(fig, out / "tsne.png"))
+        files.append(_tsne(run, penultimate, counts[penultimate], y, names, out))
     return files
+
+
+def _layer_pictures(title, spk, mem, threshold, label, out, name):
+    """The raster and five membrane traces of one layer for one sample, spikes and membrane [T, N]."""
+    fig, ax = subplots(figsize=(7, 3.5))
+    plots.raster(spk, ax)
+    ax.set_title(f"{title} spikes, test sample 0 (label {label})")
+    raster = save(fig, out / f"raster_{name}.png")
+    active = torch.argsort(spk.sum(0), descending=True)[:3]
+    quiet = torch.argsort(mem.max(0).values, descending=True)[3:5]
+    fig, ax = subplots(figsize=(7, 3.2))
+    plots.membrane(mem[:, torch.cat([active, quiet])], threshold, ax)
+    ax.set_title(f"{title} membrane of 5 neurons, test sample 0")
+    return [raster, save(fig, out / f"membrane_{name}.png")]
+
+
+def _rate_pictures(run, rates, count, out):
+    """Histograms of every layer's per-neuron firing rates [N, neurons], and their means."""
+    fig, axes = subplots(1, len(rates), figsize=(3.2 * len(rates), 3), squeeze=False)
+    for ax, (name, r) in zip(axes[0], rates.items()):
+        plots.rate_histogram(r.flatten(), ax)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(f"{run}: firing rates per neuron over {count} test samples")
+    histograms = save(fig, out / "firing_rates.png")
+    fig, ax = subplots(figsize=(1.5 + 1.1 * len(rates), 3.5))
+    plots.mean_rates(list(rates), [float(r.mean()) for r in rates.values()], ax)
+    return [histograms, save(fig, out / "mean_rates.png")]
+
+
+def _filters(run, conv, out):
+    """The first convolution's filters (at most 32), each averaged over its input channels."""
+    w = conv.weight.detach().cpu()  # [filters, in channels, k, k]
+    n, cols = min(32, w.shape[0]), 8
+    rows = (n + cols - 1) // cols
+    fig, axes = subplots(rows, cols, figsize=(cols * 1.1, 1.2 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k < n:
+            plots.image(w[k].mean(0), ax, cmap="RdBu_r")
+        else:
+            ax.axis("off")
+    fig.suptitle(f"{run}: first convolution's filters (mean over input channels)")
+    return save(fig, out / "conv1_filters.png")
+
+
+def _tsne(run, layer, counts, y, names, out):
+    """A t-SNE map of one layer's spike counts [N, ...], coloured by class, with its silhouette score."""
+    from sklearn.manifold import TSNE
+    from sklearn.metrics import silhouette_score
+
+    count = len(counts)
+    features = counts.float().flatten(1).numpy()
+    labels = y.numpy()
+    # Spike counts of a silent or untrained layer are often identical across samples, which
+    # crashes Barnes-Hut t-SNE and leaves PCA initialisation without variance: a jitter far
+    # below one spike breaks the ties. Up to a few thousand samples the exact method is used.
+    exact = count <= 2000
+    features = features + np.random.default_rng(0).normal(0, 1e-3, features.shape)
+    points = TSNE(n_components=2, perplexity=min(30, max(2, count // 4)), init="pca",
+                  method="exact" if exact else "barnes_hut", random_state=0).fit_transform(features)
+    score = silhouette_score(points, labels) if len(set(labels.tolist())) > 1 else float("nan")
+    fig, ax = subplots(figsize=(6, 5.5))
+    plots.embedding(points, labels, names, ax,
+                    f"{run}: t-SNE of {layer} spike counts, {count} test samples\n"
+                    f"silhouette score {score:.3f}")
+    return save(fig, out / "tsne.png")

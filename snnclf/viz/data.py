@@ -4,13 +4,13 @@ samples, one sample's frames over time as a GIF, its ON/OFF event counts, and th
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from ..data import get_encoder, is_event_dataset, load_dataset
+from ..config import DEFAULTS, GRID_SAMPLES
 from ..errors import UsageError
 from . import plots
-from .reports import gif_frame, save, save_gif
+from .files import gif_frame, save, save_gif, subplots
 
 
 def on_off(frame):
@@ -23,13 +23,14 @@ def frames_gif(frames, path, title):
     """One GIF frame per time step of frames [T, 2, H, W], drawn with Pillow (no ffmpeg)."""
     pictures = []
     for t, frame in enumerate(frames):
-        fig, ax = plt.subplots(figsize=(2.6, 2.8))
+        fig, ax = subplots(figsize=(2.6, 2.8))
         plots.image(on_off(frame), ax, title=f"{title}  t={t + 1}/{len(frames)}")
         pictures.append(gif_frame(fig))
     return save_gif(pictures, path, 150)
 
 
-def visualize_data(dataset, num_samples=16, out=None, data_dir="data", cache_dir=None, time_steps=None):
+def visualize_data(dataset, num_samples=GRID_SAMPLES, out=None, data_dir=DEFAULTS["data_dir"], cache_dir=None,
+                   time_steps=None):
     """Draw ``dataset`` into ``out`` (default ``activations/data/<dataset>/``); returns the files."""
     if num_samples < 1:
         raise UsageError(f"--num_samples must be at least 1, got {num_samples}")
@@ -45,7 +46,7 @@ def visualize_data(dataset, num_samples=16, out=None, data_dir="data", cache_dir
 
     cols = math.ceil(math.sqrt(count))
     rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
+    fig, axes = subplots(rows, cols, figsize=(1.6 * cols, 1.8 * rows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < count:
             picture = on_off(x[i].sum(0)) if events else x[i, 0]
@@ -58,7 +59,7 @@ def visualize_data(dataset, num_samples=16, out=None, data_dir="data", cache_dir
     if not events:
         for encoding in ("rate", "latency"):
             spikes = get_encoder(encoding)(x[:1], steps)[:, 0].flatten(1)  # [T, pixels]
-            fig, ax = plt.subplots(figsize=(7, 3.6))
+            fig, ax = subplots(figsize=(7, 3.6))
             plots.raster(spikes, ax, max_neurons=spikes.shape[1])
             ax.set_title(f"{dataset}: {encoding} encoding of test sample 0 ({names[int(y[0])]}), "
                          f"T={steps}, one row per pixel")
@@ -66,13 +67,13 @@ def visualize_data(dataset, num_samples=16, out=None, data_dir="data", cache_dir
         return files
 
     files.append(frames_gif(x[0], out / "frames_0.gif", f"{names[int(y[0])]}"))
-    fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))
+    fig, (a, b) = subplots(1, 2, figsize=(6, 3))
     counts = x[0].sum(0)
     plots.image(counts[1], a, title=f"ON events ({int(counts[1].sum())})", cmap="Greens")
     plots.image(counts[0], b, title=f"OFF events ({int(counts[0].sum())})", cmap="RdPu")
     fig.suptitle(f"{dataset}: test sample 0 ({names[int(y[0])]})")
     files.append(save(fig, out / "on_off.png"))
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = subplots(figsize=(7, 3.2))
     for i in range(min(count, 5)):
         ax.plot(np.arange(1, steps + 1), x[i].sum((1, 2, 3)).numpy(), "o-", ms=3, label=f"sample {i} ({names[int(y[i])]})")
     ax.set(xlabel=f"time bin (of {steps}, spanning each recording)", ylabel="events per bin",

@@ -1,14 +1,10 @@
 """Plot functions: each takes data and a matplotlib ``ax`` and returns what it drew. Only the
 commands that own the output files create figures and save them."""
-import matplotlib
+import numpy as np
+import seaborn as sns
+from snntorch import spikeplot
 
-matplotlib.use("Agg")  # files only: no screen is needed or used
-
-import numpy as np  # noqa: E402
-import seaborn as sns  # noqa: E402
-from snntorch import spikeplot  # noqa: E402
-
-from ..runs import selection_key  # noqa: E402
+from ..runs import selection_key
 
 
 def loss_curves(metrics, ax):

@@ -1,50 +1,14 @@
-"""Pictures drawn from a run's own files: training curves after ``train``, the confusion matrix
-and per-class accuracy after ``eval``, and ``snnclf compare`` of several runs."""
-import io
-import logging
-from pathlib import Path
-
-import matplotlib.pyplot as plt
-from PIL import Image
-
-from ..errors import UsageError
-from ..runs import atomic_write, open_run, read_json, read_metrics, write_csv, write_json, write_text
+"""A run's own pictures, drawn from its files: training curves after ``train``, the confusion
+matrix and per-class accuracy after ``eval``."""
+from ..runs import read_metrics
 from . import plots
-
-log = logging.getLogger(__name__)
-
-
-def save(fig, path):
-    """Write ``fig`` to ``path`` (atomically, like every run file) and close it."""
-    path = Path(path)
-    try:
-        atomic_write(path, lambda f: fig.savefig(f, format=path.suffix[1:], dpi=110, bbox_inches="tight"), "wb")
-    finally:
-        plt.close(fig)
-    return path
-
-
-def gif_frame(fig):
-    """A figure as one GIF frame (a palette image), the figure closed."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
-    plt.close(fig)
-    buf.seek(0)
-    return Image.open(buf).convert("P", palette=Image.ADAPTIVE)
-
-
-def save_gif(frames, path, duration_ms):
-    """An animated GIF written by Pillow (no ffmpeg needed), looping."""
-    path = Path(path)
-    atomic_write(path, lambda f: frames[0].save(f, format="GIF", save_all=True, append_images=frames[1:],
-                                                duration=duration_ms, loop=0, disposal=2), "wb")
-    return path
+from .files import save, subplots
 
 
 def training_curves(run):
     """``<log_dir>/<run>/curves.png``: loss and accuracy per epoch, train against validation."""
     metrics = read_metrics(run.metrics)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
     plots.loss_curves(metrics, a)
     plots.accuracy_curves(metrics, b)
     fig.suptitle(run.name)
@@ -54,75 +18,14 @@ def training_curves(run):
 def evaluation_pictures(run, results):
     """``confusion_matrix.png`` and ``per_class_accuracy.png`` of an eval's test results."""
     names = results["class_names"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.5 * len(names)))
+    fig, ax = subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.5 * len(names)))
     plots.confusion(results["confusion_matrix"], names, ax)
     ax.set_title(f"{run.name}: test confusion matrix (each row sums to 1)")
     a = save(fig, run.log_dir / "confusion_matrix.png")
-    fig, ax = plt.subplots(figsize=(1.5 + 0.5 * len(names), 3.5))
+    fig, ax = subplots(figsize=(1.5 + 0.5 * len(names), 3.5))
     plots.per_class(results["per_class_accuracy"], ax)
     ax.set_title(f"{run.name}: per-class test accuracy (overall {100 * results['test_accuracy']:.2f}%)")
     b = save(fig, run.log_dir / "per_class_accuracy.png")
     return [a, b]
 
 
-def _summary(run):
-    if not run.config.is_file() or not run.metrics.is_file():
-        raise UsageError(f"run {run.name} has no config.json and metrics.csv in {run.log_dir}: "
-                         "train it first, or check --log_dir")
-    cfg, metrics = read_json(run.config), read_metrics(run.metrics)
-    result = read_json(run.eval_json) if run.eval_json.is_file() else {}
-    return {
-        "run": run.name, "model": cfg["arch"] if cfg.get("model") == "arch" else cfg["model"],
-        "dataset": cfg["dataset"], "time_steps": cfg["time_steps"], "encoding": cfg["encoding"],
-        "parameters": cfg.get("num_params"), "epochs": len(metrics),
-        "best_val_accuracy": max(r["val_accuracy"] for r in metrics),
-        "test_accuracy": result.get("test_accuracy"),
-        "spikes_per_sample": result.get("test_spikes_per_sample", metrics[-1]["spikes_per_sample"]),
-        "training_seconds": round(sum(r["seconds"] for r in metrics), 1),
-        "metrics": metrics,
-    }
-
-
-def compare(names, log_dir="logs", out=None):
-    """Compare runs from their files: ``compare.md``, ``compare.csv``, ``compare_accuracy.png``
-    and ``compare_curves.png`` in ``out`` (default ``<log_dir>/compare``). Returns the rows."""
-    if len(names) < 1:
-        raise UsageError("compare needs at least one run name")
-    rows = [_summary(open_run(n, "checkpoints", log_dir)) for n in names]
-    out = Path(out or Path(log_dir) / "compare")
-    fields = ["run", "model", "dataset", "time_steps", "encoding", "parameters", "epochs",
-              "best_val_accuracy", "test_accuracy", "spikes_per_sample", "training_seconds"]
-
-    def cell(v):
-        return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-    write_csv(out / "compare.csv", fields, [[cell(r[k]) for k in fields] for r in rows])
-    head = ["run", "model", "T", "encoding", "parameters", "test acc. %", "best val. acc. %",
-            "spikes/sample", "training s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        test = "not evaluated" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
-        lines.append(f"| {r['run']} | {r['model']} | {r['time_steps']} | {r['encoding']} | "
-                     f"{r['parameters']:,} | {test} | {100 * r['best_val_accuracy']:.2f} | "
-                     f"{r['spikes_per_sample']:.1f} | {r['training_seconds']} |")
-    write_text(out / "compare.md", "\n".join(lines) + "\n")
-
-    tested = [r for r in rows if r["test_accuracy"] is not None]
-    files = [out / "compare.md", out / "compare.csv"]
-    if tested:
-        fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(tested), 3.8))
-        plots.accuracy_bars([r["run"] for r in tested], [r["test_accuracy"] for r in tested], ax)
-        files.append(save(fig, out / "compare_accuracy.png"))
-    else:
-        log.warning("no run has an eval.json yet: run 'snnclf eval --run NAME' for test accuracy")
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for r in rows:
-        epochs = [m["epoch"] for m in r["metrics"]]
-        a.plot(epochs, [m["train_loss"] for m in r["metrics"]], "o-", ms=3, label=r["run"])
-        b.plot(epochs, [100 * m["val_accuracy"] for m in r["metrics"]], "o-", ms=3, label=r["run"])
-    a.set(xlabel="epoch", ylabel="training loss", title="training loss")
-    b.set(xlabel="epoch", ylabel="validation accuracy (%)", title="validation accuracy")
-    a.legend(fontsize=8)
-    b.legend(fontsize=8)
-    files.append(save(fig, out / "compare_curves.png"))
-    write_json(out / "compare.json", [{k: r[k] for k in fields} for r in rows])
-    return rows, files

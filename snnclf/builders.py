@@ -1,0 +1,65 @@
+"""What every command builds from a run's configuration: its data, its model (new, or rebuilt
+from a checkpoint alone), its encoder, loss, optimizer and schedule. Commands import these;
+nothing here imports a command."""
+from functools import partial
+
+from .data import get_encoder, load_dataset
+from .errors import UsageError
+from .losses import get_loss
+from .models import get_model
+from .optim import get_optimizer, get_scheduler
+
+
+def load_data(cfg, time_steps=None, data_dir=None):
+    """The run's data set with its event options; ``time_steps``/``data_dir`` override the run's."""
+    return load_dataset(cfg.dataset, data_dir or cfg.data_dir, time_steps=time_steps or cfg.time_steps,
+                        **cfg.event_options())
+
+
+def build_model(cfg, data):
+    """A new model for ``data`` as ``cfg`` asks, with the (name, keyword arguments) that rebuild it
+    (what a checkpoint keeps: ``model_name`` and ``model_kwargs``)."""
+    name, options = cfg.model_spec()
+    model = get_model(name, data.in_shape, data.num_classes, **options)
+    kwargs = {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
+              **{k: v for k, v in options.items() if v is not None}}
+    return model, name, kwargs
+
+
+def load_model(checkpoint, device):
+    """The model a checkpoint describes, with its weights, on ``device``, in eval mode."""
+    kwargs = dict(checkpoint["model_kwargs"])
+    in_shape, num_classes = kwargs.pop("in_shape"), kwargs.pop("num_classes")
+    model = get_model(checkpoint["model_name"], in_shape, num_classes, **kwargs)
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise UsageError(f"the checkpoint's weights do not fit model {checkpoint['model_name']} "
+                         f"({str(err).splitlines()[0]}): it was saved by another version") from None
+    return model.to(device).eval()
+
+
+def check_fits(checkpoint, data, where, dataset):
+    """Refuse data whose input shape or classes differ from those the model was made for."""
+    kwargs = checkpoint["model_kwargs"]
+    if list(data.in_shape) != list(kwargs["in_shape"]) or data.num_classes != kwargs["num_classes"]:
+        raise UsageError(f"{where} was made for inputs {tuple(kwargs['in_shape'])} and "
+                         f"{kwargs['num_classes']} classes, but {dataset} has {data.in_shape} and "
+                         f"{data.num_classes}")
+
+
+def make_encoder(cfg, time_steps=None):
+    """``encode(x)``: images [B, ...] -> model input [T, B, ...] under the run's encoding."""
+    return partial(get_encoder(cfg.encoding), time_steps=time_steps or cfg.time_steps)
+
+
+def build_loss(cfg, model, time_steps=None):
+    return get_loss(cfg.loss, time_steps or cfg.time_steps, model.spiking)
+
+
+def build_optimizer(cfg, model):
+    """The optimizer over ``model``'s parameters and its learning-rate schedule (or ``None``)."""
+    optimizer = get_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+    scheduler = get_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.milestones,
+                              cfg.gamma)
+    return optimizer, scheduler

@@ -1,0 +1,204 @@
+"""A run's configuration, in one place: every ``snnclf train`` option with its default, its help
+and its check, and how a configuration is resolved (preset, encoding, model, run name) from the
+flags a user gave, or read back from a checkpoint. The CLI builds its parser from these fields.
+
+Fields that are ``None`` were not given: the builder they go to keeps its own default (stated in
+--help through ``default_text`` or the field's ``fallback``)."""
+import argparse
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Optional
+
+from .data import CACHE_DIR, EVENT_OPTIONS, is_event_dataset, list_datasets, list_encoders
+from .data.encoders import ENCODERS
+from .errors import UsageError
+from .flags import flag, flag_of, number
+from .losses import list_losses
+from .models import NEURON_OPTIONS, NeuronFlags, list_models
+from .optim import list_schedulers, list_optimizers
+from .presets import PRESETS, describe as describe_presets, preset_flags
+
+# The --help sections of `snnclf train`, in order.
+GROUPS = ("preset", "data", "event data (nmnist, nmnist-sim, digits-events)", "model", "training", "run")
+EVENTS = GROUPS[2]
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Defaults of the commands that read runs or draw pictures.
+SAVE_DIR, LOG_DIR = "checkpoints", "logs"
+GRID_SAMPLES = 16  # visualize-data: samples in the grid
+DRAWN_SAMPLES = 3  # visualize-activations: samples whose spikes are drawn
+
+
+@dataclass(frozen=True)
+class RunConfig(NeuronFlags):
+    """Everything that defines a training run (the neuron options come from :class:`NeuronFlags`)."""
+
+    preset: Optional[str] = flag(
+        None, "a recommended recipe: sets the data set, model, neurons, T, optimizer, schedule, "
+        "augmentation and epochs; flags you give override it. " + describe_presets(), "preset",
+        default_text="none", choices=PRESETS.names)
+    # data
+    dataset: str = flag("digits", "data set", "data", choices=list_datasets)
+    data_dir: str = flag("data", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), "
+                         "NMNIST/ (tonic's)", "data")
+    val_fraction: float = flag(0.1, "fraction of the training images held out to select the best epoch",
+                               "data", parse=number(float, 0, 1, True, True))
+    subset: Optional[int] = flag(None, "train on this many training images (the validation split "
+                                 "shrinks in proportion)", "data", default_text="all", parse=number(int, 1))
+    encoding: Optional[str] = flag(
+        None, "how images become input over time: direct (the image as current every step), rate "
+        "(Bernoulli spikes), latency (one spike per pixel, brighter first); event data sets are their "
+        "own input (events)", "data", default_text="direct; event data sets: events", choices=list_encoders)
+    time_steps: int = flag(8, "number of time steps T (1: a single-step SNN); event data sets: frames "
+                           "per sample", "data", parse=number(int, 1))
+    # event data
+    first_saccade_only: Optional[bool] = flag(None, "keep only the first of the three saccades (t < 100 ms)",
+                                              EVENTS, default_text="off", action="store_true")
+    denoise_us: Optional[float] = flag(None, "drop events with no neighbour within this many "
+                                       "microseconds (tonic Denoise)", EVENTS, default_text="off",
+                                       parse=number(float, 0, low_open=True))
+    downsample: Optional[float] = flag(None, "spatial factor, e.g. 0.5 for 17x17 frames (tonic "
+                                       "Downsample)", EVENTS, default_text="1",
+                                       parse=number(float, 0, 1, low_open=True))
+    cache_dir: Optional[str] = flag(None, "folder of the frame cache and the simulated event data sets",
+                                    EVENTS, default_text=CACHE_DIR)
+    # model (and the neuron options)
+    model: str = flag("csnn", "network", "model", choices=list_models)
+    arch: Optional[str] = flag(None, "a conv SNN in the papers' notation, e.g. 12C5-MP2-64C5-MP2-1024FC10 "
+                               "(NcK conv, NcKpP padded conv, MPk/APk pooling, [m]FCn fully connected)",
+                               "model", default_text="none", metavar="SPEC")
+    dropout: Optional[float] = flag(None, "dropout probability before fully connected layers (mask kept "
+                                    "over time)", "model", default_text="0; cnn: 0.2",
+                                    parse=number(float, 0, 1, high_open=True))
+    batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
+                                      "model", default_text="off", action="store_true")
+    # training
+    loss: Optional[str] = flag(
+        None, "ce: cross-entropy on output spikes per step (snnTorch ce_rate_loss); count: on spike "
+        "counts (ce_count_loss); mse: spike counts vs target rates 0.8/0.2 (mse_count_loss); ce-mem: "
+        "on the time-averaged output membrane", "training", default_text="ce; ANN baselines: ce-mem",
+        choices=list_losses)
+    optimizer: str = flag("adam", "optimizer", "training", choices=list_optimizers)
+    lr: Optional[float] = flag(None, "learning rate", "training", default_text="adam/adamw 2e-3, sgd 0.1",
+                               parse=number(float, 0, low_open=True))
+    weight_decay: Optional[float] = flag(None, "weight decay", "training", default_text="0; adamw 0.01",
+                                         parse=number(float, 0))
+    momentum: Optional[float] = flag(None, "SGD momentum", "training", default_text="0.9",
+                                     parse=number(float, 0, 1, high_open=True))
+    scheduler: Optional[str] = flag(None, "learning-rate schedule, stepped per epoch; the flag alone means "
+                                    "cosine", "training", default_text="constant", nargs="?", const="cosine",
+                                    choices=list_schedulers)
+    step_size: Optional[int] = flag(None, "epochs between decays of --scheduler step", "training",
+                                    default_text="a third of --epochs", parse=number(int, 1))
+    milestones: Optional[list] = flag(None, "epochs at which --scheduler multistep decays", "training",
+                                      default_text="none", nargs="+", parse=number(int, 1), metavar="EPOCH")
+    gamma: Optional[float] = flag(None, "decay factor of --scheduler step/multistep", "training",
+                                  default_text="0.1", parse=number(float, 0, 1, low_open=True))
+    shift: int = flag(0, "augment training images by random shifts of up to this many pixels", "training",
+                      parse=number(int, 0))
+    epochs: int = flag(30, "epochs", "training", parse=number(int, 1))
+    batch_size: int = flag(64, "batch size", "training", parse=number(int, 1))
+    seed: int = flag(0, "random seed (weights, batch order, rate spikes)", "training",
+                     parse=number(int, 0, 2 ** 31 - 1))
+    device: str = flag("auto", "auto: CUDA, then MPS, then CPU", "training", choices=lambda: DEVICES)
+    amp: bool = flag(False, "mixed precision (CUDA only)", "training", default_text="off", action="store_true")
+    compile: bool = flag(False, "run the model under torch.compile (needs a C++ compiler on the CPU): a "
+                         "one-time compile, logged, for faster inference; see the README for when it pays",
+                         "training", default_text="off", action="store_true")
+    grad_clip: Optional[float] = flag(None, "clip the gradient norm to this value", "training",
+                                      default_text="off", parse=number(float, 0, low_open=True))
+    # run
+    run: Optional[str] = flag(None, "run name (--run_name under torchrun, whose own parser takes --run for "
+                              "its --run-path)", "run", default_text="<dataset>-<model>[-<encoding>]-T<time_steps>",
+                              aliases=("run_name",))
+    save_dir: str = flag(SAVE_DIR, "folder of the runs' checkpoints", "run")
+    log_dir: str = flag(LOG_DIR, "folder of the runs' config, metrics and logs", "run")
+
+    def __post_init__(self):
+        """Every given value passes its flag's check, whoever set it (flags, a preset, code)."""
+        for f in fields(self):
+            value, parse = getattr(self, f.name), flag_of(f).parse
+            if value is None or parse is None:
+                continue
+            try:
+                for item in (value if isinstance(value, (list, tuple)) else [value]):
+                    parse(item)
+            except argparse.ArgumentTypeError as err:
+                raise UsageError(f"--{f.name}: {err}") from None
+
+    # --- resolution ----------------------------------------------------------------------
+
+    @classmethod
+    def from_flags(cls, given):
+        """The configuration of a new run from the options a user gave (``None``: not given):
+        defaults, then the preset's flags, then the given ones; encoding and run name resolved."""
+        given = {k: v for k, v in given.items() if v is not None}
+        if "arch" in given and given.setdefault("model", "arch") != "arch":
+            raise UsageError(f"--arch and --model {given['model']} both name a model: give one of them")
+        preset = preset_flags(given["preset"]) if given.get("preset") else {}
+        cfg = cls(**{**preset, **given})  # flags given on the command line win over the preset's
+        cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))
+        return cfg if cfg.run else replace(cfg, run=cfg.default_run_name())
+
+    @classmethod
+    def from_dict(cls, saved):
+        """The configuration a checkpoint or ``config.json`` recorded. Keys it lacks (a run saved
+        by an older snnclf) take today's defaults; keys that are not options are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in saved.items() if k in names})
+
+    def resumed(self, given):
+        """This (saved) configuration continued with the options given to ``--resume``: only
+        where and how long it runs may change."""
+        for key, value in given.items():
+            if value is not None and key not in RESUMABLE and getattr(self, key) != value:
+                raise UsageError(f"--resume continues run {self.run} as it was configured, but --{key} "
+                                 f"{value} differs from its {getattr(self, key)}: leave --{key} out, or "
+                                 "start a new run with --run NAME")
+        cfg = replace(self, **{k: v for k, v in given.items() if v is not None and k in RESUMABLE})
+        if cfg.epochs != self.epochs and (self.scheduler == "cosine" or (
+                self.scheduler == "step" and not self.step_size)):
+            raise UsageError(f"run {self.run}'s --scheduler {self.scheduler} was laid out over its "
+                             f"{self.epochs} epochs; resume it with those, or start a new run")
+        return cfg
+
+    def default_run_name(self):
+        encoding = "" if self.encoding in ("direct", "events") else f"-{self.encoding}"
+        preset = "-preset" if self.preset else ""
+        return f"{self.dataset}-{self.model}{encoding}-T{self.time_steps}{preset}"
+
+    def model_spec(self):
+        """(registered name, keyword options) of the model this configuration asks for."""
+        options = {k: getattr(self, k) for k in MODEL_KEYS}
+        if self.model == "arch":
+            if not self.arch:
+                raise UsageError("--model arch needs --arch SPEC, e.g. --arch 12C5-MP2-64C5-MP2-FC10")
+            return "arch", {"spec": self.arch, **options}
+        return self.model, options
+
+    def event_options(self):
+        return {k: getattr(self, k) for k in EVENT_KEYS}
+
+    def to_dict(self):
+        """Plain values, for checkpoints and ``config.json``."""
+        return asdict(self)
+
+
+DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
+EVENT_KEYS = EVENT_OPTIONS
+# What may change when a run is resumed: how long it goes on and where it runs.
+RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
+
+
+def resolve_encoding(dataset, encoding):
+    """Event data sets take their frames as they are (the encoding declared ``for_events``);
+    static ones default to direct."""
+    for_events = encoding is not None and ENCODERS.info(encoding, "--encoding")["for_events"]
+    if is_event_dataset(dataset):
+        if encoding is not None and not for_events:
+            raise UsageError(f"--encoding {encoding} does not apply to event data set {dataset}: its "
+                             "frames are the input spikes; leave --encoding out")
+        return "events"
+    if for_events:
+        raise UsageError(f"--encoding {encoding} needs an event data set, not {dataset}")
+    return encoding or "direct"
