@@ -17,14 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 
 from snnclf.evaluate import run_eval
 from snnclf.runs import read_metrics
 from snnclf.train import train
 from snnclf.utils import keep_freed_memory
 from snnclf.viz.compare import compare
-from snnclf.viz.files import save
+from snnclf.viz.files import save, subplots
 
 # The replaced projects' settings: Adam 1e-4 and the membrane-mean readout for the MLPs,
 # ce_rate_loss (snnclf's "ce") for the CSNNs.
@@ -114,7 +113,7 @@ def main():
         print(f"\n{group}:\n{table(rows)}", flush=True)
         compare(names, log_dir=f"{args.out}/logs", out=pictures / group)
         if group == "sweep":
-            fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
+            fig, (a, b) = subplots(1, 2, figsize=(9, 3.6))
             a.plot(SWEEP, [100 * r["test"] for r in rows], "o-")
             a.set(xscale="log", xticks=SWEEP, xticklabels=SWEEP, xlabel="time steps T", ylabel="test accuracy (%)",
                   title=f"MNIST preset, {args.sweep_epochs} epochs")

@@ -3,11 +3,11 @@ their metrics as a dict."""
 import time
 
 import torch
+from sklearn.metrics import confusion_matrix
 from tqdm import tqdm
 
 from .errors import NonFiniteLoss
 from .losses import predict
-
 
 
 def new_totals():
@@ -91,8 +91,8 @@ def evaluate(model, loader, encode, loss_fn, device, num_classes, *, amp=False, 
             spk, mem = model(encode(x))
             loss = loss_fn(spk, mem, y)
         pred = _accumulate(totals, loss, spk, mem, y)
-        confusion += torch.bincount((y * num_classes + pred).cpu(),
-                                    minlength=num_classes ** 2).view(num_classes, num_classes)
+        confusion += torch.from_numpy(confusion_matrix(y.cpu().numpy(), pred.cpu().numpy(),
+                                                       labels=range(num_classes)))
     return {**summarize(totals), "totals": totals, "confusion": confusion}
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import secrets
 import shutil
 import tempfile
 import warnings
@@ -19,8 +20,6 @@ from .errors import UsageError
 
 FORMAT = "snnclf-checkpoint"
 VERSION = 1
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "seconds", "data_seconds", "spikes_per_sample"]
 
@@ -72,8 +71,7 @@ def atomic_write(path, write, mode="w"):
     """Write through ``write(file)`` to a temporary file beside ``path``, then rename it over."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the user's usual permissions
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -87,6 +85,18 @@ def atomic_write(path, write, mode="w"):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _temporary(path):
+    """A new hidden file beside ``path``, opened for writing. Made with mode 0666 so the system
+    applies the user's umask, as for any file they create (``mkstemp`` would make it 0600, and
+    reading the umask means setting it, which changes process-wide state)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666), str(tmp)
+        except FileExistsError:
+            continue
 
 
 def save_checkpoint(checkpoint, path):

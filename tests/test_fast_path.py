@@ -13,6 +13,7 @@ from snnclf.models import (
     compile_model,
     fused,
     get_model,
+    is_spiking,
     list_models,
     make_neuron,
     step_by_step,
@@ -20,7 +21,7 @@ from snnclf.models import (
 from snnclf.models.neurons import SURROGATES, SpikingLayer
 
 ROOT = Path(__file__).resolve().parents[1]
-SPIKING = [name for name in list_models() if not name.startswith("ann-")]
+SPIKING = [name for name in list_models() if is_spiking(name)]
 
 
 def record_spiking_layers(model):

@@ -70,7 +70,11 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
 
     Sizes are followed from ``in_shape`` (C, H, W); a layer that does not fit is refused with its
     token and the sizes it meets. ``spiking=False`` puts ReLU where the neurons would be (the ANN
-    twins), and the last layer then gives logits."""
+    twins), and the last layer then gives logits.
+
+    One pass over the tokens, longer than most functions here on purpose: the sizes it follows
+    (channels, height, width, features) change at every token, and each check reads next to the
+    size it checks; split into per-token helpers they would be passed back and forth."""
     if not 0.0 <= dropout < 1.0:
         raise UsageError(f"--dropout must lie in [0, 1), got {dropout}")
     tokens = parse(spec, where)
