@@ -3,6 +3,8 @@ from a checkpoint alone), its encoder, loss, optimizer and schedule. Commands im
 nothing here imports a command."""
 from functools import partial
 
+import torch
+
 from .data import get_encoder, load_dataset
 from .errors import UsageError
 from .losses import get_loss
@@ -27,10 +29,13 @@ def build_model(cfg, data):
 
 
 def load_model(checkpoint, device):
-    """The model a checkpoint describes, with its weights, on ``device``, in eval mode."""
+    """The model a checkpoint describes, with its weights, on ``device``, in eval mode. Building
+    it draws initial weights that the checkpoint's replace: that draw is kept off the process's
+    random state (built on the CPU, whose generator is restored)."""
     kwargs = dict(checkpoint["model_kwargs"])
     in_shape, num_classes = kwargs.pop("in_shape"), kwargs.pop("num_classes")
-    model = get_model(checkpoint["model_name"], in_shape, num_classes, **kwargs)
+    with torch.random.fork_rng(devices=[]):
+        model = get_model(checkpoint["model_name"], in_shape, num_classes, **kwargs)
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as err:

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULTS, DEVICES, DRAWN_SAMPLES, GRID_SAMPLES, GROUPS, LOG_DIR, SAVE_DIR, RunConfig
+from .config import DEFAULTS, DEVICES, DRAWN_SAMPLES, EVAL_SEED, GRID_SAMPLES, GROUPS, LOG_DIR, SAVE_DIR, RunConfig
 from .data import CACHE_DIR, list_datasets
 from .errors import Interrupted, UsageError
 from .flags import flag_of, number
@@ -85,6 +85,8 @@ def _eval_parser(sub):
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
     _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
          default_text="off", action="store_true")
+    _add(p, "seed", "seed of random input (rate spikes): the same seed, the same numbers",
+         default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
     _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
          action="store_true")
     p.set_defaults(func=_eval)
@@ -177,7 +179,7 @@ def _eval(args):
                        log_dir=args.log_dir or LOG_DIR, test_only=bool(args.test_only),
                        time_steps=args.time_steps, batch_size=args.batch_size,
                        device=args.device or "auto", data_dir=args.data_dir,
-                       compile=bool(args.compile))
+                       compile=bool(args.compile), seed=EVAL_SEED if args.seed is None else args.seed)
     print(json.dumps(results) if args.json else format_results(results))
     return 0
 

@@ -26,6 +26,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 SAVE_DIR, LOG_DIR = "checkpoints", "logs"
 GRID_SAMPLES = 16  # visualize-data: samples in the grid
 DRAWN_SAMPLES = 3  # visualize-activations: samples whose spikes are drawn
+EVAL_SEED = 0  # eval and visualize-activations: the seed of random input (rate spikes)
 
 
 @dataclass(frozen=True)

@@ -4,22 +4,25 @@ from pathlib import Path
 
 from . import efficiency
 from .builders import build_loss, check_fits, load_data, load_model, make_encoder
-from .config import LOG_DIR, SAVE_DIR, RunConfig
+from .config import EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
 from .data import make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
 from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
-from .utils import resolve_device
+from .utils import resolve_device, seeded
 from .viz.reports import evaluation_pictures
 
 
 def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
-             time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False):
+             time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False,
+             seed=EVAL_SEED):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
-    ``compile`` runs the model under ``torch.compile``. Writes ``eval.json`` and
-    ``confusion_matrix.csv`` in the run's log folder and returns the results as a dict."""
+    ``compile`` runs the model under ``torch.compile``. Random input (rate spikes) is drawn from
+    ``seed``, so the same call gives the same numbers; the process's random state is left as it
+    was. Writes ``eval.json`` and ``confusion_matrix.csv`` in the run's log folder and returns the
+    results as a dict."""
     if checkpoint is None:
         run = run or latest_run(save_dir)
         path = open_run(run, save_dir, log_dir).best
@@ -42,12 +45,26 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     loss_fn = build_loss(cfg, model, T)
 
     results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
-               "dataset": cfg.dataset, "model": cfg.model, "time_steps": T}
-    names = data.class_names
+               "dataset": cfg.dataset, "model": cfg.model, "time_steps": T, "seed": seed}
     net = compile_model(model) if compile else model
-    for split in (["test"] if test_only else ["test", "val", "train"]):
+    with seeded(seed, device):
+        results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
+                                encode, loss_fn, device, batch_size, data.class_names))
+    write_json(run.eval_json, results)
+    names = data.class_names
+    write_csv(run.confusion_csv, ["true \\ predicted"] + names,
+              [[n] + row for n, row in zip(names, results["confusion_matrix"])])
+    pictures = evaluation_pictures(run, results)
+    results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
+    return results
+
+
+def _measure(net, model, splits, which, encode, loss_fn, device, batch_size, names):
+    """Accuracy, loss and spikes per split; per-class accuracy, confusion and operation counts on test."""
+    results = {}
+    for split in which:
         m = evaluate(net, make_loader(splits[split], batch_size), encode, loss_fn, device,
-                     data.num_classes, desc=split)
+                     len(names), desc=split)
         results.update({f"{split}_accuracy": m["accuracy"], f"{split}_loss": m["loss"],
                         f"num_{split}": m["samples"], f"{split}_spikes_per_sample": m["spikes_per_sample"]})
         if split == "test":
@@ -57,11 +74,6 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
             results["confusion_matrix"] = confusion.tolist()
     results["class_names"] = names
     results["efficiency"] = operation_counts(model, splits["test"], encode, batch_size, device)
-    write_json(run.eval_json, results)
-    write_csv(run.confusion_csv, ["true \\ predicted"] + names,
-              [[n] + row for n, row in zip(names, results["confusion_matrix"])])
-    pictures = evaluation_pictures(run, results)
-    results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
     return results
 
 
@@ -79,7 +91,7 @@ def operation_counts(model, dataset, encode, batch_size, device, samples=512):
 def format_results(results):
     """The results as the lines ``snnclf eval`` prints."""
     lines = [f"run {results['run']} ({results['checkpoint']}, epoch {results['epoch']}), "
-             f"{results['dataset']}, T={results['time_steps']}"]
+             f"{results['dataset']}, T={results['time_steps']}, seed {results['seed']}"]
     for split in ("test", "val", "train"):
         if f"{split}_accuracy" in results:
             lines.append(f"{split:>5} accuracy {100 * results[f'{split}_accuracy']:6.2f}%  "

@@ -1,4 +1,5 @@
 """Seeding, random-number state, device choice and the CPU allocator, shared by train and eval."""
+import contextlib
 import ctypes
 import ctypes.util
 import random
@@ -34,6 +35,17 @@ def seed_everything(seed):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def seeded(seed, device=None):
+    """Draw torch's random numbers (rate spikes, dropout) from ``seed`` while the block lasts,
+    then give back the global random state as it was: evaluation repeats exactly, and a
+    training run around it draws what it would have drawn anyway."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def rng_state():

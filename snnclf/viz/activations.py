@@ -9,11 +9,12 @@ import numpy as np
 import torch
 
 from ..builders import load_data, load_model, make_encoder
-from ..config import DRAWN_SAMPLES, LOG_DIR, SAVE_DIR, RunConfig
+from ..config import DRAWN_SAMPLES, EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
 from ..data import make_splits
 from ..errors import UsageError
 from ..models.neurons import SpikingLayer
 from ..runs import latest_run, load_checkpoint, open_run
+from ..utils import seeded
 from . import plots
 from .files import gif_frame, save, save_gif, subplots
 
@@ -76,12 +77,13 @@ def visualize(run=None, num_samples=DRAWN_SAMPLES, tsne=False, tsne_samples=500,
     count = min(len(test), max(num_samples, tsne_samples if tsne else 0))
     shown = min(num_samples, count)
     x, y = test[list(range(count))]
-    first = record(model, encode(x[:shown]))  # full spike trains and membranes of the drawn samples
+    with seeded(EVAL_SEED):  # rate spikes drawn as snnclf eval draws them
+        first = record(model, encode(x[:shown]))  # full spike trains and membranes of the drawn samples
+        counts = {n: [] for n in first}  # spikes per neuron and sample over all ``count`` samples: [N, ...]
+        for start in range(0, count, 256):
+            for name, (spk, _) in record(model, encode(x[start:start + 256])).items():
+                counts[name].append(spk.sum(0))
     spikes = {n: s for n, (s, _) in first.items()}  # [T, shown, ...]
-    counts = {n: [] for n in first}  # spikes per neuron and sample over all ``count`` samples: [N, ...]
-    for start in range(0, count, 256):
-        for name, (spk, _) in record(model, encode(x[start:start + 256])).items():
-            counts[name].append(spk.sum(0))
     counts = {n: torch.cat(c) for n, c in counts.items()}
 
     thresholds = {n: float(m.cell.threshold) for n, m in model.named_modules() if isinstance(m, SpikingLayer)}
