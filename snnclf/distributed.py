@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from .errors import UsageError
 
@@ -84,7 +85,8 @@ def setup(ctx, device):
 
 def wrap(ctx, model, device):
     """``model`` in DistributedDataParallel, which averages gradients over the processes (the
-    model itself when there is one process).
+    model itself when there is one process). Its batch norms must already compute their
+    statistics over every process (:func:`sync_batch_norm`, before the optimizer is built).
 
     Neuron state lives only inside ``forward``, so there is no hidden state for DDP to trip on
     (the snnTorch ``DataParallel`` bugs); snnTorch's cells do keep their last state in buffers,
@@ -100,3 +102,55 @@ def wrap(ctx, model, device):
 def teardown(ctx):
     if ctx.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class CrossProcessBatchNorm(nn.BatchNorm2d):
+    """``BatchNorm2d`` whose training-mode statistics are those of the batches of all processes
+    together, so N processes of batch B normalise (and keep running statistics) exactly as one
+    process of batch N x B. Inside :class:`~snnclf.models.layers.Folded` it sees [T*B, C, H, W],
+    so the statistics stay folded over time, as in one process.
+
+    torch's ``SyncBatchNorm`` does this on CUDA but refuses CPU tensors, and training under
+    torchrun on CPUs (gloo) is supported here, so the CPU gets this module: two all-reduces
+    (sum, then the sum of squared deviations, as the two-pass variance is more exact), through
+    ``torch.distributed.nn``'s all-reduce, whose backward sums the gradients over processes too.
+    Same parameters, buffers and state dict as ``BatchNorm2d``; in eval mode it is ``BatchNorm2d``."""
+
+    def forward(self, x):
+        if not self.training or not dist.is_initialized() or dist.get_world_size() == 1:
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce  # autograd-aware; loads torch.distributed.nn
+
+        dims = [d for d in range(x.dim()) if d != 1]
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        count = x.new_full((1,), x.numel() / x.shape[1])
+        sums = all_reduce(torch.cat([x.sum(dims), count]))
+        n = sums[-1]
+        mean = sums[:-1] / n
+        centred = x - mean.view(shape)
+        var = all_reduce(centred.square().sum(dims)) / n
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var.mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+
+def sync_batch_norm(model):
+    """Replace every ``BatchNorm2d`` of ``model`` in place by one whose statistics span all
+    processes (torch's ``SyncBatchNorm`` on CUDA, :class:`CrossProcessBatchNorm` elsewhere),
+    with the same values. The replacements have new parameters: call it before an optimizer
+    takes the model's parameters."""
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            on_cuda = child.running_mean is not None and child.running_mean.device.type == "cuda"
+            cls = nn.SyncBatchNorm if on_cuda else CrossProcessBatchNorm
+            synced = cls(child.num_features, child.eps, child.momentum, child.affine,
+                         child.track_running_stats).to(child.running_mean.device)
+            synced.load_state_dict(child.state_dict())
+            setattr(model, name, synced)
+        else:
+            sync_batch_norm(child)
+    return model

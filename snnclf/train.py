@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 PROCESS_SEED_STRIDE = 7919  # a prime: process k draws rate spikes and dropout from seed + k * 7919
 
 
-def process_seed(seed, rank, offset=0):
+def process_seed(seed, rank):
     """The seed of process ``rank`` under torchrun (rate spikes and dropout must differ between
-    processes); ``offset`` moves a resumed run's draws away from the first epoch's."""
-    return seed + PROCESS_SEED_STRIDE * rank + offset
+    processes)."""
+    return seed + PROCESS_SEED_STRIDE * rank
 
 
 @dataclass
@@ -86,23 +86,36 @@ def train(flags):
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
     cfg = RunConfig.from_flags(given)
     run = open_run(cfg.run, cfg.save_dir, cfg.log_dir)
+    ctx = distributed.from_environment()
     checkpoint = None
     if resume:
         checkpoint = load_checkpoint(run.last)
         cfg = RunConfig.from_dict(checkpoint["config"]).resumed(given)
-        if checkpoint["epoch"] >= cfg.epochs and not checkpoint.get("partial"):
-            raise UsageError(f"run {run.name} already finished its {cfg.epochs} epochs: "
-                             "pass a larger --epochs to go on")
+        _check_resumable(checkpoint, cfg, run, ctx)
     elif run.exists() and not overwrite:
         raise UsageError(f"run {run.name} exists ({run.ckpt_dir}, {run.log_dir}): add --resume to "
                          "continue it, --overwrite to replace it, or choose another --run")
-    ctx = distributed.from_environment()
     try:
         summary = _run(cfg, run, checkpoint, overwrite, ctx)
         ctx.barrier()  # rank 0 may still be writing: leave the group together
         return summary
     finally:
         distributed.teardown(ctx)
+
+
+def _check_resumable(checkpoint, cfg, run, ctx):
+    """Refuse a resume that cannot continue the run exactly: a finished run, or another number of
+    processes (the global batch, the data each process sees and its random states would change)."""
+    if checkpoint["epoch"] >= cfg.epochs and not checkpoint.get("partial"):
+        raise UsageError(f"run {run.name} already finished its {cfg.epochs} epochs: "
+                         "pass a larger --epochs to go on")
+    processes = len(checkpoint.get("rng_per_process") or [None])
+    if processes != ctx.world:
+        how = (f"torchrun --nproc_per_node {processes} ... -m snnclf train --run_name {run.name} --resume"
+               if processes > 1 else f"snnclf train --run {run.name} --resume, without torchrun")
+        raise UsageError(f"run {run.name} was trained by {processes} process{'es' if processes > 1 else ''} "
+                         f"(global batch {processes * cfg.batch_size}) and cannot go on exactly with "
+                         f"{ctx.world}: resume it with {how}, or start a new run")
 
 
 def _build(cfg, ctx):
@@ -120,6 +133,8 @@ def _build(cfg, ctx):
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
     model, name, kwargs = build_model(cfg, data)
     model = model.to(device)
+    if ctx.enabled:  # batch statistics over every process's batch, as in one process
+        distributed.sync_batch_norm(model)
     loss_fn = build_loss(cfg, model)
     optimizer, scheduler = build_optimizer(cfg, model)
     net, eval_net = distributed.wrap(ctx, model, device), model
@@ -215,13 +230,8 @@ def _restore(checkpoint, parts, run, ctx):
         midway = {**midway, "totals": {**new_totals(), "steps": midway["totals"]["steps"]}}
     done = checkpoint["epoch"]
     rows = [r for r in read_metrics(run.metrics) if r["epoch"] <= done] if run.metrics.exists() else []
-    per_process = checkpoint.get("rng_per_process")
-    if per_process and len(per_process) == ctx.world:
-        set_rng_state(per_process[ctx.rank])
-    else:
-        set_rng_state(checkpoint["rng"])
-        if ctx.enabled:
-            seed_everything(process_seed(parts.cfg.seed, ctx.rank, done + 1))
+    per_process = checkpoint.get("rng_per_process")  # as many as processes now (_check_resumable)
+    set_rng_state(per_process[ctx.rank] if per_process else checkpoint["rng"])
     log.info("resuming run %s at epoch %d of %d%s", run.name, done + 1, parts.cfg.epochs,
              f", step {midway['totals']['steps'] + 1}" if midway else "")
     return RunState(done, checkpoint["best_val_accuracy"], checkpoint["best_epoch"],

@@ -1,4 +1,6 @@
 """Data sets from real-format files, splits, loaders and every encoder."""
+import logging
+
 import pytest
 import torch
 
@@ -29,17 +31,21 @@ def test_splits_are_disjoint_stratified_and_subset_scales_validation():
     assert n_train + n_val == 1437 and n_val == 144
     train_rows = {tuple(r.flatten().tolist()) for r in everything(splits["train"])[0]}
     val_rows = {tuple(r.flatten().tolist()) for r in everything(splits["val"])[0]}
-    assert len(val_rows - train_rows) >= len(val_rows) - 5  # a few digits are exact duplicates
+    assert len(val_rows) == n_val and not (val_rows & train_rows)  # load_digits has no duplicate images
     small = make_splits(data, val_fraction=0.1, subset=200)
     assert len(small["train"]) == 200 and len(small["val"]) == 22
     assert torch.bincount(everything(small["train"])[1]).min() >= 19
     assert len(small["test"]) == 360  # the test split is never cut
 
 
-@pytest.mark.parametrize("val_fraction, subset", [(0.995, None), (0.1, 1290), (0.5, 3)])
-def test_extreme_splits_still_work(val_fraction, subset):
-    splits = make_splits(load_dataset("digits"), val_fraction=val_fraction, subset=subset)
+@pytest.mark.parametrize("val_fraction, subset, balanced", [(0.995, None, False), (0.1, 1290, False),
+                                                           (0.5, 3, False), (0.1, 200, True)])
+def test_extreme_splits_still_work_and_say_when_they_are_not_balanced(val_fraction, subset, balanced, caplog):
+    with caplog.at_level(logging.WARNING, logger="snnclf"):
+        splits = make_splits(load_dataset("digits"), val_fraction=val_fraction, subset=subset)
     assert len(splits["train"]) >= 1 and len(splits["val"]) >= 1
+    said = [r.getMessage() for r in caplog.records if "unbalanced" in r.getMessage()]
+    assert bool(said) != balanced, said
 
 
 @pytest.mark.parametrize("value", [0.0, 1.0, 1.5])

@@ -15,12 +15,18 @@ ARGS = ["--subset", "256", "--time_steps", "4", "--model", "snn-mlp", "--learn_b
         "--epochs", "2", "--device", "cpu"]
 
 
+ENV = {**os.environ, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+       "PYTHONWARNINGS": "ignore"}
+
+
+def torchrun(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                           "2", "-m", "snnclf", "train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=ENV)
+
+
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
-           "PYTHONWARNINGS": "ignore"}
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                          "2", "-m", "snnclf", "train", *ARGS, "--batch_size", "32", "--run_name", "ddp"],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    ddp = torchrun(*ARGS, "--batch_size", "32", "--run_name", "ddp", cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-3000:]
     assert "2 processes x batch 32 = global batch 64" in ddp.stderr
     assert ddp.stderr.count("epoch 1/2") == 1  # one process reports
@@ -38,9 +44,33 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     assert rows[1]["train_loss"] < rows[0]["train_loss"] - 0.1  # it learns
     assert set(os.listdir(tmp_path / "checkpoints")) == {"ddp", "single"}
 
-    resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                              "--nproc_per_node", "2", "-m", "snnclf", "train", "--run_name", "ddp",
-                              "--resume", "--epochs", "3"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    resumed = torchrun("--run_name", "ddp", "--resume", "--epochs", "3", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert [r["epoch"] for r in read_metrics(tmp_path / "logs/ddp/metrics.csv")] == [1, 2, 3]
+
+
+# convolutions with batch norm (folded over time), rate input and dropout: every random draw and
+# every batch statistic has to agree between 2 processes of 16 and 1 process of 32
+BN_ARGS = ["--subset", "192", "--time_steps", "3", "--model", "arch", "--arch", "8C3p1-MP2-FC32-FC10",
+           "--batch_norm", "--lr", "0.01", "--epochs", "2", "--device", "cpu"]
+
+
+def test_batch_norm_over_two_processes_equals_one_process(tmp_path):
+    ddp = torchrun(*BN_ARGS, "--batch_size", "16", "--run_name", "ddp", cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-3000:]
+    single = run_command("train", *BN_ARGS, "--batch_size", "32", "--run", "single", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    ours, ref = (load_checkpoint(tmp_path / f"checkpoints/{r}/last.pt")["model"] for r in ("ddp", "single"))
+    assert any(key.endswith("running_mean") for key in ref)
+    moved = False
+    for key, value in ref.items():
+        assert torch.allclose(ours[key].float(), value.float(), atol=2e-5), key  # running stats too
+        moved |= key.endswith("running_var") and not torch.allclose(value, torch.ones_like(value))
+    assert moved  # the statistics were really updated
+    for a, b in zip(read_metrics(tmp_path / "logs/ddp/metrics.csv"), read_metrics(tmp_path / "logs/single/metrics.csv")):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 and abs(a["val_loss"] - b["val_loss"]) < 1e-5
+
+    # resuming with another number of processes cannot continue the run exactly: refused
+    alone = run_command("train", "--run", "ddp", "--resume", "--epochs", "3", cwd=tmp_path)
+    assert alone.returncode == 2 and "was trained by 2 processes" in alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1 and "Traceback" not in alone.stderr

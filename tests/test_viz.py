@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from snnclf.models import get_model, list_models
+from snnclf.models import get_model, is_spiking, list_models
 from snnclf.models.neurons import SpikingLayer
 from snnclf.viz.activations import output_race_gif, record
 
@@ -20,7 +20,7 @@ def valid_image(path, kind="PNG", min_bytes=2000):
     return frames
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if not n.startswith("ann")])
+@pytest.mark.parametrize("name", [n for n in list_models() if is_spiking(n)])
 def test_hooks_record_every_spiking_layer(name):
     options = {"spec": "8C3p1-MP2-FC10"} if name == "arch" else {}
     model = get_model(name, (1, 8, 8), 10, **options).eval()

@@ -1,4 +1,5 @@
 """Data: data sets (a registry), train/validation/test splits, batch loaders and encoders."""
+import logging
 
 import torch
 from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, RandomSampler,
@@ -23,6 +24,8 @@ DATASETS.register("nmnist", events=True, reads=("nmnist", "NMNIST"))(events.nmni
 DATASETS.register("digits-events", events=True, reads=None)(simulate.digits_events)
 DATASETS.register("nmnist-sim", events=True, reads=("idx", "MNIST"))(simulate.nmnist_sim)
 
+
+log = logging.getLogger(__name__)
 
 SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
 
@@ -68,6 +71,11 @@ def _stratified(labels, size, seed):
     counts = torch.bincount(labels)
     classes = int((counts > 0).sum())
     balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= classes
+    if not balanced:
+        log.warning("a class-balanced split of %d of %d samples is impossible (%s); taking a random, "
+                    "unbalanced one", size, len(labels),
+                    "a class has a single sample" if counts[counts > 0].min() < 2 else
+                    f"one part would be smaller than the {classes} classes")
     stratify = labels.numpy() if balanced else None
     picked, rest = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
     return torch.from_numpy(picked), torch.from_numpy(rest)
