@@ -6,7 +6,6 @@ import logging
 import os
 import re
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from . import __version__
@@ -14,7 +13,6 @@ from .config import DEFAULTS, DEVICES, DRAWN_SAMPLES, EVAL_SEED, GRID_SAMPLES, G
 from .data import CACHE_DIR, list_datasets
 from .errors import Interrupted, UsageError
 from .flags import flag_of, number
-from .models import NEURON_OPTIONS
 from .utils import keep_freed_memory
 
 
@@ -30,7 +28,8 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
     """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default.
     The value stays ``None`` when the flag is not given."""
     flags = [f"--{n}" for n in (name, *aliases) for n in dict.fromkeys([n, n.replace("_", "-")])]
-    default = default_text if default_text is not None else DEFAULTS.get(name)
+    default = default_text() if callable(default_text) else default_text
+    default = default if default is not None else DEFAULTS.get(name)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if parse is not None:
         kwargs["type"] = parse
@@ -42,8 +41,7 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
 def _add_config_flags(parser):
     """One flag per :class:`RunConfig` field, in its --help section, from the field's declaration."""
     sections = {name: parser.add_argument_group(name) for name in GROUPS[1:]}
-    # the model's own options first, then the neurons'
-    for f in sorted(fields(RunConfig), key=lambda f: f.name in NEURON_OPTIONS):
+    for f in RunConfig.ordered_fields():
         spec = flag_of(f)
         target = parser if spec.group == "preset" else sections[spec.group]
         _add(target, f.name, spec.help, spec.default_text, spec.aliases, spec.parse, spec.choices,
@@ -99,7 +97,6 @@ def _compare_parser(sub):
                        "overlaid, and a table (Markdown and CSV) of model, T, encoding, parameters, "
                        "accuracy, spikes per sample and training time.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names")
-    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=SAVE_DIR)
     _add(p, "log_dir", "folder of the runs' logs", default_text=LOG_DIR)
     _add(p, "out", "output folder", default_text="<log_dir>/compare")
     p.set_defaults(func=_compare)
@@ -147,8 +144,7 @@ def _data(args):
 def _compare(args):
     from .viz.compare import compare
 
-    rows, files = compare(args.runs, log_dir=args.log_dir or LOG_DIR, out=args.out,
-                          save_dir=args.save_dir or SAVE_DIR)
+    rows, files = compare(args.runs, log_dir=args.log_dir or LOG_DIR, out=args.out)
     print((Path(files[0])).read_text(), end="")
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
@@ -178,7 +174,7 @@ def _eval(args):
                        save_dir=args.save_dir or SAVE_DIR,
                        log_dir=args.log_dir or LOG_DIR, test_only=bool(args.test_only),
                        time_steps=args.time_steps, batch_size=args.batch_size,
-                       device=args.device or "auto", data_dir=args.data_dir,
+                       device=args.device or DEFAULTS["device"], data_dir=args.data_dir,
                        compile=bool(args.compile), seed=EVAL_SEED if args.seed is None else args.seed)
     print(json.dumps(results) if args.json else format_results(results))
     return 0

@@ -5,16 +5,17 @@ flags a user gave, or read back from a checkpoint. The CLI builds its parser fro
 Fields that are ``None`` were not given: the builder they go to keeps its own default (stated in
 --help through ``default_text`` or the field's ``fallback``)."""
 import argparse
+import inspect
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
-from .data import CACHE_DIR, EVENT_OPTIONS, is_event_dataset, list_datasets, list_encoders
+from .data import CACHE_DIR, DATA_DIR, EVENT_OPTIONS, is_event_dataset, list_datasets, list_encoders
 from .data.encoders import ENCODERS
 from .errors import UsageError
 from .flags import flag, flag_of, number
-from .losses import list_losses
-from .models import NEURON_OPTIONS, NeuronFlags, list_models
-from .optim import list_schedulers, list_optimizers
+from .losses import default_loss, list_losses
+from .models import MODELS, NEURON_OPTIONS, NeuronFlags, list_models
+from .optim import OPTIMIZERS, SCHEDULERS, describe_defaults, list_optimizers, list_schedulers, spans_epochs
 from .presets import PRESETS, describe as describe_presets, preset_flags
 
 # The --help sections of `snnclf train`, in order.
@@ -39,7 +40,7 @@ class RunConfig(NeuronFlags):
         default_text="none", choices=PRESETS.names)
     # data
     dataset: str = flag("digits", "data set", "data", choices=list_datasets)
-    data_dir: str = flag("data", "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), "
+    data_dir: str = flag(DATA_DIR, "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), "
                          "NMNIST/ (tonic's)", "data")
     val_fraction: float = flag(0.1, "fraction of the training images held out to select the best epoch",
                                "data", parse=number(float, 0, 1, True, True))
@@ -68,7 +69,7 @@ class RunConfig(NeuronFlags):
                                "(NcK conv, NcKpP padded conv, MPk/APk pooling, [m]FCn fully connected)",
                                "model", default_text="none", metavar="SPEC")
     dropout: Optional[float] = flag(None, "dropout probability before fully connected layers (mask kept "
-                                    "over time)", "model", default_text="0; cnn: 0.2",
+                                    "over time)", "model", default_text=lambda: describe_model_defaults("dropout"),
                                     parse=number(float, 0, 1, high_open=True))
     batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
                                       "model", default_text="off", action="store_true")
@@ -76,14 +77,16 @@ class RunConfig(NeuronFlags):
     loss: Optional[str] = flag(
         None, "ce: cross-entropy on output spikes per step (snnTorch ce_rate_loss); count: on spike "
         "counts (ce_count_loss); mse: spike counts vs target rates 0.8/0.2 (mse_count_loss); ce-mem: "
-        "on the time-averaged output membrane", "training", default_text="ce; ANN baselines: ce-mem",
+        "on the time-averaged output membrane", "training", default_text=lambda: f"{default_loss(True)}; ANN baselines: {default_loss(False)}",
         choices=list_losses)
     optimizer: str = flag("adam", "optimizer", "training", choices=list_optimizers)
-    lr: Optional[float] = flag(None, "learning rate", "training", default_text="adam/adamw 2e-3, sgd 0.1",
+    lr: Optional[float] = flag(None, "learning rate", "training", default_text=lambda: describe_defaults(OPTIMIZERS, "lr"),
                                parse=number(float, 0, low_open=True))
-    weight_decay: Optional[float] = flag(None, "weight decay", "training", default_text="0; adamw 0.01",
+    weight_decay: Optional[float] = flag(None, "weight decay", "training",
+                                         default_text=lambda: describe_defaults(OPTIMIZERS, "weight_decay"),
                                          parse=number(float, 0))
-    momentum: Optional[float] = flag(None, "SGD momentum", "training", default_text="0.9",
+    momentum: Optional[float] = flag(None, "momentum", "training",
+                                     default_text=lambda: describe_defaults(OPTIMIZERS, "momentum"),
                                      parse=number(float, 0, 1, high_open=True))
     scheduler: Optional[str] = flag(None, "learning-rate schedule, stepped per epoch; the flag alone means "
                                     "cosine", "training", default_text="constant", nargs="?", const="cosine",
@@ -93,7 +96,8 @@ class RunConfig(NeuronFlags):
     milestones: Optional[list] = flag(None, "epochs at which --scheduler multistep decays", "training",
                                       default_text="none", nargs="+", parse=number(int, 1), metavar="EPOCH")
     gamma: Optional[float] = flag(None, "decay factor of --scheduler step/multistep", "training",
-                                  default_text="0.1", parse=number(float, 0, 1, low_open=True))
+                                  default_text=lambda: describe_defaults(SCHEDULERS, "gamma"),
+                                  parse=number(float, 0, 1, low_open=True))
     shift: int = flag(0, "augment training images by random shifts of up to this many pixels", "training",
                       parse=number(int, 0))
     epochs: int = flag(30, "epochs", "training", parse=number(int, 1))
@@ -115,16 +119,20 @@ class RunConfig(NeuronFlags):
     log_dir: str = flag(LOG_DIR, "folder of the runs' config, metrics and logs", "run")
 
     def __post_init__(self):
-        """Every given value passes its flag's check, whoever set it (flags, a preset, code)."""
+        """Every given value passes its flag's check, whoever set it (flags, a preset, a file,
+        code), with the flag's one-line error; numbers are stored as the flag would parse them."""
         for f in fields(self):
-            value, parse = getattr(self, f.name), flag_of(f).parse
-            if value is None or parse is None:
-                continue
-            try:
-                for item in (value if isinstance(value, (list, tuple)) else [value]):
-                    parse(item)
-            except argparse.ArgumentTypeError as err:
-                raise UsageError(f"--{f.name}: {err}") from None
+            value = getattr(self, f.name)
+            if value is not None:
+                object.__setattr__(self, f.name, _checked(f.name, flag_of(f), value))
+
+    @classmethod
+    def ordered_fields(cls):
+        """The fields in the order of --help and config.json: each section's own, the neuron
+        options after --arch."""
+        own = [f for f in fields(cls) if f.name not in NEURON_OPTIONS]
+        at = [f.name for f in own].index("arch") + 1
+        return own[:at] + [f for f in fields(cls) if f.name in NEURON_OPTIONS] + own[at:]
 
     # --- resolution ----------------------------------------------------------------------
 
@@ -156,8 +164,7 @@ class RunConfig(NeuronFlags):
                                  f"{value} differs from its {getattr(self, key)}: leave --{key} out, or "
                                  "start a new run with --run NAME")
         cfg = replace(self, **{k: v for k, v in given.items() if v is not None and k in RESUMABLE})
-        if cfg.epochs != self.epochs and (self.scheduler == "cosine" or (
-                self.scheduler == "step" and not self.step_size)):
+        if cfg.epochs != self.epochs and spans_epochs(self.scheduler, self.step_size):
             raise UsageError(f"run {self.run}'s --scheduler {self.scheduler} was laid out over its "
                              f"{self.epochs} epochs; resume it with those, or start a new run")
         return cfg
@@ -181,7 +188,8 @@ class RunConfig(NeuronFlags):
 
     def to_dict(self):
         """Plain values, for checkpoints and ``config.json``."""
-        return asdict(self)
+        values = asdict(self)
+        return {f.name: values[f.name] for f in self.ordered_fields()}
 
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
@@ -189,6 +197,43 @@ MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
 EVENT_KEYS = EVENT_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
 RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
+
+
+def _checked(name, spec, value):
+    """``value`` of flag --name as its flag would take it, or a one-line error."""
+    def fail(message):
+        raise UsageError(f"--{name}: {message}")
+    if spec.action == "store_true":
+        if not isinstance(value, bool):
+            fail(f"expected true or false, got {value!r}")
+        return value
+    if spec.nargs == "+":
+        if not isinstance(value, (list, tuple)) or not value:
+            fail(f"expected a list of values, got {value!r}")
+        return [_checked(name, replace(spec, nargs=None), v) for v in value]
+    if spec.parse is not None:
+        if isinstance(value, bool):
+            fail(f"expected a number, got {value!r}")
+        try:
+            return spec.parse(value)
+        except argparse.ArgumentTypeError as err:
+            fail(str(err))
+    if not isinstance(value, str):
+        fail(f"expected a text value, got {value!r}")
+    if spec.choices is not None and value not in spec.choices():
+        fail(f"invalid choice: {value!r} (choose from {', '.join(map(repr, spec.choices()))})")
+    return value
+
+
+def describe_model_defaults(option):
+    """``option``'s default in each model that takes it, for --help: "0; cnn 0.2"."""
+    by_value = {}
+    for name in MODELS.names():
+        params = inspect.signature(MODELS[name]).parameters
+        if option in params and params[option].default is not inspect.Parameter.empty:
+            by_value.setdefault(params[option].default, []).append(name)
+    common = max(by_value, key=lambda v: len(by_value[v]))
+    return "; ".join([f"{common:g}"] + [f"{', '.join(n)} {v:g}" for v, n in by_value.items() if v != common])
 
 
 def resolve_encoding(dataset, encoding):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from . import efficiency
 from .builders import build_loss, check_fits, load_data, load_model, make_encoder
-from .config import EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
+from .config import DEFAULTS, EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
 from .data import make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
@@ -15,7 +15,7 @@ from .viz.reports import evaluation_pictures
 
 
 def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
-             time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False,
+             time_steps=None, batch_size=None, device=DEFAULTS["device"], data_dir=None, compile=False,
              seed=EVAL_SEED):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.

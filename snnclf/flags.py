@@ -13,7 +13,7 @@ class Flag:
     group: str  # the --help section: "data", "model", "training", ...
     parse: Optional[Callable] = None  # text or value -> value; raises argparse.ArgumentTypeError
     choices: Optional[Callable] = None  # () -> the allowed names, read when the parser is built
-    default_text: Optional[str] = None  # how --help states the default (default: the default)
+    default_text: object = None  # how --help states the default (a text, or a function giving it)
     action: Optional[str] = None  # "store_true" for switches
     nargs: Optional[str] = None
     const: object = None
@@ -50,6 +50,13 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
             raise argparse.ArgumentTypeError(f"must be {'below' if high_open else 'at most'} {high}, got {text}")
         return value
     return parse
+
+
+def default_text(spec, default):
+    """How --help states the default of a flag: its own text, or the default value."""
+    if spec.default_text is None:
+        return default
+    return spec.default_text() if callable(spec.default_text) else spec.default_text
 
 
 def flag_of(f):

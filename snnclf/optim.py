@@ -1,11 +1,18 @@
-"""Optimizers and learning-rate schedulers by name. Schedulers step once per epoch."""
+"""Optimizers and learning-rate schedulers by name. Schedulers step once per epoch.
+
+A builder's keyword arguments are the options it takes, and their defaults are its defaults:
+``describe_defaults`` reads them for --help, ``get_optimizer``/``get_scheduler`` refuse the
+options a builder does not take. A scheduler declares whether its shape is laid out over the
+run's epochs (then a run resumed with other --epochs would follow another schedule)."""
+import inspect
+
 import torch
 
 from .errors import UsageError
 from .registry import Registry
 
 OPTIMIZERS = Registry("optimizer")
-SCHEDULERS = Registry("scheduler")
+SCHEDULERS = Registry("scheduler", declares=("spans_epochs",))
 
 
 def _fused(params):
@@ -31,20 +38,20 @@ def sgd(params, lr=0.1, weight_decay=0.0, momentum=0.9):
     return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
 
 
-@SCHEDULERS.register("cosine")
+@SCHEDULERS.register("cosine", spans_epochs=lambda step_size=None: True)
 def cosine(optimizer, epochs):
     """Cosine decay from the initial rate to 0 over the run's epochs."""
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
 
 
-@SCHEDULERS.register("step")
+@SCHEDULERS.register("step", spans_epochs=lambda step_size=None: step_size is None)
 def step(optimizer, epochs, step_size=None, gamma=0.1):
     """Multiply the rate by ``gamma`` every ``step_size`` epochs (default: a third of the run)."""
     step_size = step_size or max(1, epochs // 3)
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
-@SCHEDULERS.register("multistep")
+@SCHEDULERS.register("multistep", spans_epochs=lambda step_size=None: False)
 def multistep(optimizer, epochs, milestones=None, gamma=0.1):
     """Multiply the rate by ``gamma`` at each epoch in ``milestones``."""
     if not milestones:
@@ -64,16 +71,39 @@ def _given(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _options(builder):
+    """A builder's options: its arguments with a default."""
+    return {p.name: p.default for p in inspect.signature(builder).parameters.values()
+            if p.default is not inspect.Parameter.empty}
+
+
+def describe_defaults(registry, option):
+    """``option``'s default in each builder that takes it, for --help: "adam, adamw 0.002; sgd 0.1"."""
+    by_value = {}
+    for name in registry.names():
+        options = _options(registry[name])
+        if option in options and options[option] is not None:
+            by_value.setdefault(options[option], []).append(name)
+    return "; ".join(f"{', '.join(names)} {value:g}" for value, names in by_value.items())
+
+
+def spans_epochs(name, step_size=None):
+    """Whether scheduler ``name`` lays its schedule out over the run's --epochs."""
+    return name is not None and SCHEDULERS.info(name)["spans_epochs"](step_size=step_size)
+
+
 def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
     """Optimizer ``name`` over ``params``; ``None`` keeps its default (Adam/AdamW lr 2e-3,
     SGD lr 0.1 with momentum 0.9)."""
     builder = OPTIMIZERS.lookup(name, "--optimizer")
+    # checked here as well as by the flags, for Python callers
     if lr is not None and lr <= 0:
         raise UsageError(f"--lr must be positive, got {lr}")
     if weight_decay is not None and weight_decay < 0:
         raise UsageError(f"--weight_decay must not be negative, got {weight_decay}")
-    if momentum is not None and name != "sgd":
-        raise UsageError(f"--momentum applies to --optimizer sgd only, not {name}; leave it out")
+    if momentum is not None and "momentum" not in _options(builder):
+        takers = [n for n in OPTIMIZERS.names() if "momentum" in _options(OPTIMIZERS[n])]
+        raise UsageError(f"--momentum applies to --optimizer {' or '.join(takers)} only, not {name}; leave it out")
     if momentum is not None and not 0 <= momentum < 1:
         raise UsageError(f"--momentum must lie in [0, 1), got {momentum}")
     return builder(params, **_given(lr=lr, weight_decay=weight_decay, momentum=momentum))
@@ -88,15 +118,13 @@ def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamm
                                  "--scheduler multistep, or leave it out")
         return None
     builder = SCHEDULERS.lookup(name, "--scheduler")
-    if gamma is not None and not 0 < gamma <= 1:
+    if gamma is not None and not 0 < gamma <= 1:  # as the flag checks it, for Python callers
         raise UsageError(f"--gamma must lie in (0, 1], got {gamma}")
-    if milestones and name != "multistep":
-        raise UsageError(f"--milestones applies to --scheduler multistep only, not {name}")
-    if step_size is not None and name != "step":
-        raise UsageError(f"--step_size applies to --scheduler step only, not {name}")
     if step_size is not None and step_size < 1:
         raise UsageError(f"--step_size must be at least 1, got {step_size}")
-    if gamma is not None and name == "cosine":
-        raise UsageError("--gamma applies to --scheduler step and multistep, not cosine")
-    kwargs = _given(step_size=step_size, milestones=milestones, gamma=gamma)
-    return builder(optimizer, epochs, **kwargs)
+    given = _given(step_size=step_size, milestones=milestones, gamma=gamma)
+    for option in given:
+        if option not in _options(builder):
+            takers = [n for n in SCHEDULERS.names() if option in _options(SCHEDULERS[n])]
+            raise UsageError(f"--{option} applies to --scheduler {' and '.join(takers)} only, not {name}")
+    return builder(optimizer, epochs, **given)

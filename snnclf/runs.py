@@ -61,7 +61,7 @@ class Run:
                              "the folder") from None
 
 
-def open_run(name, save_dir="checkpoints", log_dir="logs"):
+def open_run(name, save_dir, log_dir):
     if not name or name in (".", "..") or "/" in name or os.sep in name:
         raise UsageError(f"--run {name!r} is not a usable run name: use letters, digits, '-', '_' or '.'")
     return Run(name, Path(save_dir) / name, Path(log_dir) / name)
@@ -165,7 +165,7 @@ def write_csv(path, header, rows):
     atomic_write(path, write)
 
 
-def latest_run(save_dir="checkpoints"):
+def latest_run(save_dir):
     """The name of the run whose ``last.pt`` was written most recently."""
     found = sorted(Path(save_dir).glob("*/last.pt"), key=lambda p: p.stat().st_mtime)
     if not found:

@@ -14,7 +14,7 @@ import torch
 from snnclf.config import DEFAULTS, RunConfig
 from snnclf.data import DATASETS, list_datasets, load_dataset
 from snnclf.errors import UsageError
-from snnclf.flags import flag_of
+from snnclf.flags import default_text, flag_of
 from snnclf.models import MODELS, NEURON_OPTIONS, NEURONS, get_model, is_spiking, list_models, model_options
 from snnclf.registry import Registry
 
@@ -84,9 +84,11 @@ def test_every_config_field_is_a_flag_with_its_default_in_the_help(cli):
         spec = flag_of(f)
         assert spec is not None, f.name
         assert f"--{f.name}" in out, f.name
-        default = spec.default_text if spec.default_text is not None else DEFAULTS[f.name]
+        default = default_text(spec, DEFAULTS[f.name])
         assert f"(default: {default})" in text, f.name
     assert "learn the membrane decay (default: off)" in text and "in [0, 1] (default: 0.9)" in text
+    assert "learning rate (default: adam, adamw 0.002; sgd 0.1)" in text  # read from the builders
+    assert "(default: 0; cnn 0.2)" in text
 
 
 def test_a_config_checks_values_set_in_code_as_the_flags_do():
@@ -94,6 +96,13 @@ def test_a_config_checks_values_set_in_code_as_the_flags_do():
         RunConfig(time_steps=0)
     with pytest.raises(UsageError, match="--beta: must be at most 1, got 1.5"):
         RunConfig.from_flags({"beta": 1.5})
+    with pytest.raises(UsageError, match="--amp: expected true or false, got 'no'"):
+        RunConfig(amp="no")
+    with pytest.raises(UsageError, match="--dataset: invalid choice: 'cifar'"):
+        RunConfig(dataset="cifar")
+    with pytest.raises(UsageError, match="--milestones: expected a list"):
+        RunConfig(milestones=5)
+    assert RunConfig(time_steps="8").time_steps == 8 and RunConfig(milestones=[3, "5"]).milestones == [3, 5]
     cfg = RunConfig.from_flags({"preset": "digits", "epochs": 2})
     assert cfg.epochs == 2 and cfg.batch_norm and cfg.run == "digits-csnn-T4-preset"
     assert RunConfig.from_dict({**cfg.to_dict(), "num_params": 5}) == cfg  # config.json's extra keys

@@ -27,6 +27,7 @@ DATASETS.register("nmnist-sim", events=True, reads=("idx", "MNIST"))(simulate.nm
 
 log = logging.getLogger(__name__)
 
+DATA_DIR = "data"  # where data files are looked for unless --data_dir says otherwise
 SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
 
 
@@ -47,7 +48,7 @@ def is_event_dataset(name):
     return DATASETS.info(name, "--dataset")["events"]
 
 
-def load_dataset(name, data_dir="data", time_steps=None, **event_options):
+def load_dataset(name, data_dir=DATA_DIR, time_steps=None, **event_options):
     """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, cache_dir);
     given to a static data set, those are refused."""
@@ -139,5 +140,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
                       generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["CACHE_DIR", "DATASETS", "DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

@@ -119,13 +119,13 @@ def _torchvision_images(cls, data_dir, name):
     return images(scaled(train), train.targets.long(), scaled(test), test.targets.long(), names)
 
 
-def mnist(data_dir="data"):
+def mnist(data_dir):
     import torchvision
 
     return _torchvision_images(torchvision.datasets.MNIST, data_dir, "mnist")
 
 
-def fashion_mnist(data_dir="data"):
+def fashion_mnist(data_dir):
     import torchvision
 
     return _torchvision_images(torchvision.datasets.FashionMNIST, data_dir, "fashion-mnist")

@@ -237,7 +237,7 @@ def event_dataset(name, root_class, root, *, time_steps, cache_dir, denoise_us=N
                    [str(d) for d in range(10)], frame_shape(time_steps, downsample)[1:], events=True)
 
 
-def nmnist(data_dir="data", *, cache_dir=CACHE_DIR, **options):
+def nmnist(data_dir, *, cache_dir=CACHE_DIR, **options):
     """N-MNIST from ``<data_dir>/NMNIST/{Train,Test}/<digit>/*.bin`` (tonic's layout, extracted);
     with no files there, tonic is asked to download them."""
     folder = Path(data_dir) / "NMNIST"

@@ -144,7 +144,7 @@ def digits_events(data_dir=None, *, cache_dir=CACHE_DIR, **options):
     return event_dataset("digits-events", DigitsEvents, cache_dir, cache_dir=cache_dir, **options)
 
 
-def nmnist_sim(data_dir="data", *, cache_dir=CACHE_DIR, **options):
+def nmnist_sim(data_dir, *, cache_dir=CACHE_DIR, **options):
     """MNIST from ``<data_dir>/MNIST/raw`` as simulated N-MNIST recordings; made once (about
     6 ms a digit) under ``<cache_dir>/NMNISTSim/``."""
     static = mnist(data_dir)

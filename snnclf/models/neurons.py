@@ -183,8 +183,9 @@ class SpikingLayer(nn.Module):
 
 
 def _cell_options(options):
-    """snnTorch's keyword arguments for the neuron options (fallbacks filled in), checked, and the
-    surrogate's declared in-place derivative."""
+    """snnTorch's keyword arguments for the neuron options (fallbacks filled in), and the
+    surrogate's declared in-place derivative. The values are checked here too, not only by the
+    flags, because models and neurons are built from Python as well."""
     o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
     o.update({k: v for k, v in options.items() if v is not None})
     if not 0.0 <= o["beta"] <= 1.0:
@@ -225,11 +226,21 @@ def alif(**options):
 
 
 def make_neuron(kind, **options):
-    """A :class:`SpikingLayer` of the named neuron. ``None`` options keep their fallbacks; options
-    this neuron does not read (``alpha`` for a plain LIF) are left to the neurons that do."""
+    """A :class:`SpikingLayer` of the named neuron. ``None`` options keep their fallbacks; an
+    option the neuron does not read is refused (see :func:`options_for`)."""
     builder = NEURONS.lookup(kind, "neuron")
-    for key in options:
+    used = NEURONS.info(kind)["options"]
+    for key, value in options.items():
         if key not in NEURON_OPTIONS:
             raise TypeError(f"{key!r} is not a neuron option ({', '.join(NEURON_OPTIONS)})")
+        if value is not None and key not in used:
+            raise UsageError(f"--{key} does not apply to {kind} neurons; leave it out")
+    return builder(**{k: v for k, v in options.items() if v is not None})
+
+
+def options_for(kind, options):
+    """The part of a model's neuron ``options`` that neuron ``kind`` reads: for a model built of
+    several kinds (resnet's ALIF, LIF and Synaptic layers), where ``--alpha`` is meant for the
+    two-state ones only."""
     used = NEURONS.info(kind)["options"]
-    return builder(**{k: v for k, v in options.items() if k in used and v is not None})
+    return {k: v for k, v in options.items() if k in used}

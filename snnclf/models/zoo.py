@@ -7,7 +7,7 @@ from ..errors import UsageError
 from ..registry import Registry
 from . import arch
 from .layers import Folded, Network, TimeDropout
-from .neurons import make_neuron
+from .neurons import make_neuron, options_for
 
 # Each model declares whether it spikes and which neurons it is built of; the options it accepts
 # are its own keyword-only arguments and the options those neurons read (see ``model_options``).
@@ -64,11 +64,11 @@ class ResidualBlock(nn.Module):
     def __init__(self, cin, cout, stride, neuron):
         super().__init__()
         self.conv1 = Folded(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout))
-        self.lif1 = make_neuron("leaky", **neuron)
+        self.lif1 = make_neuron("leaky", **options_for("leaky", neuron))
         self.conv2 = Folded(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
         self.shortcut = (Folded(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
                          if stride != 1 or cin != cout else nn.Identity())
-        self.lif2 = make_neuron("leaky", **neuron)
+        self.lif2 = make_neuron("leaky", **options_for("leaky", neuron))
 
     def forward(self, x):  # [T, B, cin, H, W] -> (spikes, membrane) [T, B, cout, H/stride, W/stride]
         spk, _ = self.lif1(self.conv1(x))
@@ -87,14 +87,14 @@ def resnet(in_shape, num_classes, *, dropout=0.0, **neuron):
         raise UsageError(f"model resnet needs images of at least 2x2, got {height}x{width}")
     layers = OrderedDict(
         stem=Folded(nn.Conv2d(channels, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32)),
-        stem_alif=make_neuron("alif", **neuron),
+        stem_alif=make_neuron("alif", **options_for("alif", neuron)),
         block1=ResidualBlock(32, 32, 1, neuron),
         block2=ResidualBlock(32, 64, 2, neuron),
         pool=Folded(nn.AdaptiveAvgPool2d(1), nn.Flatten()),
         drop=TimeDropout(dropout),
         fc1=Folded(nn.Linear(64, 256)),
-        fc1_syn=make_neuron("synaptic", **neuron),
+        fc1_syn=make_neuron("synaptic", **options_for("synaptic", neuron)),
         fc2=Folded(nn.Linear(256, num_classes)),
-        fc2_lif=make_neuron("leaky", **neuron),
+        fc2_lif=make_neuron("leaky", **options_for("leaky", neuron)),
     )
     return Network(layers)

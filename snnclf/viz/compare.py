@@ -30,12 +30,12 @@ def _summary(run):
     }
 
 
-def compare(names, log_dir=LOG_DIR, out=None, save_dir=SAVE_DIR):
+def compare(names, log_dir=LOG_DIR, out=None):
     """Compare runs from their files: ``compare.md``, ``compare.csv``, ``compare_accuracy.png``
     and ``compare_curves.png`` in ``out`` (default ``<log_dir>/compare``). Returns the rows."""
     if len(names) < 1:
         raise UsageError("compare needs at least one run name")
-    rows = [_summary(open_run(n, save_dir, log_dir)) for n in names]
+    rows = [_summary(open_run(n, SAVE_DIR, log_dir)) for n in names]  # reads the log files only
     out = Path(out or Path(log_dir) / "compare")
     fields = ["run", "model", "dataset", "time_steps", "encoding", "parameters", "epochs",
               "best_val_accuracy", "test_accuracy", "spikes_per_sample", "training_seconds"]
