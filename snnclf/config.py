@@ -5,7 +5,6 @@ flags a user gave, or read back from a checkpoint. The CLI builds its parser fro
 Fields that are ``None`` were not given: the builder they go to keeps its own default (stated in
 --help through ``default_text`` or the field's ``fallback``)."""
 import argparse
-import inspect
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
@@ -15,7 +14,7 @@ from .errors import UsageError
 from .flags import flag, flag_of, number
 from .losses import default_loss, list_losses
 from .models import MODELS, NEURON_OPTIONS, NeuronFlags, list_models
-from .optim import OPTIMIZERS, SCHEDULERS, describe_defaults, list_optimizers, list_schedulers, spans_epochs
+from .optim import OPTIMIZERS, SCHEDULERS, list_optimizers, list_schedulers, spans_epochs
 from .presets import PRESETS, describe as describe_presets, preset_flags
 
 # The --help sections of `snnclf train`, in order.
@@ -69,7 +68,7 @@ class RunConfig(NeuronFlags):
                                "(NcK conv, NcKpP padded conv, MPk/APk pooling, [m]FCn fully connected)",
                                "model", default_text="none", metavar="SPEC")
     dropout: Optional[float] = flag(None, "dropout probability before fully connected layers (mask kept "
-                                    "over time)", "model", default_text=lambda: describe_model_defaults("dropout"),
+                                    "over time)", "model", default_text=lambda: describe_defaults(MODELS, "dropout", common_first=True),
                                     parse=number(float, 0, 1, high_open=True))
     batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
                                       "model", default_text="off", action="store_true")
@@ -184,7 +183,7 @@ class RunConfig(NeuronFlags):
         return self.model, options
 
     def event_options(self):
-        return {k: getattr(self, k) for k in EVENT_KEYS}
+        return {k: getattr(self, k) for k in EVENT_OPTIONS}
 
     def to_dict(self):
         """Plain values, for checkpoints and ``config.json``."""
@@ -194,7 +193,6 @@ class RunConfig(NeuronFlags):
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
-EVENT_KEYS = EVENT_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
 RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
 
@@ -225,15 +223,13 @@ def _checked(name, spec, value):
     return value
 
 
-def describe_model_defaults(option):
-    """``option``'s default in each model that takes it, for --help: "0; cnn 0.2"."""
-    by_value = {}
-    for name in MODELS.names():
-        params = inspect.signature(MODELS[name]).parameters
-        if option in params and params[option].default is not inspect.Parameter.empty:
-            by_value.setdefault(params[option].default, []).append(name)
-    common = max(by_value, key=lambda v: len(by_value[v]))
-    return "; ".join([f"{common:g}"] + [f"{', '.join(n)} {v:g}" for v, n in by_value.items() if v != common])
+def describe_defaults(registry, option, common_first=False):
+    """``option``'s default in each builder that takes it, for --help: "adam, adamw 0.002; sgd 0.1",
+    or with ``common_first`` the most common default alone first: "0; cnn 0.2"."""
+    found = registry.defaults(option)
+    common = max(found, key=lambda v: len(found[v])) if common_first else None
+    parts = [f"{common:g}"] if common_first else []
+    return "; ".join(parts + [f"{', '.join(n)} {v:g}" for v, n in found.items() if v != common or not common_first])
 
 
 def resolve_encoding(dataset, encoding):

@@ -1,7 +1,7 @@
 """Optimizers and learning-rate schedulers by name. Schedulers step once per epoch.
 
 A builder's keyword arguments are the options it takes, and their defaults are its defaults:
-``describe_defaults`` reads them for --help, ``get_optimizer``/``get_scheduler`` refuse the
+--help reads them (``Registry.defaults``), ``get_optimizer``/``get_scheduler`` refuse the
 options a builder does not take. A scheduler declares whether its shape is laid out over the
 run's epochs (then a run resumed with other --epochs would follow another schedule)."""
 import inspect
@@ -75,16 +75,6 @@ def _options(builder):
     """A builder's options: its arguments with a default."""
     return {p.name: p.default for p in inspect.signature(builder).parameters.values()
             if p.default is not inspect.Parameter.empty}
-
-
-def describe_defaults(registry, option):
-    """``option``'s default in each builder that takes it, for --help: "adam, adamw 0.002; sgd 0.1"."""
-    by_value = {}
-    for name in registry.names():
-        options = _options(registry[name])
-        if option in options and options[option] is not None:
-            by_value.setdefault(options[option], []).append(name)
-    return "; ".join(f"{', '.join(names)} {value:g}" for value, names in by_value.items())
 
 
 def spans_epochs(name, step_size=None):

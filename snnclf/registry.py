@@ -4,6 +4,8 @@ schedulers, data sets and presets are looked up by name here, never through if/e
 A registry says what each entry must declare (``Registry("loss", declares=("needs_spikes",))``)
 and every ``register`` call states it (``@LOSSES.register("ce", needs_spikes=True)``): a
 forgotten or misspelt declaration fails when the module is imported, not during a run."""
+import inspect
+
 from .errors import UsageError
 
 
@@ -51,3 +53,13 @@ class Registry(dict):
 
     def names(self):
         return sorted(self)
+
+    def defaults(self, option):
+        """{default: [names]} of keyword argument ``option`` over the builders that have it with a
+        default: a builder's signature is where its defaults live, and --help reads them there."""
+        found = {}
+        for name in self.names():
+            param = inspect.signature(self[name]).parameters.get(option)
+            if param is not None and param.default not in (inspect.Parameter.empty, None):
+                found.setdefault(param.default, []).append(name)
+        return found
