@@ -124,16 +124,19 @@ def test_every_spiking_model_fast_path_equals_step_by_step(name, encoding):
         assert torch.allclose(fast[3][key], slow[3][key], rtol=1e-3, atol=1e-5), key
 
 
-def test_csnn_equals_the_snntorch_tutorial_network():
-    """csnn gives the output spikes of the tutorial's nn.Sequential of snn.Leaky(init_hidden=True)
-    called once per step with the same weights (the benchmark's reference)."""
+@pytest.mark.parametrize("name", ["csnn", "cnn"])
+def test_models_equal_the_snntorch_tutorial_network(name):
+    """csnn and cnn give the output spikes of the tutorial's nn.Sequential of the same layers and
+    snn.Leaky(init_hidden=True), called once per step with the same weights (the speed
+    benchmark's reference), on its direct-encoded images and its event frames."""
     spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
     speed = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(speed)
+    shape, kind, options = speed.CASES[name]
     torch.manual_seed(0)
-    model = get_model("csnn", (1, 28, 28), 10, threshold=0.5)
+    model = get_model(name, shape, 10, threshold=0.5, **options)
     reference = speed.reference_from(model)
-    x = get_encoder("direct")(torch.rand(8, 1, 28, 28) * 2, 6)
+    x = speed.make_input(kind, shape, 8, 6) * 2
     with torch.no_grad():
         ours, theirs = model(x), speed.reference_forward(reference, x)
     assert ours[0].sum() > 0
