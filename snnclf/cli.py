@@ -52,6 +52,10 @@ def _train_parser(sub):
     p = sub.add_parser("train", help="train a classifier (a new run, or --resume one)",
                        description="Train a spiking or non-spiking image classifier. Each run keeps "
                        "<save_dir>/<run>/{best,last}.pt and <log_dir>/<run>/{config.json,metrics.csv,train.log}.")
+    _add(p, "config", "read options from a YAML or JSON file (a run's config.json replays that run "
+         "under a new name); flags given with it win", default_text="none", metavar="FILE")
+    _add(p, "print_config", "print the resolved options (preset, --config file and flags merged) as "
+         "YAML that --config reads, and exit", default_text="off", action="store_true")
     _add_config_flags(p)
     r = [g for g in p._action_groups if g.title == "run"][0]
     _add(r, "resume", "continue the run from its last.pt", default_text="off", action="store_true")
@@ -160,9 +164,14 @@ def _activations(args):
 
 
 def _train(args):
-    from .train import train
+    from .train import resolve, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    if args.print_config:
+        from .configfile import dump
+
+        print(dump(resolve(flags)[0]), end="")
+        return 0
     train(flags)
     return 0
 

@@ -192,9 +192,19 @@ class RunConfig(NeuronFlags):
 
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+# What a run's config.json records beside its options (written when the run starts); a config
+# file that is a run's config.json may hold these, and they are not options.
+RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
+            "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
 MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
 RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
+
+
+def check_option(name, value):
+    """``value`` of option ``name`` (a field of :class:`RunConfig`) as its flag would take it, or
+    a one-line error."""
+    return _checked(name, flag_of(next(f for f in fields(RunConfig) if f.name == name)), value)
 
 
 def _checked(name, spec, value):

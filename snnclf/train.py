@@ -4,19 +4,20 @@ checkpoints and metric files, and resume a run from its ``last.pt``.
 Read from the bottom up: :func:`train` resolves the configuration and the run's folders,
 :func:`_run` builds the parts, restores or starts the run's :class:`RunState`, and goes through
 the epochs; each epoch is :func:`_epoch`, and a checkpoint is :func:`_snapshot`."""
+import itertools
 import logging
 import math
 import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Optional
 
 import torch
 
-from . import __version__, distributed
+from . import __version__, configfile, distributed
 from .builders import build_loss, build_model, build_optimizer, load_data, make_encoder
 from .config import RunConfig
 from .data import make_loader, make_splits
@@ -77,14 +78,38 @@ class Parts:
     amp: bool
 
 
-def train(flags):
-    """Train a run. ``flags`` holds the options the user gave (``None`` or absent: default), and
-    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch)."""
+def resolve(flags):
+    """The configuration of the run ``flags`` asks for (the options the user gave, ``None`` or
+    absent: default; ``config``: a file of options, under the given ones), and the other options
+    in ``flags`` (``resume``, ``overwrite``, ...). A file that names a run which exists (a run's own
+    config.json) replays it under a new name, ``<run>-replay`` (``-2``, ``-3``, ...)."""
     given = {k: v for k, v in flags.items() if v is not None}
-    resume, overwrite = given.pop("resume", False), given.pop("overwrite", False)
+    rest = {k: given.pop(k) for k in ("resume", "overwrite", "print_config") if k in given}
+    path = given.pop("config", None)
+    if path is None:
+        return RunConfig.from_flags(given), rest
+    if rest.get("resume"):
+        raise UsageError("--resume continues a run as it was configured: leave --config out")
+    from_file = configfile.read(path)
+    cfg = RunConfig.from_flags({**from_file, **given})  # flags given on the command line win
+    if "run" in from_file and "run" not in given and not rest.get("overwrite"):
+        name = cfg.run
+        for n in itertools.count(1):
+            if not open_run(name, cfg.save_dir, cfg.log_dir).exists():
+                break
+            name = f"{cfg.run}-replay" + (f"-{n}" if n > 1 else "")
+        cfg = replace(cfg, run=name)
+    return cfg, rest
+
+
+def train(flags):
+    """Train a run. ``flags`` holds the options the user gave (see :func:`resolve`), and
+    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch)."""
+    cfg, rest = resolve(flags)
+    resume, overwrite = rest.get("resume", False), rest.get("overwrite", False)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
-    cfg = RunConfig.from_flags(given)
+    given = {k: v for k, v in flags.items() if v is not None and k not in (*rest, "config")}
     run = open_run(cfg.run, cfg.save_dir, cfg.log_dir)
     ctx = distributed.from_environment()
     checkpoint = None

@@ -1,0 +1,74 @@
+"""``snnclf train --config FILE``: training options read from a YAML or JSON file, and
+``--print_config``: the resolved options written in the form the file takes.
+
+A file holds one mapping of option names to values, spelled as the flags are (``time_steps`` or
+``time-steps``; ``run_name`` for ``run``); ``null`` means "not given". A run's own
+``config.json`` is such a file: the facts snnclf records beside the options there (``num_params``,
+``processes``, ...) are skipped. Every value passes the same check as its flag, and an unknown key
+is refused, each in one line naming the file. YAML is read with PyYAML, the usual reader for
+LightningCLI and timm configs; JSON is YAML too, so one reader serves both."""
+import difflib
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from .config import RECORDED, RunConfig, check_option
+from .errors import UsageError
+from .flags import flag_of
+
+ALIASES = {"run_name": "run"}
+
+
+def _options():
+    """Option name -> field, with every spelling the flags accept."""
+    names = {}
+    for f in fields(RunConfig):
+        for name in (f.name, *flag_of(f).aliases):
+            names[name] = f
+    return names
+
+
+def read(path):
+    """The options ``path`` gives (``None`` values left out), checked like flags."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise UsageError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise UsageError(f"--config {path}: not valid YAML or JSON{at}: "
+                         f"{getattr(err, 'problem', None) or err}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UsageError(f"--config {path}: expected a mapping of option names to values "
+                         f"(time_steps: 10, ...), got a {type(values).__name__}")
+    options, given = _options(), {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name in RECORDED:
+            continue
+        if name not in options:
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(f"--config {path}: unknown option {key!r}{hint}; the keys are "
+                             "'snnclf train' flags without the dashes")
+        name = ALIASES.get(name, name)
+        if value is None:
+            continue
+        try:
+            given[name] = check_option(name, value)
+        except UsageError as err:
+            raise UsageError(f"--config {path}: {err}") from None
+    return given
+
+
+def dump(cfg):
+    """``cfg`` as YAML that ``--config`` reads back: every option, in --help order."""
+    values = cfg.to_dict()
+    return yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
