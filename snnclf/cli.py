@@ -38,14 +38,18 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
     group.add_argument(*flags, dest=name, help=f"{help} (default: {default})", default=None, **kwargs)
 
 
-def _add_config_flags(parser):
-    """One flag per :class:`RunConfig` field, in its --help section, from the field's declaration."""
+def _add_config_flags(parser, several=False):
+    """One flag per :class:`RunConfig` field, in its --help section, from the field's declaration.
+    With ``several`` (sweep), a flag that takes one value takes one or more, and --run is left out."""
     sections = {name: parser.add_argument_group(name) for name in GROUPS[1:]}
     for f in RunConfig.ordered_fields():
         spec = flag_of(f)
+        if several and f.name == "run":
+            continue
+        nargs = "+" if several and spec.action is None and spec.nargs is None and spec.const is None else spec.nargs
         target = parser if spec.group == "preset" else sections[spec.group]
         _add(target, f.name, spec.help, spec.default_text, spec.aliases, spec.parse, spec.choices,
-             action=spec.action, nargs=spec.nargs, const=spec.const, metavar=spec.metavar)
+             action=spec.action, nargs=nargs, const=spec.const, metavar=spec.metavar)
 
 
 def _train_parser(sub):
@@ -62,6 +66,22 @@ def _train_parser(sub):
     _add(r, "overwrite", "replace an existing run of the same name", default_text="off",
          action="store_true")
     p.set_defaults(func=_train)
+
+
+def _sweep_parser(sub):
+    p = sub.add_parser("sweep", help="train, test and compare a grid of runs",
+                       description="Train and test one run per combination of the values given to "
+                       "train options (an option given several values is an axis: --model ann-cnn csnn "
+                       "--time_steps 1 10), then compare them. Runs are named <name>-<option>=<value>-...; "
+                       "started again, a sweep skips finished runs and resumes interrupted ones.")
+    _add(p, "name", "name of the sweep: the runs' prefix and <log_dir>/<name>/ for the comparison",
+         default_text="sweep")
+    _add(p, "config", "read the options from a YAML or JSON file (a list of values is an axis); "
+         "flags given with it win", default_text="none", metavar="FILE")
+    _add(p, "shard", "run every N-th point from the K-th, so that N processes or machines sharing the "
+         "run folders finish the sweep together", default_text="all points", metavar="K/N")
+    _add_config_flags(p, several=True)
+    p.set_defaults(func=_sweep)
 
 
 def _run_flags(p, run_help, log_help="folder of the runs' logs"):
@@ -176,6 +196,42 @@ def _train(args):
     return 0
 
 
+def _sweep(args):
+    from . import sweep
+    from .evaluate import run_eval
+    from .train import train
+    from .viz.compare import compare
+
+    given = {k: v for k, v in vars(args).items()
+             if v is not None and k not in ("func", "command", "name", "config", "shard")}
+    values = {k: v if isinstance(v, list) and not sweep.is_list_option(k) else [v] for k, v in given.items()}
+    if args.config:
+        values = {**sweep.from_file(args.config), **values}  # flags given on the command line win
+    fixed, axes = sweep.split_values(values)
+    name = args.name or "sweep"
+    points = sweep.plan(name, fixed, axes)
+    mine = sweep.shard(points, args.shard) if args.shard else points
+    log_dir = fixed.get("log_dir", LOG_DIR)
+
+    def test(run, save_dir, log_dir):
+        run_eval(run=run, save_dir=save_dir, log_dir=log_dir, test_only=True)
+    sweep.run(name, mine, train, test)
+    done = sweep.finished(points)
+    if not done:
+        print(f"sweep {name}: no point is finished yet")
+        return 0
+    out = Path(log_dir) / name
+    compare([p.name for p in done], log_dir=log_dir, out=out, columns=list(axes))
+    files = sweep.plot_axes(name, axes, done, log_dir, out)
+    print((out / "compare.md").read_text(), end="")
+    missing = len(points) - len(done)
+    print(f"sweep {name}: {len(done)} of {len(points)} points done"
+          + (f" ({missing} left to other shards or unfinished: run the command again)" if missing else "")
+          + f"; the comparison is in {out}/ (compare.md, compare.csv, compare_accuracy.png, "
+          f"compare_curves.png{''.join(', ' + Path(f).name for f in files)})")
+    return 0
+
+
 def _eval(args):
     from .evaluate import format_results, run_eval
 
@@ -200,6 +256,7 @@ def build_parser():
     _data_parser(sub)
     _activations_parser(sub)
     _compare_parser(sub)
+    _sweep_parser(sub)
     return parser
 
 

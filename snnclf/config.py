@@ -116,6 +116,8 @@ class RunConfig(NeuronFlags):
                               aliases=("run_name",))
     save_dir: str = flag(SAVE_DIR, "folder of the runs' checkpoints", "run")
     log_dir: str = flag(LOG_DIR, "folder of the runs' config, metrics and logs", "run")
+    tensorboard: bool = flag(False, "also write TensorBoard event files in the run's log folder "
+                             "(pip install tensorboard)", "run", default_text="off", action="store_true")
 
     def __post_init__(self):
         """Every given value passes its flag's check, whoever set it (flags, a preset, a file,
@@ -198,7 +200,8 @@ RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params"
             "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
 MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
-RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir"}
+RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir",
+             "tensorboard"}
 
 
 def check_option(name, value):

@@ -29,8 +29,9 @@ def _options():
     return names
 
 
-def read(path):
-    """The options ``path`` gives (``None`` values left out), checked like flags."""
+def load(path):
+    """The options ``path`` holds, as written (``None`` values left out), under their field names;
+    a file that cannot be read or parsed, or an unknown option, is a one-line error."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -48,7 +49,7 @@ def read(path):
     if not isinstance(values, dict):
         raise UsageError(f"--config {path}: expected a mapping of option names to values "
                          f"(time_steps: 10, ...), got a {type(values).__name__}")
-    options, given = _options(), {}
+    options, found = _options(), {}
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name in RECORDED:
@@ -58,9 +59,15 @@ def read(path):
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"--config {path}: unknown option {key!r}{hint}; the keys are "
                              "'snnclf train' flags without the dashes")
-        name = ALIASES.get(name, name)
-        if value is None:
-            continue
+        if value is not None:
+            found[ALIASES.get(name, name)] = value
+    return found
+
+
+def read(path):
+    """The options ``path`` gives, each checked like its flag."""
+    given = {}
+    for name, value in load(path).items():
         try:
             given[name] = check_option(name, value)
         except UsageError as err:

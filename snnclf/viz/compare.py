@@ -26,29 +26,40 @@ def _summary(run):
         "test_accuracy": result.get("test_accuracy"),
         "spikes_per_sample": result.get("test_spikes_per_sample", metrics[-1]["spikes_per_sample"]),
         "training_seconds": round(sum(r["seconds"] for r in metrics), 1),
-        "metrics": metrics,
+        "metrics": metrics, "config": cfg,
     }
 
 
-def compare(names, log_dir=LOG_DIR, out=None):
+def _option(value):
+    """An option's value as a user writes it: 0.5, not 0.5000."""
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def compare(names, log_dir=LOG_DIR, out=None, columns=()):
     """Compare runs from their files: ``compare.md``, ``compare.csv``, ``compare_accuracy.png``
-    and ``compare_curves.png`` in ``out`` (default ``<log_dir>/compare``). Returns the rows."""
+    and ``compare_curves.png`` in ``out`` (default ``<log_dir>/compare``). ``columns`` adds the
+    runs' values of these options to the tables (a sweep's axes). Returns the rows."""
     if len(names) < 1:
         raise UsageError("compare needs at least one run name")
     rows = [_summary(open_run(n, SAVE_DIR, log_dir)) for n in names]  # reads the log files only
     out = Path(out or Path(log_dir) / "compare")
-    fields = ["run", "model", "dataset", "time_steps", "encoding", "parameters", "epochs",
-              "best_val_accuracy", "test_accuracy", "spikes_per_sample", "training_seconds"]
+    base = ["model", "dataset", "time_steps", "encoding"]
+    extra = [c for c in columns if c not in base]
+    for r in rows:
+        r.update({c: r["config"].get(c) for c in extra})
+    fields = ["run", *extra, *base, "parameters", "epochs", "best_val_accuracy", "test_accuracy",
+              "spikes_per_sample", "training_seconds"]
 
     def cell(v):
         return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
     write_csv(out / "compare.csv", fields, [[cell(r[k]) for k in fields] for r in rows])
-    head = ["run", "model", "T", "encoding", "parameters", "test acc. %", "best val. acc. %",
+    head = ["run", *extra, "model", "T", "encoding", "parameters", "test acc. %", "best val. acc. %",
             "spikes/sample", "training s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         test = "not evaluated" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
-        lines.append(f"| {r['run']} | {r['model']} | {r['time_steps']} | {r['encoding']} | "
+        lines.append(f"| {r['run']} | " + "".join(f"{_option(r[c])} | " for c in extra)
+                     + f"{r['model']} | {r['time_steps']} | {r['encoding']} | "
                      f"{r['parameters']:,} | {test} | {100 * r['best_val_accuracy']:.2f} | "
                      f"{r['spikes_per_sample']:.1f} | {r['training_seconds']} |")
     write_text(out / "compare.md", "\n".join(lines) + "\n")

@@ -1,0 +1,184 @@
+"""``snnclf sweep``: a grid of training runs over any ``snnclf train`` options, one run per point,
+each trained, tested and then compared.
+
+An option given several values is an axis; the points are every combination, the axes taken in
+the order of ``snnclf train --help``. Combinations that would train the same network are one point: a non-spiking
+model on input that is the same at every step runs once whatever T is (it is trained at T=1), and
+neuron options do not apply to it. Each point is an ordinary run named
+``<sweep>-<option>=<value>-...`` by the values that vary, so that ``snnclf eval``, ``compare`` and
+``--resume`` work on it as on any run, and the sweep's state is only in the run folders: a point
+with ``eval.json`` is done, one with a finished ``last.pt`` needs testing, an unfinished one is
+resumed, and a sweep started again (or on another machine, ``--shard K/N``) goes on from there.
+
+The commands it composes (train, eval, compare) are passed in by the CLI, so that no command
+imports another."""
+import itertools
+import logging
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from . import configfile
+from .config import RunConfig, check_option
+from .data.encoders import ENCODERS
+from .errors import Interrupted, UsageError
+from .flags import flag_of
+from .models import MODELS, NEURON_OPTIONS
+from .runs import load_checkpoint, open_run, read_json
+from .viz.files import save, subplots
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Point:
+    name: str  # the run's name
+    options: dict  # the train options of this point (fixed and varied)
+    varied: dict  # the values of the axes at this point, after collapsing
+
+
+def is_list_option(name):
+    """Options whose one value is itself a list (``--milestones 10 15``)."""
+    return flag_of(next(f for f in fields(RunConfig) if f.name == name)).nargs == "+"
+
+
+def split_values(values):
+    """{option: [value, ...]} -> (fixed options, axes in --help order), an option with one value
+    being fixed."""
+    order = [f.name for f in RunConfig.ordered_fields()]
+    fixed = {k: v[0] for k, v in values.items() if len(v) == 1}
+    axes = {k: list(values[k]) for k in sorted(values, key=order.index) if len(values[k]) > 1}
+    return fixed, axes
+
+
+def from_file(path):
+    """{option: [value, ...]} from a sweep file (YAML or JSON, the keys of ``snnclf train
+    --config``): a list is an axis (for a list option, a list of lists), anything else one value;
+    each value checked like its flag."""
+    values = {}
+    for name, value in configfile.load(path).items():
+        many = isinstance(value, list) and (not is_list_option(name) or all(isinstance(v, list) for v in value))
+        try:
+            values[name] = [check_option(name, v) for v in (value if many else [value])]
+        except UsageError as err:
+            raise UsageError(f"--config {path}: {err}") from None
+    return values
+
+
+def _collapsed(options):
+    """The options that change what this point trains: for a non-spiking model on input that is
+    the same at every step (not a random encoder, not events), T and the neuron options do not."""
+    probe = RunConfig.from_flags({**options, "run": "probe"})
+    spiking = MODELS.info(probe.model, "--model")["spiking"]
+    random_input = probe.encoding == "events" or ENCODERS.info(probe.encoding, "--encoding")["random"]
+    if spiking or random_input:
+        return options
+    return {**{k: v for k, v in options.items() if k not in NEURON_OPTIONS}, "time_steps": 1}
+
+
+def _label(value):
+    text = "+".join(map(str, value)) if isinstance(value, list) else str(value)
+    return text.replace("/", "_").replace("\\", "_")
+
+
+def plan(name, fixed, axes):
+    """The points of the sweep ``name``: every combination of ``axes`` over ``fixed``, collapsed.
+    Each is checked as a run would be (an impossible combination is refused before any runs)."""
+    if not axes:
+        raise UsageError("a sweep needs an option with several values, e.g. --time_steps 1 10")
+    if "run" in fixed or "run" in axes:
+        raise UsageError("a sweep names its runs itself: give --name instead of --run")
+    points, seen = [], {}
+    for combo in itertools.product(*axes.values()):
+        options = _collapsed({**fixed, **dict(zip(axes, combo))})
+        varied = {k: options[k] for k in axes if k in options}
+        key = repr(sorted(options.items()))
+        if key in seen:
+            log.info("sweep %s: %s is the same run as %s (collapsed)", name,
+                     ", ".join(f"{k}={_label(v)}" for k, v in zip(axes, combo)), seen[key])
+            continue
+        run = "-".join([name, *(f"{k}={_label(v)}" for k, v in varied.items())])
+        open_run(run, "checkpoints", "logs")  # a usable name, or a one-line error
+        seen[key] = run
+        points.append(Point(run, {**options, "run": run}, varied))
+    return points
+
+
+def shard(points, spec):
+    """Every N-th point, from the K-th (``spec`` "K/N", K counted from 1)."""
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        k = n = 0
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {spec}: expected K/N with 1 <= K <= N, e.g. --shard 1/2")
+    return points[k - 1::n]
+
+
+def state(point):
+    """'done' (tested), 'trained', 'partial' (resumable), 'broken' (no checkpoint) or 'new'."""
+    cfg = RunConfig.from_flags(point.options)
+    run = open_run(point.name, cfg.save_dir, cfg.log_dir)
+    if run.eval_json.is_file():
+        return "done"
+    if run.last.is_file():
+        checkpoint = load_checkpoint(run.last)
+        finished = checkpoint["epoch"] >= checkpoint["config"]["epochs"] and not checkpoint.get("partial")
+        return "trained" if finished else "partial"
+    return "broken" if run.exists() else "new"
+
+
+def run(name, points, train, evaluate, extra=None):
+    """Train and test each point in turn, going on from what its files show. ``train(flags)`` and
+    ``evaluate(run, save_dir, log_dir)`` are the commands; ``extra`` flags (``tensorboard``) go to
+    every training. A stop (Ctrl-C) ends the sweep after the current run has saved its step."""
+    for i, point in enumerate(points, 1):
+        now = state(point)
+        log.info("sweep %s: point %d of %d, %s (%s)", name, i, len(points), point.name,
+                 {"done": "done, skipped", "trained": "trained, testing", "partial": "resuming",
+                  "broken": "started before without a checkpoint, starting again", "new": "training"}[now])
+        if now == "done":
+            continue
+        cfg = RunConfig.from_flags(point.options)
+        try:
+            if now != "trained":
+                train({**point.options, **(extra or {}), "resume": now == "partial", "overwrite": now == "broken"})
+            evaluate(point.name, cfg.save_dir, cfg.log_dir)
+        except Interrupted:
+            log.warning("sweep %s stopped at point %d of %d (%s, saved); run the same snnclf sweep "
+                        "command again to go on", name, i, len(points), point.name)
+            raise
+
+
+def finished(points):
+    """The points whose runs have been tested (by this process or another shard)."""
+    return [p for p in points if state(p) == "done"]
+
+
+def plot_axes(name, axes, points, log_dir, out):
+    """For each numeric axis, test accuracy and spikes per sample against it, one line per
+    combination of the other axes' values; drawn from the runs' eval.json. Returns the files."""
+    files = []
+    for axis, values in axes.items():
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            continue
+        lines = {}
+        for p in points:
+            if axis not in p.varied:
+                continue
+            result = read_json(open_run(p.name, "checkpoints", log_dir).eval_json)
+            others = ", ".join(f"{k}={_label(v)}" for k, v in p.varied.items() if k != axis) or name
+            lines.setdefault(others, []).append((p.varied[axis], 100 * result["test_accuracy"],
+                                                 result.get("test_spikes_per_sample", math.nan)))
+        if not lines:
+            continue
+        fig, (a, b) = subplots(1, 2, figsize=(11, 3.8))
+        for label, found in lines.items():
+            found.sort()
+            a.plot([x for x, _, _ in found], [y for _, y, _ in found], "o-", label=label)
+            b.plot([x for x, _, _ in found], [s for _, _, s in found], "o-", label=label)
+        a.set(xlabel=axis, ylabel="test accuracy (%)", title=f"test accuracy against {axis}")
+        b.set(xlabel=axis, ylabel="spikes per sample", title=f"spikes per sample against {axis}")
+        a.legend(fontsize=8)
+        files.append(save(fig, Path(out) / f"sweep_{axis}.png"))
+    return files

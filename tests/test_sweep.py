@@ -1,0 +1,96 @@
+"""snnclf sweep: a grid of runs, collapsed, resumable, shardable, then compared."""
+import signal
+
+import pytest
+import yaml
+from PIL import Image
+
+from snnclf.runs import read_json, read_metrics
+
+GRID = ["--model", "snn-mlp", "--subset", "200", "--epochs", "2", "--batch_size", "50",
+        "--beta", "0.5", "0.9", "--time_steps", "2", "3"]
+POINTS = ["s-time_steps=2-beta=0.5", "s-time_steps=2-beta=0.9", "s-time_steps=3-beta=0.5",
+          "s-time_steps=3-beta=0.9"]
+SAME = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "spikes_per_sample")
+
+
+def _table(workdir, name="s"):
+    lines = (workdir / f"logs/{name}/compare.md").read_text().splitlines()
+    return [dict(zip([h.strip() for h in lines[0].strip("|").split("|")],
+                     [c.strip() for c in line.strip("|").split("|")])) for line in lines[2:]]
+
+
+def test_a_2x2_sweep_stopped_and_started_again_finishes_and_compares(workdir, cli, monkeypatch):
+    from snnclf import train as train_module
+
+    calls = {"n": 0}
+
+    def stop_in_the_third_run(self):  # asked after each of 4 steps and each epoch: 10 a run
+        calls["n"] += 1
+        if calls["n"] >= 27:  # the third run, epoch 2, step 2
+            self.signum = signal.SIGINT
+        return self.signum is not None
+    with monkeypatch.context() as patch:
+        patch.setattr(train_module.StopOnSignal, "__call__", stop_in_the_third_run)
+        code, _, err = cli("sweep", "--name", "s", *GRID)
+    assert code == 130, err
+    assert "sweep s stopped at point 3 of 4" in err and "run the same snnclf sweep command again" in err
+    assert (workdir / "logs" / POINTS[1] / "eval.json").is_file()
+    assert not (workdir / "logs" / POINTS[2] / "eval.json").exists()
+    assert not (workdir / "logs" / POINTS[3]).exists()
+
+    code, out, err = cli("sweep", "--name", "s", *GRID)
+    assert code == 0, err
+    assert "point 1 of 4, s-time_steps=2-beta=0.5 (done, skipped)" in err
+    assert f"point 3 of 4, {POINTS[2]} (resuming)" in err and f"point 4 of 4, {POINTS[3]} (training)" in err
+    assert "4 of 4 points done" in out
+    rows = _table(workdir)
+    assert [r["run"] for r in rows] == POINTS
+    assert [(r["beta"], r["T"]) for r in rows] == [("0.5", "2"), ("0.9", "2"), ("0.5", "3"), ("0.9", "3")]
+    for name, row in zip(POINTS, rows):
+        assert float(row["test acc. %"]) == pytest.approx(100 * read_json(workdir / f"logs/{name}/eval.json")["test_accuracy"], abs=0.006)
+    with Image.open(workdir / "logs/s/sweep_time_steps.png") as image:
+        assert image.size[0] > 300
+    assert (workdir / "logs/s/sweep_beta.png").is_file() and (workdir / "logs/s/compare_curves.png").is_file()
+
+    # the resumed point trained as if never stopped
+    code, _, err = cli("train", "--model", "snn-mlp", "--subset", "200", "--epochs", "2", "--batch_size", "50",
+                       "--beta", "0.5", "--time_steps", "3", "--run", "whole")
+    assert code == 0, err
+    whole, resumed = (read_metrics(workdir / f"logs/{n}/metrics.csv") for n in ("whole", POINTS[2]))
+    assert [{k: r[k] for k in SAME} for r in whole] == [{k: r[k] for k in SAME} for r in resumed]
+
+
+def test_shards_split_the_points_and_compare_collects_them(workdir, cli):
+    code, out, err = cli("sweep", "--name", "s", *GRID, "--shard", "2/2")
+    assert code == 0, err
+    assert "2 of 4 points done" in out and "left to other shards" in out
+    assert sorted(p.name for p in (workdir / "logs").iterdir() if p.name != "s") == [POINTS[1], POINTS[3]]
+    code, out, err = cli("sweep", "--name", "s", *GRID, "--shard", "1/2")
+    assert code == 0, err
+    assert "4 of 4 points done" in out
+    assert [r["run"] for r in _table(workdir)] == POINTS
+
+
+def test_a_non_spiking_model_is_not_run_once_per_T(workdir, cli):
+    (workdir / "study.yaml").write_text(yaml.safe_dump(
+        {"model": ["ann-mlp", "snn-mlp"], "time_steps": [1, 3], "subset": 150, "epochs": 1}))
+    code, out, err = cli("sweep", "--name", "study", "--config", "study.yaml")
+    assert code == 0, err
+    assert "time_steps=3, model=ann-mlp is the same run as study-time_steps=1-model=ann-mlp (collapsed)" in err
+    assert [r["run"] for r in _table(workdir, "study")] == [
+        "study-time_steps=1-model=ann-mlp", "study-time_steps=1-model=snn-mlp", "study-time_steps=3-model=snn-mlp"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--time_steps", "2"], "a sweep needs an option with several values"),
+    (["--time_steps", "2", "3", "--shard", "3/2"], "--shard 3/2: expected K/N with 1 <= K <= N"),
+    (["--time_steps", "0", "3"], "--time_steps: must be at least 1, got 0"),
+    (["--model", "csnn", "nope"], "invalid choice: 'nope'"),
+    (["--config", "missing.yaml"], "--config missing.yaml: cannot read it"),
+])
+def test_bad_sweeps_are_one_line_exit_2(workdir, cli, args, fragment):
+    code, _, err = cli("sweep", *args)
+    assert code == 2 and fragment in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
