@@ -15,6 +15,7 @@ setup(
     packages=find_packages(include=["snnclf", "snnclf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10"],
+                    "tensorboard": ["tensorboard>=2.10"]},
     entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},
 )

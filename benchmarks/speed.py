@@ -11,9 +11,9 @@ produce the same output spikes, measures each one's peak training memory in a fr
 (largest batch only), and relates the work done to this machine's measured float32 matmul rate.
 
 It prints the CPU model, the instruction set torch and oneDNN use, and the limits in force.
-``--isa avx2`` runs it again in a child with ``ONEDNN_MAX_CPU_ISA=AVX2`` and
-``MKL_ENABLE_INSTRUCTIONS=AVX2``, so that an AVX-512 machine shows what a CPU without AVX-512
-(most laptops and many servers) would.
+``--isa avx2`` starts it again with ``ATEN_CPU_CAPABILITY=avx2`` (torch's own kernels),
+``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN) and ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (MKL), so that an AVX-512
+machine shows what a CPU without AVX-512 (most laptops and many servers) would.
 
     python benchmarks/speed.py [--isa native|avx2] [--models csnn cnn] [--batch_sizes 32 128]
                                [--time_steps 1 5 25] [--steps 5] [--no_memory] [--compile]
@@ -36,7 +36,7 @@ from snntorch import utils
 from torch import nn
 
 from snnclf.data import get_encoder
-from snnclf.models import compile_model, get_model
+from snnclf.models import compile_model, fused, get_model
 from snnclf.models.layers import FlattenLinear, Folded
 from snnclf.models.neurons import SpikingLayer
 from snnclf.optim import get_optimizer
@@ -47,8 +47,8 @@ CASES = {"csnn": ((1, 28, 28), "direct", {}), "cnn": ((2, 34, 34), "events", {"d
 # (model, batch size, mode, T) -> speed-up goal; every other configuration: never slower (1.0x)
 GOALS = {("csnn", 128, "train", 5): 2.0, ("csnn", 128, "inference", 5): 3.0,
          ("csnn", 128, "train", 25): 1.6, ("csnn", 128, "inference", 25): 2.5}
-MEMORY_GOAL = 0.6  # peak training memory, ours / the loop's, at T=25
-AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+MEMORY_GOALS = {("csnn", 25): 0.6}  # (model, T) -> peak training memory, ours / the loop's, at most
+AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def reference_from(model):
@@ -60,6 +60,8 @@ def reference_from(model):
     for stage in model:
         if isinstance(stage, SpikingLayer):
             cell = stage.cell
+            if not fused.supports(cell) or cell.beta.requires_grad or cell.threshold.requires_grad:
+                raise ValueError("the benchmark's snnTorch twin has plain snn.Leaky neurons only")
             layers.append(snn.Leaky(beta=float(cell.beta), threshold=float(cell.threshold),
                                     spike_grad=cell.spike_grad, reset_mechanism=cell.reset_mechanism,
                                     init_hidden=True, output=stage is neurons[-1]))
@@ -224,7 +226,10 @@ def peak_memory(name, time_steps, batch_size, which, keep=False):
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_memory, args=(name, time_steps, batch_size, which, keep, queue))
     proc.start()
-    value = queue.get()
+    try:
+        value = queue.get(timeout=1800)
+    except Exception:  # the child died (out of memory, an error): say so rather than wait forever
+        value = float("nan")
     proc.join()
     return value
 
@@ -262,7 +267,7 @@ def main():
     args = p.parse_args()
     if args.isa == "avx2" and any(os.environ.get(k) != v for k, v in AVX2.items()):
         # the libraries read these once, when first used: start again with them set
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2})
+        os.execve(sys.executable, getattr(sys, "orig_argv", [sys.executable, *sys.argv]), {**os.environ, **AVX2})
     kept = keep_freed_memory()  # snnclf's commands turn this on (see snnclf.utils); here it serves both
     torch.manual_seed(0)
     rate = matmul_rate()
@@ -278,7 +283,7 @@ def main():
               + f" {'loop % mm':>9} {'ours % mm':>9} {'MB loop':>8} {'MB ours':>8} {'mem':>5}  same spikes")
     print(header)
     print("-" * len(header))
-    notes, missed, rows = [], [], 0
+    notes, missed, rows, memory_rows = [], [], 0, 0
     for name in args.models:
         shape, kind, options = CASES[name]
         for B in args.batch_sizes:
@@ -305,8 +310,11 @@ def main():
                         mem = {k: peak_memory(name, T, B, k, kept) / 2 ** 20 for k in ("snntorch", "ours")}
                         mem_ratio = mem["ours"] / max(mem["snntorch"], 1e-9)
                         mem_cols = f"{mem['snntorch']:>8.0f} {mem['ours']:>8.0f} {mem_ratio:>5.2f}"
-                        if T == 25 and mem_ratio > MEMORY_GOAL:
-                            missed.append(f"{name} B={B} T={T} memory {mem_ratio:.2f} (goal <= {MEMORY_GOAL})")
+                        if (name, T) in MEMORY_GOALS:
+                            memory_rows += 1
+                            if not mem_ratio <= MEMORY_GOALS[name, T]:
+                                missed.append(f"{name} B={B} T={T} memory {mem_ratio:.2f} "
+                                              f"(goal <= {MEMORY_GOALS[name, T]})")
                     ratio = speed["ours"] / speed["snntorch"]
                     goal = GOALS.get((name, B, mode, T), 1.0)
                     rows += 1
@@ -322,12 +330,15 @@ def main():
                           + f" {used['snntorch']:>9.0%} {used['ours']:>9.0%} {mem_cols}  {same}", flush=True)
     print("ratio: snnclf / snnTorch loop, images per second (median of the timed steps); goal: the speed-up "
           "asked for (1.0x: never slower than the loop); % mm: the dense conv and linear FLOPs each does per "
-          "second (training counted as 3x the forward), as a fraction of the 2048^2 matmul rate; MB: resident "
-          "memory that the first training step adds, each in a fresh process, and their ratio")
+          "second (training counted as 3x the forward), as a fraction of the 2048^2 matmul rate (oneDNN's "
+          "convolutions can exceed it); MB: resident memory that the first training step adds, each in a "
+          "fresh process, and their ratio (memory goal: csnn at T=25, at most 0.6)")
     for note in notes:
         print(note)
-    print(f"goals met: {rows - len([m for m in missed if 'memory' not in m])} of {rows} speed rows"
-          + ("; missed: " + "; ".join(missed) if missed else "; memory goal met"))
+    speed_missed = [m for m in missed if " memory " not in m]
+    print(f"speed goals met: {rows - len(speed_missed)} of {rows} rows; memory goals met: "
+          f"{memory_rows - (len(missed) - len(speed_missed))} of {memory_rows}"
+          + ("; missed: " + "; ".join(missed) if missed else ""))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ checkpoints and metric files, and resume a run from its ``last.pt``.
 Read from the bottom up: :func:`train` resolves the configuration and the run's folders,
 :func:`_run` builds the parts, restores or starts the run's :class:`RunState`, and goes through
 the epochs; each epoch is :func:`_epoch`, and a checkpoint is :func:`_snapshot`."""
+import contextlib
 import itertools
 import logging
 import math
@@ -17,7 +18,7 @@ from typing import Optional
 
 import torch
 
-from . import __version__, configfile, distributed
+from . import __version__, board, configfile, distributed
 from .builders import build_loss, build_model, build_optimizer, load_data, make_encoder
 from .config import RunConfig
 from .data import make_loader, make_splits
@@ -76,6 +77,10 @@ class Parts:
     scaler: object
     device: torch.device
     amp: bool
+
+
+# Options that say where a run's files go, not what it trains (left out of TensorBoard's HParams).
+NOT_HPARAMS = ("data_dir", "cache_dir", "save_dir", "log_dir", "run", "tensorboard")
 
 
 def resolve(flags):
@@ -145,6 +150,8 @@ def _check_resumable(checkpoint, cfg, run, ctx):
 
 def _build(cfg, ctx):
     """Every part of the run, built before any file is touched (a bad option changes nothing on disk)."""
+    if cfg.tensorboard:
+        board.check_installed()
     device = distributed.setup(ctx, resolve_device(cfg.device))
     amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not amp:
@@ -190,17 +197,26 @@ def _run(cfg, run, checkpoint, overwrite, ctx):
     ctx.barrier()  # every process has checked the run's folders before the first one writes
     file_log = _open_log(run, overwrite) if ctx.is_main else None
     hint = _resume_hint(cfg, run, ctx)
+    events = None
     try:
         state = _restore(checkpoint, parts, run, ctx) if checkpoint else _start(parts, run, ctx)
+        if cfg.tensorboard and ctx.is_main:
+            events = board.Board(run.log_dir, first_epoch=state.epoch + 1)
         with StopOnSignal() as stop:
             start = state.epoch + 1
             for epoch in range(start, cfg.epochs + 1):
-                _epoch(epoch, state, parts, run, ctx, stop, hint, first=epoch == start)
+                _epoch(epoch, state, parts, run, ctx, stop, hint, first=epoch == start, events=events)
                 if ctx.any(stop()) and epoch < cfg.epochs:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, hint)
                     raise Interrupted(stop.signum or signal.SIGINT)
         if ctx.is_main:
-            training_curves(run)
+            curves = training_curves(run)
+            if events is not None:
+                last = state.rows[-1]
+                events.finish({k: v for k, v in cfg.to_dict().items() if k not in NOT_HPARAMS},
+                              {"best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
+                               "final_train_loss": last["train_loss"],
+                               "spikes_per_sample": last["spikes_per_sample"]}, [curves])
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * state.best_accuracy, state.best_epoch, run.name)
         return {"run": run.name, "best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch}
@@ -208,6 +224,8 @@ def _run(cfg, run, checkpoint, overwrite, ctx):
         log.warning("stopped at once: %s holds the last saved state; %s", run.last, hint)
         raise
     finally:
+        if events is not None:
+            events.close()
         if file_log is not None:
             logging.getLogger("snnclf").removeHandler(file_log)
             file_log.close()
@@ -288,11 +306,12 @@ def _combined(result, ctx):
     return {**result, **summarize(totals), "totals": totals}
 
 
-def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False):
+def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, events=None):
     """Train epoch ``epoch`` (from where ``state.midway`` stopped, if it did), validate, save
     ``last.pt`` (and ``best.pt`` when it improved) and append its row to metrics.csv. A stop asked
     mid-way saves the epoch's progress and raises :class:`Interrupted`. ``first``: the first
-    epoch of this process, whose first step includes torch.compile's work."""
+    epoch of this process, whose first step includes torch.compile's work. ``events``: the
+    run's TensorBoard files (``--tensorboard``), which also get the layers' firing rates."""
     cfg = parts.cfg
     midway, state.midway = state.midway, None
     began = time.perf_counter() - (midway["seconds"] if midway else 0.0)
@@ -315,8 +334,9 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False):
         log.info("torch.compile: the first training step took %.1f s, the others %.3f s on average "
                  "(compiling is the difference)", tr["first_step_seconds"], tr["step_seconds"])
     val_loader = make_loader(parts.splits["val"], cfg.batch_size, rank=ctx.rank, world=ctx.world)
-    va = _combined(evaluate(parts.eval_net, val_loader, parts.encode, parts.loss_fn, parts.device,
-                            parts.data.num_classes, amp=parts.amp, desc="validate", progress=ctx.is_main), ctx)
+    with events.firing_rates(parts.eval_net) if events else contextlib.nullcontext({}) as rates:
+        va = _combined(evaluate(parts.eval_net, val_loader, parts.encode, parts.loss_fn, parts.device,
+                                parts.data.num_classes, amp=parts.amp, desc="validate", progress=ctx.is_main), ctx)
     if parts.scheduler is not None:
         parts.scheduler.step()
     seconds = time.perf_counter() - began
@@ -334,6 +354,8 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False):
     if improved:
         _save(checkpoint, run.best, ctx)
     _save(checkpoint, run.last, ctx)
+    if events is not None:
+        events.epoch(state.rows[-1], rates)
     log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.1fs%s", epoch,
              cfg.epochs, tr["loss"], 100 * tr["accuracy"], va["loss"], 100 * va["accuracy"], seconds,
              "  (best)" if improved else "")

@@ -45,7 +45,8 @@ class FlattenLinear(nn.Linear):
     csnn, the convolution was 0-4% faster with AVX-512 and 1.8-2.0x slower with the libraries
     limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``: most laptops and
     older servers have no AVX-512, and ARM machines no AVX at all); inference with the matmul was
-    as fast or faster on both. ``benchmarks/speed.py --isa avx2`` repeats the comparison."""
+    as fast or faster on both. ``benchmarks/speed.py`` (with ``--isa avx2``: as without AVX-512)
+    times the whole models."""
 
     def __init__(self, in_shape, out_features, bias=True):
         channels, height, width = in_shape
