@@ -105,6 +105,9 @@ def _eval_parser(sub):
     _add(p, "batch_size", "override the run's batch size", default_text="the run's", parse=number(int, 1))
     _add(p, "device", "auto: CUDA, then MPS, then CPU", choices=DEVICES)
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
+    _add(p, "dataset", "evaluate on another data set with the run's input shape and classes (e.g. a "
+         "run trained on nmnist-sim on nmnist recordings); results go to eval_<dataset>.json",
+         default_text="the run's", choices=list_datasets)
     _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
          default_text="off", action="store_true")
     _add(p, "seed", "seed of random input (rate spikes): the same seed, the same numbers",
@@ -240,7 +243,8 @@ def _eval(args):
                        log_dir=args.log_dir or LOG_DIR, test_only=bool(args.test_only),
                        time_steps=args.time_steps, batch_size=args.batch_size,
                        device=args.device or DEFAULTS["device"], data_dir=args.data_dir,
-                       compile=bool(args.compile), seed=EVAL_SEED if args.seed is None else args.seed)
+                       compile=bool(args.compile), seed=EVAL_SEED if args.seed is None else args.seed,
+                       dataset=args.dataset)
     print(json.dumps(results) if args.json else format_results(results))
     return 0
 

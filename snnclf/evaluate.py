@@ -1,11 +1,12 @@
 """The eval command: rebuild a model from its checkpoint alone and measure it on the test split
 (and, unless told otherwise, on train and validation)."""
+from dataclasses import replace
 from pathlib import Path
 
 from . import efficiency
 from .builders import build_loss, check_fits, load_data, load_model, make_encoder
 from .config import DEFAULTS, EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
-from .data import make_loader, make_splits
+from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
@@ -16,13 +17,15 @@ from .viz.reports import evaluation_pictures
 
 def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
              time_steps=None, batch_size=None, device=DEFAULTS["device"], data_dir=None, compile=False,
-             seed=EVAL_SEED):
+             seed=EVAL_SEED, dataset=None):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
     ``compile`` runs the model under ``torch.compile``. Random input (rate spikes) is drawn from
     ``seed``, so the same call gives the same numbers; the process's random state is left as it
     was. Writes ``eval.json`` and ``confusion_matrix.csv`` in the run's log folder and returns the
-    results as a dict."""
+    results as a dict. ``dataset`` evaluates on another data set with the run's input shape and
+    classes (a run trained on simulated events tested on recordings); its results go to
+    ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own."""
     if checkpoint is None:
         run = run or latest_run(save_dir)
         path = open_run(run, save_dir, log_dir).best
@@ -37,25 +40,37 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
         raise UsageError("--time_steps and --batch_size must be at least 1")
     device = resolve_device(device)
 
-    data = load_data(cfg, time_steps=T, data_dir=data_dir)
-    check_fits(ckpt, data, path, cfg.dataset)
+    other = dataset is not None and dataset != cfg.dataset
+    if other and is_event_dataset(dataset) != is_event_dataset(cfg.dataset):
+        kinds = {True: "an event data set", False: "a data set of images"}
+        raise UsageError(f"--dataset {dataset}: run {run.name} was trained on {cfg.dataset}, "
+                         f"{kinds[is_event_dataset(cfg.dataset)]}, and {dataset} is "
+                         f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
+    data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
+    check_fits(ckpt, data, path, dataset or cfg.dataset)
+    if other and list(data.class_names) != list(ckpt["class_names"]):
+        raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
+                         f"not those run {run.name} learned ({', '.join(ckpt['class_names'][:4])}, ...)")
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
     model = load_model(ckpt, device)
     encode = make_encoder(cfg, T)
     loss_fn = build_loss(cfg, model, T)
 
     results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
-               "dataset": cfg.dataset, "model": cfg.model, "time_steps": T, "seed": seed}
+               "dataset": dataset if other else cfg.dataset, "trained_on": cfg.dataset, "model": cfg.model,
+               "time_steps": T, "seed": seed}
     net = compile_model(model) if compile else model
     with seeded(seed, device):
         results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
                                 encode, loss_fn, device, batch_size, data.class_names))
-    write_json(run.eval_json, results)
+    suffix = f"_{dataset}" if other else ""
+    eval_json, confusion_csv = run.log_dir / f"eval{suffix}.json", run.log_dir / f"confusion_matrix{suffix}.csv"
+    write_json(eval_json, results)
     names = data.class_names
-    write_csv(run.confusion_csv, ["true \\ predicted"] + names,
+    write_csv(confusion_csv, ["true \\ predicted"] + names,
               [[n] + row for n, row in zip(names, results["confusion_matrix"])])
-    pictures = evaluation_pictures(run, results)
-    results["files"] = [str(run.eval_json), str(run.confusion_csv)] + [str(p) for p in pictures]
+    pictures = evaluation_pictures(run, results, suffix)
+    results["files"] = [str(eval_json), str(confusion_csv)] + [str(p) for p in pictures]
     return results
 
 
@@ -90,8 +105,10 @@ def operation_counts(model, dataset, encode, batch_size, device, samples=512):
 
 def format_results(results):
     """The results as the lines ``snnclf eval`` prints."""
+    on = (f"{results['dataset']} (trained on {results['trained_on']})"
+          if results["dataset"] != results.get("trained_on", results["dataset"]) else results["dataset"])
     lines = [f"run {results['run']} ({results['checkpoint']}, epoch {results['epoch']}), "
-             f"{results['dataset']}, T={results['time_steps']}, seed {results['seed']}"]
+             f"{on}, T={results['time_steps']}, seed {results['seed']}"]
     for split in ("test", "val", "train"):
         if f"{split}_accuracy" in results:
             lines.append(f"{split:>5} accuracy {100 * results[f'{split}_accuracy']:6.2f}%  "

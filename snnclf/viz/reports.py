@@ -15,17 +15,19 @@ def training_curves(run):
     return save(fig, run.log_dir / "curves.png")
 
 
-def evaluation_pictures(run, results):
-    """``confusion_matrix.png`` and ``per_class_accuracy.png`` of an eval's test results."""
+def evaluation_pictures(run, results, suffix=""):
+    """``confusion_matrix<suffix>.png`` and ``per_class_accuracy<suffix>.png`` of an eval's test
+    results (``suffix``: ``_<dataset>`` for another data set than the run's)."""
     names = results["class_names"]
     fig, ax = subplots(figsize=(1.0 + 0.6 * len(names), 0.8 + 0.5 * len(names)))
     plots.confusion(results["confusion_matrix"], names, ax)
-    ax.set_title(f"{run.name}: test confusion matrix (each row sums to 1)")
-    a = save(fig, run.log_dir / "confusion_matrix.png")
+    on = f" on {results['dataset']}" if suffix else ""
+    ax.set_title(f"{run.name}{on}: test confusion matrix (each row sums to 1)")
+    a = save(fig, run.log_dir / f"confusion_matrix{suffix}.png")
     fig, ax = subplots(figsize=(1.5 + 0.5 * len(names), 3.5))
     plots.per_class(results["per_class_accuracy"], ax)
-    ax.set_title(f"{run.name}: per-class test accuracy (overall {100 * results['test_accuracy']:.2f}%)")
-    b = save(fig, run.log_dir / "per_class_accuracy.png")
+    ax.set_title(f"{run.name}{on}: per-class test accuracy (overall {100 * results['test_accuracy']:.2f}%)")
+    b = save(fig, run.log_dir / f"per_class_accuracy{suffix}.png")
     return [a, b]
 
 
