@@ -84,6 +84,28 @@ def _sweep_parser(sub):
     p.set_defaults(func=_sweep)
 
 
+def _predict_parser(sub):
+    p = sub.add_parser("predict", help="classify your own files with a trained run",
+                       description="Classify image files (PNG, JPEG, ...), .npy arrays and, for event "
+                       "runs, N-MNIST .bin files with a run's best.pt. Images are converted to the run's "
+                       "input as its data were (channels, size, light digit on dark), and every change is "
+                       "reported. Prints per file the class, its confidence (share of the output spikes) and "
+                       "the output spikes per class; a file that cannot be read gets one line and the exit "
+                       "code is 2, the others are still classified.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="files to classify")
+    _add(p, "run", "run whose best.pt classifies", default_text="the most recently trained run",
+         aliases=("run_name",))
+    _add(p, "checkpoint", "a checkpoint file to use instead of a run's best.pt", default_text="none",
+         metavar="PATH")
+    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=SAVE_DIR)
+    _add(p, "top", "classes listed per file, best first", default_text=3, parse=number(int, 1))
+    _add(p, "json", "print one JSON object on stdout", default_text="off", action="store_true")
+    _add(p, "csv", "also write a table of the predictions to this CSV file", default_text="none", metavar="FILE")
+    _add(p, "device", "auto: CUDA, then MPS, then CPU", choices=DEVICES)
+    _add(p, "seed", "seed of random input (rate spikes)", default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
+    p.set_defaults(func=_predict)
+
+
 def _run_flags(p, run_help, log_help="folder of the runs' logs"):
     """--run (default: the most recent run), --save_dir and --log_dir of the commands that read a run."""
     _add(p, "run", run_help, default_text="the most recently trained run", aliases=("run_name",))
@@ -235,6 +257,32 @@ def _sweep(args):
     return 0
 
 
+def _predict(args):
+    from .predict import as_dict, format_prediction, run_predict
+    from .runs import write_csv
+
+    found, info = run_predict(args.files, run=args.run, checkpoint=args.checkpoint,
+                              save_dir=args.save_dir or SAVE_DIR, top=args.top or 3,
+                              device=args.device or DEFAULTS["device"],
+                              seed=EVAL_SEED if args.seed is None else args.seed)
+    if args.json:
+        print(json.dumps({**info, "predictions": [as_dict(p) for p in found]}))
+    else:
+        print(f"run {info['run']} ({info['checkpoint']})")
+        for p in found:
+            if not p.error:
+                print(format_prediction(p))
+    for p in found:
+        if p.error:
+            print(f"snnclf predict: error: {p.file}: {p.error}", file=sys.stderr)
+    if args.csv:
+        names = info["classes"]
+        write_csv(args.csv, ["file", "class", "confidence", *[f"spikes_{n}" for n in names], "notes", "error"],
+                  [[p.file, p.label or "", "" if p.confidence is None else f"{p.confidence:.4f}",
+                    *[p.spikes.get(n, "") for n in names], "; ".join(p.notes), p.error or ""] for p in found])
+    return 2 if any(p.error for p in found) else 0
+
+
 def _eval(args):
     from .evaluate import format_results, run_eval
 
@@ -261,6 +309,7 @@ def build_parser():
     _activations_parser(sub)
     _compare_parser(sub)
     _sweep_parser(sub)
+    _predict_parser(sub)
     return parser
 
 

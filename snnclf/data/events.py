@@ -186,8 +186,7 @@ def cached_frames(name, split, files, root_class, root, cache_dir, time_steps, d
             except Exception as err:  # tonic's reader fails on malformed records
                 raise UsageError(f"{name}: cannot read {events.data[i]} ({type(err).__name__}); "
                                  "replace the file") from None
-            if len(sample) and (sample["x"].max() >= SENSOR[0] or sample["y"].max() >= SENSOR[1]
-                                or sample["x"].min() < 0 or sample["y"].min() < 0):
+            if not _inside(sample):
                 raise UsageError(f"{name}: {events.data[i]} has events outside the {SENSOR[0]}x"
                                  f"{SENSOR[1]} sensor: it is corrupt or not N-MNIST; replace it")
             counts = _to_frames(sample, time_steps, downsample)
@@ -205,6 +204,27 @@ def cached_frames(name, split, files, root_class, root, cache_dir, time_steps, d
     if clipped:
         log.warning("%s %s: %d frame counts above 255 were clipped", name, split, clipped)
     return EventFrames(folder)
+
+
+def _inside(events):
+    return not len(events) or (events["x"].max() < SENSOR[0] and events["y"].max() < SENSOR[1]
+                               and events["x"].min() >= 0 and events["y"].min() >= 0)
+
+
+def file_frames(path, time_steps, denoise_us=None, downsample=None, first_saccade_only=False):
+    """The frames [T, P, H, W] of one N-MNIST ``.bin`` file, made as the data sets make theirs
+    (read by tonic, first saccade, denoising, counts capped at 255), or a one-line error."""
+    try:
+        events = tonic.io.read_mnist_file(str(path), dtype=NMNIST.dtype)
+    except Exception as err:  # tonic's reader fails on malformed records
+        raise UsageError(f"cannot read it as N-MNIST events ({type(err).__name__})") from None
+    if first_saccade_only:
+        events = events[events["t"] < 1e5]  # as tonic's NMNIST(first_saccade_only=True)
+    if not _inside(events):
+        raise UsageError(f"it has events outside the {SENSOR[0]}x{SENSOR[1]} sensor: corrupt or not N-MNIST")
+    if denoise_us:
+        events = _SafeDenoise(denoise_us)(events)
+    return np.minimum(_to_frames(events, time_steps, downsample), 255)
 
 
 # --- the registered event data sets --------------------------------------------------------

@@ -1,0 +1,148 @@
+"""``snnclf predict``: classify the user's own files with a trained run.
+
+Images (PNG, JPEG, anything Pillow opens) are turned into the run's input the way its data were:
+grey or colour as its channels are, resized to its size, scaled to [0, 1], and inverted when the
+digit is dark on a light background (the data sets' digits are light on dark); each change is
+reported. ``.npy`` arrays are taken as they are, in the run's shape ([C, H, W], or [H, W] for one
+channel; for event runs [T, P, H, W] frames). Event runs read N-MNIST ``.bin`` files through tonic
+and make their frames as the data set does. The run's encoder then makes the input over time, as
+in ``snnclf eval`` (random encoders from ``--seed``)."""
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .builders import load_model, make_encoder
+from .config import EVAL_SEED, SAVE_DIR, RunConfig
+from .data import is_event_dataset
+from .data.events import file_frames
+from .errors import UsageError
+from .losses import predict as readout
+from .runs import latest_run, load_checkpoint, open_run
+from .utils import resolve_device, seeded
+
+
+@dataclass
+class Prediction:
+    file: str
+    label: str = None
+    confidence: float = None  # share of the output spikes in that class (softmax of the mean membrane without spikes)
+    spikes: dict = field(default_factory=dict)  # output spikes per class
+    top: list = field(default_factory=list)  # [(class, confidence)] best first
+    notes: list = field(default_factory=list)  # what was done to the input
+    error: str = None
+
+
+def _image(path, shape):
+    """An image file as a [C, H, W] tensor in [0, 1] of ``shape``, and what was changed."""
+    channels, height, width = shape
+    notes = []
+    with Image.open(path) as image:
+        image.load()
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        if image.mode == "RGBA":  # transparent pixels on white, as a viewer shows them
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image).convert("RGB")
+    mode = "L" if channels == 1 else "RGB"
+    if image.mode != mode:
+        notes.append(f"converted from {image.mode} to {mode}")
+        image = image.convert(mode)
+    if image.size != (width, height):
+        notes.append(f"resized from {image.size[0]}x{image.size[1]} to {width}x{height}")
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    x = torch.from_numpy(pixels.reshape(height, width, -1)).permute(2, 0, 1).contiguous()
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)
+    if border.mean() > 0.5:  # a light background: the data sets' digits are light on dark
+        notes.append("inverted (dark on light, the data's digits are light on dark)")
+        x = 1.0 - x
+    return x, notes
+
+
+def _array(path, shape):
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"not a .npy array numpy can read ({type(err).__name__})") from None
+    if not np.issubdtype(array.dtype, np.number):
+        raise UsageError(f"an array of {array.dtype}, not of numbers")
+    x = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    if x.dim() == len(shape) - 1 and shape[0] == 1:
+        x = x.unsqueeze(0)
+    if tuple(x.shape) != tuple(shape):
+        raise UsageError(f"an array of shape {array.shape}, but the run takes {tuple(shape)}")
+    return x, []
+
+
+def load_input(path, cfg, in_shape):
+    """One input of the run's shape from ``path``, and the notes on what was done to it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError("no such file")
+    events = is_event_dataset(cfg.dataset)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        return _array(path, (cfg.time_steps, *in_shape) if events else in_shape)
+    if events:
+        if suffix != ".bin":
+            raise UsageError(f"run {cfg.run} takes events: give N-MNIST .bin files or .npy frames "
+                             f"[{cfg.time_steps}, {', '.join(map(str, in_shape))}]")
+        frames = file_frames(path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only)
+        return torch.from_numpy(frames).float(), []
+    try:
+        return _image(path, in_shape)
+    except (UnidentifiedImageError, OSError) as err:
+        raise UsageError(f"not an image Pillow can read ({type(err).__name__}), nor a .npy array") from None
+
+
+def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED):
+    """A :class:`Prediction` for each of ``files`` with the run's ``best.pt`` (or ``checkpoint``):
+    a file that cannot be read gets its error, and the others are still classified."""
+    path = Path(checkpoint) if checkpoint else open_run(run or latest_run(save_dir), save_dir, "logs").best
+    ckpt = load_checkpoint(path)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    device = resolve_device(device)
+    model = load_model(ckpt, device)
+    names = list(ckpt["class_names"])
+    in_shape = ckpt["model_kwargs"]["in_shape"]
+    encode = make_encoder(cfg)
+    results = []
+    for file in files:
+        try:
+            x, notes = load_input(file, cfg, in_shape)
+        except UsageError as err:
+            results.append(Prediction(str(file), error=str(err)))
+            continue
+        with seeded(seed, device), torch.no_grad():
+            spk, mem = model(encode(x.unsqueeze(0).to(device)))  # a batch of one
+        counts = spk.sum(0)[0].float()
+        if model.spiking and counts.sum() > 0:
+            scores = counts / counts.sum()
+        else:  # no output spike (or a non-spiking model): the readout is the mean membrane
+            scores = torch.softmax(mem.mean(0)[0].float(), 0)
+        label = int(readout(spk, mem)[0])
+        order = [label] + [i for i in scores.argsort(descending=True).tolist() if i != label]
+        results.append(Prediction(str(file), names[label], float(scores[label]),
+                                  {n: int(c) for n, c in zip(names, counts.tolist())},
+                                  [(names[i], float(scores[i])) for i in order[:top]], notes))
+    return results, {"run": cfg.run, "checkpoint": str(path), "classes": names}
+
+
+def format_prediction(p):
+    """One line per file, as ``snnclf predict`` prints it."""
+    if p.error:
+        return f"{p.file}: {p.error}"
+    top = ", ".join(f"{name} {100 * c:.1f}%" for name, c in p.top[1:])
+    spikes = " ".join(f"{n}:{c}" for n, c in p.spikes.items())
+    line = f"{p.file}: {p.label} ({100 * p.confidence:.1f}%{', then ' + top if top else ''})"
+    line += f"; output spikes {spikes}" if any(p.spikes.values()) else "; no output spikes (read by membrane)"
+    return line + (f"; {'; '.join(p.notes)}" if p.notes else "")
+
+
+def as_dict(p):
+    return {"file": p.file, "class": p.label, "confidence": p.confidence, "spikes": p.spikes,
+            "top": [{"class": n, "confidence": c} for n, c in p.top], "notes": p.notes, "error": p.error}
+

@@ -1,0 +1,77 @@
+"""snnclf predict: the user's own files classified by a trained run."""
+import csv
+import json
+
+import numpy as np
+from PIL import Image
+
+from snnclf.data import load_dataset
+
+from conftest import make_nmnist_folder
+
+TRAIN = ["train", "--model", "snn-mlp", "--time_steps", "4", "--epochs", "6", "--run", "digits"]
+
+
+def _drawn(image, path):
+    """A digit as a user would draw it: 48x48, dark on a white background, in colour."""
+    pixels = (255 * (1 - image[0].numpy())).astype(np.uint8)
+    Image.fromarray(pixels).resize((48, 48), Image.Resampling.BILINEAR).convert("RGB").save(path)
+
+
+def test_drawn_digits_are_converted_and_classified(workdir, cli):
+    code, _, err = cli(*TRAIN)
+    assert code == 0, err
+    test = load_dataset("digits", "data").test
+    files = []
+    for i in range(30):
+        x, y = test[i]
+        files.append((workdir / f"digit_{i}_is_{int(y)}.png", int(y)))
+        _drawn(x, files[-1][0])
+    code, out, err = cli("predict", "--run", "digits", *[f for f, _ in files])
+    assert code == 0, err
+    lines = out.splitlines()[1:]
+    assert len(lines) == 30
+    assert "converted from RGB to L; resized from 48x48 to 8x8; inverted" in lines[0]
+    right = sum(line.split(": ")[1].split(" ")[0] == str(y) for line, (_, y) in zip(lines, files))
+    assert right >= 20, out  # chance is 3 of 30: the conversion gives the run what it was trained on
+
+
+def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(workdir, cli):
+    assert cli(*TRAIN)[0] == 0
+    x, _ = load_dataset("digits", "data").test[0]
+    np.save(workdir / "good.npy", x[0].numpy())  # [H, W]: one channel
+    np.save(workdir / "wrong.npy", np.zeros((3, 5)))
+    (workdir / "notes.txt").write_text("not an image")
+    code, out, err = cli("predict", "good.npy", "notes.txt", "missing.png", "wrong.npy", "--top", "2",
+                         "--csv", "out.csv")
+    assert code == 2
+    assert out.splitlines()[1].startswith("good.npy: ") and len(out.splitlines()) == 2
+    errors = err.strip().splitlines()
+    assert len(errors) == 3 and "Traceback" not in err
+    assert "notes.txt: not an image Pillow can read" in errors[0]
+    assert "missing.png: no such file" in errors[1]
+    assert "wrong.npy: an array of shape (3, 5), but the run takes (1, 8, 8)" in errors[2]
+    with open(workdir / "out.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == ["good.npy", "notes.txt", "missing.png", "wrong.npy"]
+    assert rows[0]["class"] and not rows[0]["error"] and rows[1]["error"]
+    code, out, _ = cli("predict", "good.npy", "--json", "--top", "2")
+    found = json.loads(out)
+    assert code == 0 and found["run"] == "digits" and len(found["classes"]) == 10
+    p = found["predictions"][0]
+    assert p["class"] == p["top"][0]["class"] and len(p["top"]) == 2
+    assert 0 < p["confidence"] <= 1 and sum(p["spikes"].values()) >= 0
+
+
+def test_an_event_run_classifies_nmnist_files(workdir, cli):
+    written = make_nmnist_folder(workdir / "data", per_class=(1, 1))
+    code, _, err = cli("train", "--dataset", "digits-events", "--model", "cnn", "--time_steps", "4",
+                       "--subset", "200", "--epochs", "1", "--run", "ev")
+    assert code == 0, err
+    files = sorted(str(p) for p in written)[:3]
+    code, out, err = cli("predict", "--run", "ev", *files)
+    assert code == 0, err
+    assert len(out.splitlines()) == 4 and all(": " in line for line in out.splitlines()[1:])
+    (workdir / "x.png").write_bytes(b"")
+    code, _, err = cli("predict", "--run", "ev", "x.png")
+    assert code == 2 and "takes events: give N-MNIST .bin files" in err
