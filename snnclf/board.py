@@ -45,20 +45,20 @@ class Board:
         sums, rates = {}, {}
 
         def count(name):
-            def hook(module, inputs, output):
+            def hook(module, inputs, output):  # sums stay tensors: no device sync per batch
                 spikes = output[0].detach()
                 total, n = sums.get(name, (0.0, 0))
-                sums[name] = (total + spikes.float().sum().item(), n + spikes.numel())
+                sums[name] = (total + spikes.float().sum(), n + spikes.numel())
             return hook
-        layers = [(name.removeprefix("module."), m) for name, m in model.named_modules()
-                  if isinstance(m, SpikingLayer)]
+        layers = [(name.replace("_orig_mod.", "").replace("module.", ""), m)
+                  for name, m in model.named_modules() if isinstance(m, SpikingLayer)]
         hooks = [m.register_forward_hook(count(name)) for name, m in layers]
         try:
             yield rates
         finally:
             for h in hooks:
                 h.remove()
-            rates.update({name: total / max(n, 1) for name, (total, n) in sums.items()})
+            rates.update({name: float(total) / max(n, 1) for name, (total, n) in sums.items()})
 
     def epoch(self, row, rates):
         """One metrics.csv row and the layers' firing rates, at step ``row["epoch"]``."""

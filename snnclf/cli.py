@@ -212,6 +212,9 @@ def _train(args):
     from .train import resolve, train
 
     flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    if args.print_config and args.resume:
+        raise UsageError("--print_config shows the options of a new run; a run's saved ones are in "
+                         "<log_dir>/<run>/config.json")
     if args.print_config:
         from .configfile import dump
 
@@ -238,8 +241,8 @@ def _sweep(args):
     mine = sweep.shard(points, args.shard) if args.shard else points
     log_dir = fixed.get("log_dir", LOG_DIR)
 
-    def test(run, save_dir, log_dir):
-        run_eval(run=run, save_dir=save_dir, log_dir=log_dir, test_only=True)
+    def test(cfg):
+        run_eval(run=cfg.run, save_dir=cfg.save_dir, log_dir=cfg.log_dir, test_only=True, device=cfg.device)
     sweep.run(name, mine, train, test)
     done = sweep.finished(points)
     if not done:

@@ -204,10 +204,16 @@ RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run",
              "tensorboard"}
 
 
+def option_field(name):
+    """(field, flag) of option ``name`` of :class:`RunConfig`."""
+    f = next(f for f in fields(RunConfig) if f.name == name)
+    return f, flag_of(f)
+
+
 def check_option(name, value):
     """``value`` of option ``name`` (a field of :class:`RunConfig`) as its flag would take it, or
     a one-line error."""
-    return _checked(name, flag_of(next(f for f in fields(RunConfig) if f.name == name)), value)
+    return _checked(name, option_field(name)[1], value)
 
 
 def _checked(name, spec, value):

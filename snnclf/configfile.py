@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .config import RECORDED, RunConfig, check_option
+from .config import RECORDED, RunConfig, check_option, resolve_encoding
 from .errors import UsageError
 from .flags import flag_of
 
@@ -37,6 +37,8 @@ def load(path):
         text = path.read_text()
     except OSError as err:
         raise UsageError(f"--config {path}: cannot read it ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path}: not a text file; give a YAML or JSON file") from None
     try:
         values = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -76,6 +78,16 @@ def read(path):
 
 
 def dump(cfg):
-    """``cfg`` as YAML that ``--config`` reads back: every option, in --help order."""
+    """``cfg`` as YAML that ``--config`` reads back: every option, in --help order. Values derived
+    from others (the encoding an event data set implies, the default run name) are written as
+    ``null`` with the value in a comment, so that a file edited to another data set or model
+    derives them again."""
     values = cfg.to_dict()
-    return yaml.safe_dump(values, sort_keys=False, default_flow_style=False)
+    derived = {"encoding": resolve_encoding(cfg.dataset, None), "run": cfg.default_run_name()}
+    lines = []
+    for key, value in values.items():
+        text = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False)
+        if key in derived and value == derived[key]:
+            text = f"{key}: null  # {value}, derived\n"
+        lines.append(text)
+    return "".join(lines)

@@ -7,12 +7,13 @@ reported. ``.npy`` arrays are taken as they are, in the run's shape ([C, H, W], 
 channel; for event runs [T, P, H, W] frames). Event runs read N-MNIST ``.bin`` files through tonic
 and make their frames as the data set does. The run's encoder then makes the input over time, as
 in ``snnclf eval`` (random encoders from ``--seed``)."""
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .builders import load_model, make_encoder
 from .config import EVAL_SEED, SAVE_DIR, RunConfig
@@ -40,7 +41,12 @@ def _image(path, shape):
     channels, height, width = shape
     notes = []
     with Image.open(path) as image:
-        image.load()
+        image = ImageOps.exif_transpose(image)  # as a viewer shows a photo taken sideways
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey: scale by its own range
+        values = np.asarray(image, dtype=np.float32)
+        top = float(values.max()) if values.size and values.max() > 0 else 1.0
+        notes.append(f"scaled from {image.mode} values 0..{top:g}")
+        image = Image.fromarray((np.clip(values / top, 0, 1) * 255).round().astype(np.uint8), "L")
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         if image.mode == "RGBA":  # transparent pixels on white, as a viewer shows them
@@ -62,19 +68,31 @@ def _image(path, shape):
     return x, notes
 
 
-def _array(path, shape):
+def _array(path, shape, events=False):
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
         raise UsageError(f"not a .npy array numpy can read ({type(err).__name__})") from None
-    if not np.issubdtype(array.dtype, np.number):
+    if not isinstance(array, np.ndarray):
+        raise UsageError("an .npz archive, not one .npy array: save the array with numpy.save")
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UsageError(f"an array of {array.dtype}, not of numbers")
+    notes = []
+    if array.dtype == np.uint8 and not events:
+        notes.append("scaled from 0..255 to [0, 1]")
+        array = array / 255.0
     x = torch.from_numpy(np.asarray(array, dtype=np.float32))
+    if not torch.isfinite(x).all():
+        raise UsageError("the array holds NaN or infinite values")
+    low, high = (0.0, math.inf) if events else (0.0, 1.0)
+    if x.numel() and (x.min() < low or x.max() > high):
+        raise UsageError(f"values from {x.min():g} to {x.max():g}, but the run takes "
+                         + ("event counts of 0 or more" if events else "images in [0, 1]"))
     if x.dim() == len(shape) - 1 and shape[0] == 1:
         x = x.unsqueeze(0)
     if tuple(x.shape) != tuple(shape):
         raise UsageError(f"an array of shape {array.shape}, but the run takes {tuple(shape)}")
-    return x, []
+    return x, notes
 
 
 def load_input(path, cfg, in_shape):
@@ -85,7 +103,7 @@ def load_input(path, cfg, in_shape):
     events = is_event_dataset(cfg.dataset)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        return _array(path, (cfg.time_steps, *in_shape) if events else in_shape)
+        return _array(path, (cfg.time_steps, *in_shape) if events else in_shape, events)
     if events:
         if suffix != ".bin":
             raise UsageError(f"run {cfg.run} takes events: give N-MNIST .bin files or .npy frames "
@@ -94,7 +112,7 @@ def load_input(path, cfg, in_shape):
         return torch.from_numpy(frames).float(), []
     try:
         return _image(path, in_shape)
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
         raise UsageError(f"not an image Pillow can read ({type(err).__name__}), nor a .npy array") from None
 
 

@@ -15,15 +15,14 @@ imports another."""
 import itertools
 import logging
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import configfile
-from .config import RunConfig, check_option
-from .data.encoders import ENCODERS
+from .config import LOG_DIR, RESUMABLE, SAVE_DIR, RunConfig, check_option, option_field
 from .errors import Interrupted, UsageError
-from .flags import flag_of
-from .models import MODELS, NEURON_OPTIONS
+from .losses import get_loss
+from .models import NEURON_OPTIONS, is_spiking, model_options
 from .runs import load_checkpoint, open_run, read_json
 from .viz.files import save, subplots
 
@@ -39,7 +38,7 @@ class Point:
 
 def is_list_option(name):
     """Options whose one value is itself a list (``--milestones 10 15``)."""
-    return flag_of(next(f for f in fields(RunConfig) if f.name == name)).nargs == "+"
+    return option_field(name)[1].nargs == "+"
 
 
 def split_values(values):
@@ -58,6 +57,8 @@ def from_file(path):
     values = {}
     for name, value in configfile.load(path).items():
         many = isinstance(value, list) and (not is_list_option(name) or all(isinstance(v, list) for v in value))
+        if many and not value:
+            raise UsageError(f"--config {path}: {name}: an empty list; give one value or several")
         try:
             values[name] = [check_option(name, v) for v in (value if many else [value])]
         except UsageError as err:
@@ -66,14 +67,23 @@ def from_file(path):
 
 
 def _collapsed(options):
-    """The options that change what this point trains: for a non-spiking model on input that is
-    the same at every step (not a random encoder, not events), T and the neuron options do not."""
+    """The options that change what this point trains: a non-spiking model has no neuron options,
+    and on direct input (the same image at every step) it computes the same thing whatever T is.
+    The point is then checked as training would check it (the model's options, the loss)."""
     probe = RunConfig.from_flags({**options, "run": "probe"})
-    spiking = MODELS.info(probe.model, "--model")["spiking"]
-    random_input = probe.encoding == "events" or ENCODERS.info(probe.encoding, "--encoding")["random"]
-    if spiking or random_input:
-        return options
-    return {**{k: v for k, v in options.items() if k not in NEURON_OPTIONS}, "time_steps": 1}
+    name, _ = probe.model_spec()
+    if not is_spiking(name):
+        options = {k: v for k, v in options.items() if k not in NEURON_OPTIONS}
+        if probe.encoding == "direct":
+            options["time_steps"] = 1
+    probe = RunConfig.from_flags({**options, "run": "probe"})
+    refused = [k for k in NEURON_OPTIONS + ("batch_norm", "dropout")
+               if getattr(probe, k) is not None and k not in model_options(name)]
+    if refused:
+        raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out of the sweep "
+                         "or sweep models that take it")
+    get_loss(probe.loss, probe.time_steps, is_spiking(name))  # a loss the model cannot take: one line
+    return options
 
 
 def _label(value):
@@ -98,7 +108,7 @@ def plan(name, fixed, axes):
                      ", ".join(f"{k}={_label(v)}" for k, v in zip(axes, combo)), seen[key])
             continue
         run = "-".join([name, *(f"{k}={_label(v)}" for k, v in varied.items())])
-        open_run(run, "checkpoints", "logs")  # a usable name, or a one-line error
+        open_run(run, SAVE_DIR, LOG_DIR)  # a usable name, or a one-line error
         seen[key] = run
         points.append(Point(run, {**options, "run": run}, varied))
     return points
@@ -116,21 +126,28 @@ def shard(points, spec):
 
 
 def state(point):
-    """'done' (tested), 'trained', 'partial' (resumable), 'broken' (no checkpoint) or 'new'."""
+    """'done' (trained and tested), 'trained', 'partial' (resumable, or to be trained for more
+    epochs), 'broken' (started, no checkpoint) or 'new'. A run of that name trained with other
+    options (the sweep's fixed options changed since) is refused in one line, not reused."""
     cfg = RunConfig.from_flags(point.options)
     run = open_run(point.name, cfg.save_dir, cfg.log_dir)
-    if run.eval_json.is_file():
-        return "done"
-    if run.last.is_file():
-        checkpoint = load_checkpoint(run.last)
-        finished = checkpoint["epoch"] >= checkpoint["config"]["epochs"] and not checkpoint.get("partial")
-        return "trained" if finished else "partial"
-    return "broken" if run.exists() else "new"
+    if not run.last.is_file():
+        return "broken" if run.exists() else "new"
+    checkpoint = load_checkpoint(run.last)
+    saved = RunConfig.from_dict(checkpoint["config"])
+    changed = [k for k in cfg.to_dict() if k not in RESUMABLE and getattr(saved, k) != getattr(cfg, k)]
+    if changed:
+        k = changed[0]
+        raise UsageError(f"sweep point {point.name} exists with --{k} {getattr(saved, k)}, not "
+                         f"{getattr(cfg, k)}: give the sweep another --name, or remove that run")
+    if checkpoint["epoch"] < cfg.epochs or checkpoint.get("partial"):
+        return "partial"
+    return "done" if run.eval_json.is_file() and checkpoint["epoch"] == cfg.epochs else "trained"
 
 
 def run(name, points, train, evaluate, extra=None):
     """Train and test each point in turn, going on from what its files show. ``train(flags)`` and
-    ``evaluate(run, save_dir, log_dir)`` are the commands; ``extra`` flags (``tensorboard``) go to
+    ``evaluate(cfg)`` (the point's :class:`RunConfig`) are the commands; ``extra`` flags (``tensorboard``) go to
     every training. A stop (Ctrl-C) ends the sweep after the current run has saved its step."""
     for i, point in enumerate(points, 1):
         now = state(point)
@@ -143,7 +160,7 @@ def run(name, points, train, evaluate, extra=None):
         try:
             if now != "trained":
                 train({**point.options, **(extra or {}), "resume": now == "partial", "overwrite": now == "broken"})
-            evaluate(point.name, cfg.save_dir, cfg.log_dir)
+            evaluate(cfg)
         except Interrupted:
             log.warning("sweep %s stopped at point %d of %d (%s, saved); run the same snnclf sweep "
                         "command again to go on", name, i, len(points), point.name)
@@ -166,7 +183,7 @@ def plot_axes(name, axes, points, log_dir, out):
         for p in points:
             if axis not in p.varied:
                 continue
-            result = read_json(open_run(p.name, "checkpoints", log_dir).eval_json)
+            result = read_json(open_run(p.name, SAVE_DIR, log_dir).eval_json)
             others = ", ".join(f"{k}={_label(v)}" for k, v in p.varied.items() if k != axis) or name
             lines.setdefault(others, []).append((p.varied[axis], 100 * result["test_accuracy"],
                                                  result.get("test_spikes_per_sample", math.nan)))

@@ -18,7 +18,9 @@ def test_print_config_reads_back_and_flags_win(workdir, cli):
     values = yaml.safe_load(printed)
     assert values["preset"] == "digits" and values["epochs"] == 3
     assert values["optimizer"] == "adamw" and values["batch_norm"] is True  # the preset's, resolved
-    assert values["run"] == "digits-csnn-T4-preset" and values["encoding"] == "direct"
+    # derived values are null (derived again from an edited file), with the value in a comment
+    assert values["run"] is None and "run: null  # digits-csnn-T4-preset, derived" in printed
+    assert values["encoding"] is None and "encoding: null  # direct, derived" in printed
     assert list(values) == [f.name for f in RunConfig.ordered_fields()]
     (workdir / "study.yaml").write_text(printed)
     assert cli("train", "--config", "study.yaml", "--print_config")[1] == printed
@@ -55,12 +57,24 @@ def test_a_bad_file_is_one_line_exit_2(workdir, cli, text, fragment):
     assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
 
 
+def test_a_printed_config_edited_to_an_event_data_set_derives_its_encoding(workdir, cli):
+    printed = cli("train", "--print_config")[1]
+    (workdir / "c.yaml").write_text(printed.replace("dataset: digits", "dataset: digits-events"))
+    values = yaml.safe_load(cli("train", "--config", "c.yaml", "--print_config")[1])
+    assert values == {**yaml.safe_load(printed), "dataset": "digits-events"}
+
+
 def test_missing_file_and_resume_with_a_file_are_refused(workdir, cli):
     code, _, err = cli("train", "--config", "nowhere.yaml")
     assert code == 2 and "--config nowhere.yaml: cannot read it" in err
     (workdir / "c.yaml").write_text("epochs: 2\n")
     code, _, err = cli("train", "--config", "c.yaml", "--resume")
     assert code == 2 and "leave --config out" in err
+    code, _, err = cli("train", "--print_config", "--resume")
+    assert code == 2 and "config.json" in err
+    (workdir / "binary.pt").write_bytes(bytes(range(256)))
+    code, _, err = cli("train", "--config", "binary.pt")
+    assert code == 2 and "not a text file" in err and "Traceback" not in err
 
 
 def test_replaying_a_runs_config_gives_the_same_metrics(workdir, cli):

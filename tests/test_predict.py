@@ -60,7 +60,30 @@ def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(workdir, c
     assert code == 0 and found["run"] == "digits" and len(found["classes"]) == 10
     p = found["predictions"][0]
     assert p["class"] == p["top"][0]["class"] and len(p["top"]) == 2
-    assert 0 < p["confidence"] <= 1 and sum(p["spikes"].values()) >= 0
+    assert 0 < p["confidence"] <= 1
+    assert [t["confidence"] for t in p["top"]] == sorted((t["confidence"] for t in p["top"]), reverse=True)
+
+
+def test_odd_inputs_are_converted_or_refused_in_one_line(workdir, cli):
+    assert cli(*TRAIN)[0] == 0
+    x, _ = load_dataset("digits", "data").test[0]
+    np.save(workdir / "bytes.npy", (255 * x.numpy()).round().astype(np.uint8))
+    np.save(workdir / "big.npy", 3 * x.numpy())
+    np.savez(workdir / "arch.npy", a=x.numpy())
+    (workdir / "empty.npy").write_bytes(b"")
+    pixels = (65535 * x[0].numpy()).astype(np.uint16)
+    Image.fromarray(pixels).save(workdir / "deep.png")  # 16-bit grey
+    Image.fromarray((255 * x[0].numpy()).astype(np.uint8)).convert("P").save(workdir / "palette.png")
+    code, out, err = cli("predict", "bytes.npy", "big.npy", "arch.npy", "empty.npy", "deep.png", "palette.png")
+    assert code == 2 and "Traceback" not in err
+    assert "scaled from 0..255 to [0, 1]" in out and "scaled from I" in out
+    assert len(out.splitlines()) == 4  # header, bytes.npy, deep.png, palette.png
+    errors = err.strip().splitlines()
+    assert len(errors) == 3
+    assert "big.npy: values from 0 to 3, but the run takes images in [0, 1]" in errors[0]
+    assert "arch.npy: an .npz archive" in errors[1] and "empty.npy: not a .npy array" in errors[2]
+    labels = {line.split(": ")[0]: line.split(": ")[1].split(" ")[0] for line in out.splitlines()[1:]}
+    assert labels["bytes.npy"] == labels["deep.png"] == labels["palette.png"]  # the same digit, however stored
 
 
 def test_an_event_run_classifies_nmnist_files(workdir, cli):

@@ -94,3 +94,23 @@ def test_bad_sweeps_are_one_line_exit_2(workdir, cli, args, fragment):
     assert code == 2 and fragment in err, err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
+
+
+def test_only_direct_input_collapses_T_and_a_changed_sweep_is_not_reused(workdir, cli):
+    grid = ["--model", "ann-mlp", "--encoding", "rate", "--time_steps", "2", "3", "--subset", "150", "--epochs", "1"]
+    code, out, err = cli("sweep", "--name", "r", *grid)
+    assert code == 0, err
+    assert "collapsed" not in err and "2 of 2 points done" in out  # rate input differs at every step
+    code, _, err = cli("sweep", "--name", "r", *grid[:-1], "2")  # --epochs 2: train on, then test again
+    assert code == 0, err
+    assert "point 1 of 2, r-time_steps=2 (resuming)" in err
+    code, _, err = cli("sweep", "--name", "r", *grid[:-1], "2", "--lr", "0.01")
+    assert code == 2 and "sweep point r-time_steps=2 exists with --lr" in err and "another --name" in err
+
+
+def test_a_sweep_point_training_would_refuse_is_refused_before_any_run(workdir, cli):
+    code, _, err = cli("sweep", "--model", "snn-mlp", "csnn", "--loss", "mse", "--time_steps", "1", "4")
+    assert code == 2 and "--loss mse needs --time_steps of 2 or more" in err
+    code, _, err = cli("sweep", "--model", "csnn", "snn-mlp", "--alpha", "0.5", "0.8")
+    assert code == 2 and "--alpha does not apply to model" in err
+    assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
