@@ -1,7 +1,6 @@
 """The eval command: rebuild a model from its checkpoint alone and measure it on the test split
 (and, unless told otherwise, on train and validation)."""
 from dataclasses import replace
-from pathlib import Path
 
 from . import efficiency
 from .builders import build_loss, check_fits, load_data, load_model, make_encoder
@@ -10,7 +9,7 @@ from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
-from .runs import latest_run, load_checkpoint, open_run, write_csv, write_json
+from .runs import checkpoint_path, load_checkpoint, open_run, write_csv, write_json
 from .utils import resolve_device, seeded
 from .viz.reports import evaluation_pictures
 
@@ -26,11 +25,7 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     results as a dict. ``dataset`` evaluates on another data set with the run's input shape and
     classes (a run trained on simulated events tested on recordings); its results go to
     ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own."""
-    if checkpoint is None:
-        run = run or latest_run(save_dir)
-        path = open_run(run, save_dir, log_dir).best
-    else:
-        path = Path(checkpoint)
+    path = checkpoint_path(run, checkpoint, save_dir)
     ckpt = load_checkpoint(path)
     cfg = RunConfig.from_dict(ckpt["config"])
     run = open_run(cfg.run, save_dir, log_dir)

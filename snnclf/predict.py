@@ -21,7 +21,7 @@ from .data import is_event_dataset
 from .data.events import file_frames
 from .errors import UsageError
 from .losses import predict as readout
-from .runs import latest_run, load_checkpoint, open_run
+from .runs import checkpoint_path, load_checkpoint
 from .utils import resolve_device, seeded
 
 
@@ -119,7 +119,7 @@ def load_input(path, cfg, in_shape):
 def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED):
     """A :class:`Prediction` for each of ``files`` with the run's ``best.pt`` (or ``checkpoint``):
     a file that cannot be read gets its error, and the others are still classified."""
-    path = Path(checkpoint) if checkpoint else open_run(run or latest_run(save_dir), save_dir, "logs").best
+    path = checkpoint_path(run, checkpoint, save_dir)
     ckpt = load_checkpoint(path)
     cfg = RunConfig.from_dict(ckpt["config"])
     device = resolve_device(device)

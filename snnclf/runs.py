@@ -165,6 +165,14 @@ def write_csv(path, header, rows):
     atomic_write(path, write)
 
 
+def checkpoint_path(run, checkpoint, save_dir):
+    """The checkpoint a command reads: the file ``checkpoint`` if given, else run ``run``'s
+    ``best.pt`` (with no run named, the most recently trained one's)."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    return open_run(run or latest_run(save_dir), save_dir, save_dir).best
+
+
 def latest_run(save_dir):
     """The name of the run whose ``last.pt`` was written most recently."""
     found = sorted(Path(save_dir).glob("*/last.pt"), key=lambda p: p.stat().st_mtime)

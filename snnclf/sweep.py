@@ -142,7 +142,7 @@ def state(point):
                          f"{getattr(cfg, k)}: give the sweep another --name, or remove that run")
     if checkpoint["epoch"] < cfg.epochs or checkpoint.get("partial"):
         return "partial"
-    return "done" if run.eval_json.is_file() and checkpoint["epoch"] == cfg.epochs else "trained"
+    return "done" if run.eval_json.is_file() else "trained"
 
 
 def run(name, points, train, evaluate, extra=None):
