@@ -7,7 +7,7 @@ import tonic
 import torch
 
 from snnclf.data import load_dataset
-from snnclf.data.events import NMNIST, encode_bin, frame_key, scan
+from snnclf.data.events import encode_bin, frame_key, scan
 from snnclf.data.simulate import saccade_offsets, simulate, to_28
 from snnclf.errors import UsageError
 from snnclf.runs import read_metrics
