@@ -69,7 +69,8 @@ def test_odd_inputs_are_converted_or_refused_in_one_line(workdir, cli):
     x, _ = load_dataset("digits", "data").test[0]
     np.save(workdir / "bytes.npy", (255 * x.numpy()).round().astype(np.uint8))
     np.save(workdir / "big.npy", 3 * x.numpy())
-    np.savez(workdir / "arch.npy", a=x.numpy())
+    with open(workdir / "arch.npy", "wb") as f:  # an .npz archive under a .npy name
+        np.savez(f, a=x.numpy())
     (workdir / "empty.npy").write_bytes(b"")
     pixels = (65535 * x[0].numpy()).astype(np.uint16)
     Image.fromarray(pixels).save(workdir / "deep.png")  # 16-bit grey
