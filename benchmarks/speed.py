@@ -4,8 +4,8 @@ The reference is the snnTorch tutorial's way: an ``nn.Sequential`` of the same l
 ``snn.Leaky(init_hidden=True)`` neurons, ``utils.reset`` before each batch, and the whole network
 called once per time step. Both get the same weights and the same input: ``csnn`` direct-encoded
 MNIST-sized images (the same at every step), ``cnn`` N-MNIST-sized event frames (2 x 34 x 34, a
-new random frame every step; built without dropout, whose masks the two could not share). In one
-process, alternating the two, it times training steps (forward, ce_rate_loss, backward, Adam) and
+new random frame every step; built without dropout, whose masks the two could not share). In a
+fresh process per case (as a training run starts), alternating the two, it times training steps (forward, ce_rate_loss, backward, Adam) and
 inference for each model, batch size and T, takes the median after warm-up, checks that both
 produce the same output spikes, measures each one's peak training memory in a fresh child process
 (largest batch only), and relates the work done to this machine's measured float32 matmul rate.
@@ -190,6 +190,43 @@ def onednn_isa():
     return "unknown (oneDNN printed no ISA)"
 
 
+def _timed_case(name, B, T, names, steps, keep, queue):
+    """In a fresh process, as a training run starts: both networks' training steps and inference
+    timed side by side, whether they give the same spikes, and the dense FLOPs per layer. (Run
+    one after another in one process, the cases disturbed each other: with freed memory kept,
+    the heap that earlier shapes left behind slowed cnn at T=25 to about the loop's speed.)"""
+    if keep:
+        keep_freed_memory()
+    shape, kind, options = CASES[name]
+    torch.manual_seed(0)
+    model = get_model(name, shape, 10, **options)
+    ref = reference_from(model)
+    nets = {"ours": (model, ours_forward), "snntorch": (ref, reference_forward)}
+    x, labels = make_input(kind, shape, B, T), torch.randint(0, 10, (B,))
+    with torch.no_grad():
+        same = torch.equal(ours_forward(model, x)[0], reference_forward(ref, x)[0])
+    if "compiled" in names:  # its own copy of the weights, so that the three train side by side
+        nets["compiled"] = (compile_model(copy.deepcopy(model)), ours_forward)
+    train, infer = step_fns(nets, x, labels)
+    queue.put({"same": same, "flops": dense_flops(ref, shape),
+               "train": measure(train, names, steps), "inference": measure(infer, names, steps)})
+
+
+def in_child(target, *args):
+    """``target(*args, queue)`` in a fresh spawned process; what it puts on the queue, or NaN
+    when the child died (out of memory, an error) rather than waiting forever."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    try:
+        value = queue.get(timeout=3600)
+    except Exception:
+        value = float("nan")
+    proc.join()
+    return value
+
+
 def _peak_memory(name, time_steps, batch_size, which, keep, queue):
     """In a fresh process: the peak resident memory the first training step adds (activations
     kept for the backward pass, gradients, and Adam's state, the same for both)."""
@@ -222,16 +259,7 @@ def _status(field):
 
 
 def peak_memory(name, time_steps, batch_size, which, keep=False):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_peak_memory, args=(name, time_steps, batch_size, which, keep, queue))
-    proc.start()
-    try:
-        value = queue.get(timeout=1800)
-    except Exception:  # the child died (out of memory, an error): say so rather than wait forever
-        value = float("nan")
-    proc.join()
-    return value
+    return in_child(_peak_memory, name, time_steps, batch_size, which, keep)
 
 
 def measure(fn, names, steps):
@@ -288,19 +316,13 @@ def main():
         shape, kind, options = CASES[name]
         for B in args.batch_sizes:
             for T in args.time_steps:
-                torch.manual_seed(0)
-                model = get_model(name, shape, 10, **options)
-                ref = reference_from(model)
-                flops = dense_flops(ref, shape)
-                nets = {"ours": (model, ours_forward), "snntorch": (ref, reference_forward)}
-                x, labels = make_input(kind, shape, B, T), torch.randint(0, 10, (B,))
-                with torch.no_grad():
-                    same = torch.equal(ours_forward(model, x)[0], reference_forward(ref, x)[0])
-                if args.compile:  # its own copy of the weights, so that the three train side by side
-                    nets["compiled"] = (compile_model(copy.deepcopy(model)), ours_forward)
-                train, infer = step_fns(nets, x, labels)
-                for mode, fn, passes in (("train", train, 3), ("inference", infer, 1)):
-                    seconds, first = measure(fn, names, args.steps)
+                case = in_child(_timed_case, name, B, T, names, args.steps, kept)
+                if not isinstance(case, dict):
+                    print(f"{name:<5} {B:>4} {T:>3} the measuring process failed (out of memory?)")
+                    continue
+                same, flops = case["same"], case["flops"]
+                for mode, passes in (("train", 3), ("inference", 1)):
+                    seconds, first = case[mode]
                     speed = {n: B / s for n, s in seconds.items()}
                     # dense conv and linear FLOPs done per second, as a fraction of the matmul rate
                     used = {n: speed[n] * passes * flops_per_image(flops, T, kind == "direct" and n != "snntorch") / rate

@@ -195,7 +195,7 @@ def plot_axes(name, axes, points, log_dir, out):
             a.plot([x for x, _, _ in found], [y for _, y, _ in found], "o-", label=label)
             b.plot([x for x, _, _ in found], [s for _, _, s in found], "o-", label=label)
         a.set(xlabel=axis, ylabel="test accuracy (%)", title=f"test accuracy against {axis}")
-        b.set(xlabel=axis, ylabel="spikes per sample", title=f"spikes per sample against {axis}")
+        b.set(xlabel=axis, ylabel="output spikes per test sample", title=f"output spikes against {axis}")
         a.legend(fontsize=8)
         files.append(save(fig, Path(out) / f"sweep_{axis}.png"))
     return files
