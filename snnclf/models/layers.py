@@ -42,9 +42,9 @@ class FlattenLinear(nn.Linear):
     The plain flatten and matmul on every device. Computing the product as one convolution whose
     kernel covers the whole image (oneDNN instead of MKL on the CPU) was tried and dropped, because
     which is faster depends on the CPU: measured side by side on an AMD EPYC (Zen 4) training
-    csnn, the convolution was 0-4% faster with AVX-512 and 1.8-2.0x slower with the libraries
-    limited to AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``: most laptops and
-    older servers have no AVX-512, and ARM machines no AVX at all); inference with the matmul was
+    csnn, the convolution was 0-4% faster with AVX-512 and 1.6-2.0x slower with the libraries
+    limited to AVX2 (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2``:
+    most laptops and older servers have no AVX-512, and ARM machines no AVX at all); inference with the matmul was
     as fast or faster on both. ``benchmarks/speed.py`` (with ``--isa avx2``: as without AVX-512)
     times the whole models."""
 
