@@ -190,11 +190,9 @@ def onednn_isa():
     return "unknown (oneDNN printed no ISA)"
 
 
-def _timed_case(name, B, T, names, steps, keep, queue):
-    """In a fresh process, as a training run starts: both networks' training steps and inference
-    timed side by side, whether they give the same spikes, and the dense FLOPs per layer. (Run
-    one after another in one process, the cases disturbed each other: with freed memory kept,
-    the heap that earlier shapes left behind slowed cnn at T=25 to about the loop's speed.)"""
+def _case(name, B, T, keep):
+    """What a child process measures: snnclf's model, its snnTorch twin with the same weights,
+    both as named (network, forward) pairs, and the same input and labels for both."""
     if keep:
         keep_freed_memory()
     shape, kind, options = CASES[name]
@@ -202,13 +200,21 @@ def _timed_case(name, B, T, names, steps, keep, queue):
     model = get_model(name, shape, 10, **options)
     ref = reference_from(model)
     nets = {"ours": (model, ours_forward), "snntorch": (ref, reference_forward)}
-    x, labels = make_input(kind, shape, B, T), torch.randint(0, 10, (B,))
+    return model, ref, nets, make_input(kind, shape, B, T), torch.randint(0, 10, (B,))
+
+
+def _timed_case(name, B, T, names, steps, keep, queue):
+    """In a fresh process, as a training run starts: both networks' training steps and inference
+    timed side by side, whether they give the same spikes, and the dense FLOPs per layer. (Run
+    one after another in one process, the cases disturbed each other: with freed memory kept,
+    the heap that earlier shapes left behind slowed cnn at T=25 to about the loop's speed.)"""
+    model, ref, nets, x, labels = _case(name, B, T, keep)
     with torch.no_grad():
         same = torch.equal(ours_forward(model, x)[0], reference_forward(ref, x)[0])
     if "compiled" in names:  # its own copy of the weights, so that the three train side by side
         nets["compiled"] = (compile_model(copy.deepcopy(model)), ours_forward)
     train, infer = step_fns(nets, x, labels)
-    queue.put({"same": same, "flops": dense_flops(ref, shape),
+    queue.put({"same": same, "flops": dense_flops(ref, CASES[name][0]),
                "train": measure(train, names, steps), "inference": measure(infer, names, steps)})
 
 
@@ -230,13 +236,7 @@ def in_child(target, *args):
 def _peak_memory(name, time_steps, batch_size, which, keep, queue):
     """In a fresh process: the peak resident memory the first training step adds (activations
     kept for the backward pass, gradients, and Adam's state, the same for both)."""
-    if keep:
-        keep_freed_memory()
-    shape, kind, options = CASES[name]
-    torch.manual_seed(0)
-    model = get_model(name, shape, 10, **options)
-    nets = {"ours": (model, ours_forward), "snntorch": (reference_from(model), reference_forward)}
-    x, labels = make_input(kind, shape, batch_size, time_steps), torch.randint(0, 10, (batch_size,))
+    _, _, nets, x, labels = _case(name, batch_size, time_steps, keep)
     train, _ = step_fns(nets, x, labels)
     try:  # Linux: reset the peak (VmHWM) to the current size, then read the new peak
         with open("/proc/self/clear_refs", "w") as f:
