@@ -6,6 +6,9 @@ here = Path(__file__).parent
 requirements = [line.strip() for line in (here / "requirements.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
 
+# snnclf export: NIR graphs (nir, and nirtorch for snnTorch's importer) and ONNX (onnxruntime checks it)
+EXPORT = ["nir>=1.0", "nirtorch>=2.0", "onnx>=1.14", "onnxruntime>=1.16"]
+
 setup(
     name="snnclf",
     version="0.1.0",
@@ -15,7 +18,8 @@ setup(
     packages=find_packages(include=["snnclf", "snnclf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10"],
-                    "tensorboard": ["tensorboard>=2.10"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT],
+                    "tensorboard": ["tensorboard>=2.10"],
+                    "export": EXPORT},
     entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},
 )

@@ -106,6 +106,30 @@ def _predict_parser(sub):
     p.set_defaults(func=_predict)
 
 
+def _export_parser(sub):
+    p = sub.add_parser("export", help="write a run's network as NIR (spiking) or ONNX (non-spiking), checked",
+                       description="Write a run's best.pt as a NIR graph (spiking networks: for snnTorch, "
+                       "Norse, SpikingJelly, Sinabs, Rockpool, Lava-DL and the neuromorphic chips they "
+                       "reach) or an ONNX file (the non-spiking baselines). The file is read back and run "
+                       "by another framework (snnTorch's import_from_nir; onnxruntime) on test samples, "
+                       "and is kept only if its outputs agree with snnclf's on at least 99.9%. Layers "
+                       "NIR cannot express exactly (max pooling, reset by subtraction, adaptive "
+                       "thresholds) are refused before anything is written. Needs: pip install "
+                       "'snnclf[export]'.")
+    _run_flags(p, "run to export", "folder where export_<format>.json (the check) is written")
+    _add(p, "checkpoint", "a checkpoint file to export instead of a run's best.pt", default_text="none",
+         metavar="PATH")
+    _add(p, "format", "nir or onnx", default_text="nir for spiking models, onnx for the others",
+         choices=("nir", "onnx"))
+    _add(p, "out", "file to write (never replaced if it exists)",
+         default_text="<save_dir>/<run>/<run>.nir or .onnx", metavar="PATH")
+    _add(p, "samples", "test samples the check runs", default_text=1000, parse=number(int, 1))
+    _add(p, "data_dir", "override the run's data folder", default_text="the run's")
+    _add(p, "seed", "seed of random input (rate spikes)", default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
+    _add(p, "json", "print the result as one JSON object on stdout", default_text="off", action="store_true")
+    p.set_defaults(func=_export)
+
+
 def _run_flags(p, run_help, log_help="folder of the runs' logs"):
     """--run (default: the most recent run), --save_dir and --log_dir of the commands that read a run."""
     _add(p, "run", run_help, default_text="the most recently trained run", aliases=("run_name",))
@@ -286,6 +310,17 @@ def _predict(args):
     return 2 if any(p.error for p in found) else 0
 
 
+def _export(args):
+    from .export import format_export, run_export
+
+    record = run_export(run=args.run, checkpoint=args.checkpoint, fmt=args.format, out=args.out,
+                        save_dir=args.save_dir or SAVE_DIR, log_dir=args.log_dir or LOG_DIR,
+                        samples=args.samples or 1000, data_dir=args.data_dir,
+                        seed=EVAL_SEED if args.seed is None else args.seed)
+    print(json.dumps(record) if args.json else format_export(record))
+    return 0
+
+
 def _eval(args):
     from .evaluate import format_results, run_eval
 
@@ -313,6 +348,7 @@ def build_parser():
     _compare_parser(sub)
     _sweep_parser(sub)
     _predict_parser(sub)
+    _export_parser(sub)
     return parser
 
 

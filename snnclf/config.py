@@ -13,7 +13,7 @@ from .data.encoders import ENCODERS
 from .errors import UsageError
 from .flags import flag, flag_of, number
 from .losses import default_loss, list_losses
-from .models import MODELS, NEURON_OPTIONS, NeuronFlags, list_models
+from .models import MODELS, NEURON_OPTIONS, POOLINGS, NeuronFlags, list_models
 from .optim import OPTIMIZERS, SCHEDULERS, list_optimizers, list_schedulers, spans_epochs
 from .presets import PRESETS, describe as describe_presets, preset_flags
 
@@ -65,13 +65,16 @@ class RunConfig(NeuronFlags):
     # model (and the neuron options)
     model: str = flag("csnn", "network", "model", choices=list_models)
     arch: Optional[str] = flag(None, "a conv SNN in the papers' notation, e.g. 12C5-MP2-64C5-MP2-1024FC10 "
-                               "(NcK conv, NcKpP padded conv, MPk/APk pooling, [m]FCn fully connected)",
+                               "(NcK conv, NcKpP padded conv, MPk/APk/SPk max/average/sum pooling, [m]FCn fully connected)",
                                "model", default_text="none", metavar="SPEC")
     dropout: Optional[float] = flag(None, "dropout probability before fully connected layers (mask kept "
                                     "over time)", "model", default_text=lambda: describe_defaults(MODELS, "dropout", common_first=True),
                                     parse=number(float, 0, 1, high_open=True))
     batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
                                       "model", default_text="off", action="store_true")
+    pool: Optional[str] = flag(None, "pooling of csnn, cnn and ann-cnn: max, avg (average) or sum; "
+                               "avg and sum export to NIR (snnclf export), max does not", "model",
+                               default_text="max", choices=lambda: POOLINGS)
     # training
     loss: Optional[str] = flag(
         None, "ce: cross-entropy on output spikes per step (snnTorch ce_rate_loss); count: on spike "
@@ -198,7 +201,7 @@ DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 # file that is a run's config.json may hold these, and they are not options.
 RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
             "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
-MODEL_KEYS = ("batch_norm", "dropout") + NEURON_OPTIONS
+MODEL_KEYS = ("batch_norm", "dropout", "pool") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
 RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir",
              "tensorboard"}

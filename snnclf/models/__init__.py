@@ -9,7 +9,7 @@ import torch
 from ..errors import UsageError
 from .layers import Folded
 from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, NeuronFlags, SpikingLayer, make_neuron
-from .zoo import MODELS
+from .zoo import MODELS, POOLINGS
 
 
 def list_models():
@@ -69,4 +69,4 @@ def is_spiking(name):
 
 
 __all__ = ["compile_model", "get_model", "is_spiking", "step_by_step", "list_models", "list_surrogates",
-           "make_neuron", "model_options", "NEURON_OPTIONS", "NEURONS", "MODELS", "NeuronFlags"]
+           "make_neuron", "model_options", "NEURON_OPTIONS", "NEURONS", "MODELS", "NeuronFlags", "POOLINGS"]

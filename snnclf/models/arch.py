@@ -4,7 +4,8 @@ network. The built-in ``csnn``, ``cnn``, ``snn-mlp`` and their ANN twins are wri
 Tokens, joined by ``-``:
   ``12C5``      12 filters 5x5, stride 1, no padding (the notation's meaning);
   ``32C3p1``    the same with padding 1 (snnclf's addition, for "same" convolutions);
-  ``MP2``/``AP2`` max / average pooling 2x2, stride 2;
+  ``MP2``/``AP2``/``SP2`` max / average / sum pooling 2x2, stride 2 (average and sum pooling
+                are what NIR, and so neuromorphic hardware, can take: see ``snnclf export``);
   ``1024FC10``  fully connected 1,024 -> 10; ``FC10`` infers its inputs.
 Every conv and FC is followed by neurons; pooling right after a conv pools its currents, before
 its neurons fire (as in snnTorch's tutorial CSNN). The last FC has one output per class.
@@ -19,13 +20,17 @@ from ..errors import UsageError
 from .layers import FlattenLinear, Folded, Network, TimeDropout
 from .neurons import make_neuron
 
+# The pooling tokens. Sum pooling is average pooling without the division (torch has no layer of
+# its own for it; NIR has SumPool2d).
+POOLS = {"MP": nn.MaxPool2d, "AP": nn.AvgPool2d, "SP": lambda k: nn.AvgPool2d(k, divisor_override=1)}
+
 _TOKEN = re.compile(
     r"(?P<filters>\d+)C(?P<kernel>\d+)(?:p(?P<pad>\d+))?"
-    r"|(?P<pool>MP|AP)(?P<size>\d+)"
+    r"|(?P<pool>MP|AP|SP)(?P<size>\d+)"
     r"|(?P<fc_in>\d+)?FC(?P<fc_out>\d+)"
 )
 
-HELP = ("write NcK for a convolution (12C5, or 32C3p1 with padding), MPk or APk for pooling, "
+HELP = ("write NcK for a convolution (12C5, or 32C3p1 with padding), MPk, APk or SPk for pooling, "
         "FCn or mFCn for a fully connected layer, joined by '-'")
 
 
@@ -114,7 +119,7 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
             if tok.a > height or tok.a > width:
                 raise UsageError(f"{at} pools {tok.a}x{tok.a} but the input there is only "
                                  f"{height}x{width}: use a smaller pool or fewer layers before it")
-            pool = (nn.MaxPool2d if tok.pool == "MP" else nn.AvgPool2d)(tok.a)
+            pool = POOLS[tok.pool](tok.a)
             if not stage:  # pooling spikes (after neurons, or of the input itself)
                 counts.setdefault("pool", 0)
                 counts["pool"] += 1

@@ -14,22 +14,36 @@ from .neurons import make_neuron, options_for
 MODELS = Registry("model", declares=("spiking", "neurons"))
 
 MLP = "FC256-FC128-FC{k}"
-CSNN = "32C3p1-MP2-64C3p1-MP2-FC512-FC{k}"  # snnTorch's tutorial CSNN, padded convolutions
-CNN = "32C3p1-MP2-64C3p1-MP2-128C3p1-MP2-FC256-FC{k}"
+CSNN = "32C3p1-{p}2-64C3p1-{p}2-FC512-FC{k}"  # snnTorch's tutorial CSNN, padded convolutions
+CNN = "32C3p1-{p}2-64C3p1-{p}2-128C3p1-{p}2-FC256-FC{k}"
+# --pool: the pooling token the conv models are written with (``{p}``); max is snnTorch's
+# tutorials', avg and sum are what NIR can express (see snnclf.export)
+POOLINGS = {"max": "MP", "avg": "AP", "sum": "SP"}
+
+
+def _spec(spec, num_classes, pool, name):
+    if pool not in POOLINGS:
+        raise UsageError(f"model {name}: unknown --pool {pool!r}: choose one of {', '.join(POOLINGS)}")
+    return spec.format(k=num_classes, p=POOLINGS[pool])
 
 
 def _from_spec(spec, name, spiking):
-    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
-        return arch.build(spec.format(k=num_classes), in_shape, num_classes, spiking=spiking,
-                          batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
+    if "{p}" in spec:
+        def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max", **neuron):
+            return arch.build(_spec(spec, num_classes, pool, name), in_shape, num_classes, spiking=spiking,
+                              batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
+    else:
+        def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
+            return arch.build(spec.format(k=num_classes), in_shape, num_classes, spiking=spiking,
+                              batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
     build.spec = spec
     return build
 
 
 def _ann(spec, name):
-    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0):
-        return _from_spec(spec, name, False)(in_shape, num_classes, batch_norm=batch_norm,
-                                             dropout=dropout)
+    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max"):
+        return arch.build(_spec(spec, num_classes, pool, name), in_shape, num_classes, spiking=False,
+                          batch_norm=batch_norm, dropout=dropout, where=f"model {name}")
     build.spec = spec
     return build
 
@@ -46,8 +60,8 @@ _cnn = _from_spec(CNN, "cnn", True)
 
 
 @MODELS.register("cnn", spiking=True, neurons=("leaky",))
-def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, **neuron):
-    return _cnn(in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
+def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, pool="max", **neuron):
+    return _cnn(in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, pool=pool, **neuron)
 
 
 @MODELS.register("arch", spiking=True, neurons=("leaky",))
