@@ -20,7 +20,7 @@ from snnclf.registry import Registry
 from conftest import ROOT, make_mnist_like, make_nmnist_folder
 
 COMMANDS = {"snnclf.train", "snnclf.evaluate", "snnclf.viz.activations", "snnclf.viz.data", "snnclf.viz.compare",
-            "snnclf.sweep", "snnclf.predict"}
+            "snnclf.sweep", "snnclf.predict", "snnclf.export"}
 
 
 def test_a_registry_refuses_an_entry_that_does_not_declare_what_it_needs():
