@@ -8,7 +8,7 @@ import torch
 
 from snnclf.data import load_dataset
 from snnclf.data.events import encode_bin, frame_key, scan
-from snnclf.data.simulate import saccade_offsets, simulate, to_28
+from snnclf.data.simulate import DURATION_MS, saccade_offsets, simulate, to_28
 from snnclf.errors import UsageError
 from snnclf.runs import read_metrics
 
@@ -174,12 +174,31 @@ def test_simulator_is_deterministic_inside_the_sensor_with_both_polarities():
 
 def test_three_saccades_show_in_the_event_rate():
     x, y, p, t = simulate(_images(1), np.random.default_rng(0))[0]
-    rate, _ = np.histogram(t, bins=21, range=(0, 315_000))  # 15 ms bins, 7 per saccade
-    for k in range(3):
-        inside = rate[7 * k + 2: 7 * k + 5].min()
-        assert inside > 4 * rate[7 * k], rate  # quiet at the start of each saccade, busy in its middle
-    assert np.allclose(saccade_offsets(np.array([0.0, 105.0, 210.0, 315.0])),
-                       [[0, 0], [3.5, 7], [7, 0], [0, 0]])
+    rate, _ = np.histogram(t, bins=31, range=(0, 310_000))  # 10 ms bins
+    for busy, quiet in ((slice(4, 6), slice(9, 11)), (slice(14, 16), slice(20, 22))):
+        assert rate[busy].min() > 4 * rate[quiet].max(), rate  # each saccade ends in a pause
+    assert rate[25:27].min() > 4 * rate[20:22].max(), rate
+    offsets = saccade_offsets(np.array([0.0, 100.0, 217.0, DURATION_MS]))
+    assert np.allclose(offsets, [[0, 0], [-2, -7], [-7, 0], [0, 0]])  # a closed triangle
+
+
+def test_simulated_edges_move_the_way_the_recordings_show():
+    """In N-MNIST the camera moves, so the image moves the other way: up, down and left, then
+    right (x right, y down). A bright edge moving that way fires ON events ahead of OFF events."""
+    def on_minus_off(start_ms, end_ms):
+        found = []
+        for x, y, p, t in simulate(_images(20), np.random.default_rng(0)):
+            sel = (t >= start_ms * 1000) & (t < end_ms * 1000)
+            on, off = sel & (p == 1), sel & (p == 0)
+            found.append((x[on].mean() - x[off].mean(), y[on].mean() - y[off].mean()))
+        return np.mean(found, 0)
+
+    dx, dy = on_minus_off(30, 70)
+    assert dy < -2 and abs(dx) < abs(dy)
+    dx, dy = on_minus_off(130, 170)
+    assert dy > 2 and dx < -1
+    dx, dy = on_minus_off(240, 290)
+    assert dx > 2 and abs(dy) < 1
 
 
 def test_train_and_eval_on_an_nmnist_folder(workdir, cli):

@@ -18,23 +18,38 @@ from .datasets import IDX_FILES, digits, mnist
 from .events import CACHE_DIR, NMNIST, SENSOR, SPLITS, event_dataset, write_bin
 
 
-SIM_VERSION = 1
-SACCADE_MS = 105.0  # three saccades of 105 ms each: about 315 ms per sample, as in N-MNIST
-WAYPOINTS = np.array([[0.0, 0.0], [3.5, 7.0], [7.0, 0.0], [0.0, 0.0]])  # (dx, dy) pixels, N-MNIST's triangle
-BASE = (-0.5, 0.5)  # where the 28x28 digit sits on the 34x34 sensor, centring the motion
+SIM_VERSION = 2  # 2: the image moves the way N-MNIST's recordings show it (1 had it reversed)
+# How the digit moves on the sensor. In N-MNIST the camera is moved through a triangle of three
+# saccades in front of a still screen, so the image moves the opposite way; the pan and tilt
+# motors do not start and stop together, which bends the path. Each move is one axis (0: x to
+# the right, 1: y down) displaced by some pixels between two times with a raised-cosine speed
+# profile (still at both ends). Matched to real recordings by ``benchmarks/event_stats.py``:
+# where ON events lie relative to OFF events in each 20 ms (the direction edges move) and the
+# share of events per 10 ms (the speed), as measured on 300 real N-MNIST samples.
+MOVES = (  # (axis, start ms, end ms, pixels)
+    (1, 8.0, 80.0, -7.0), (0, 0.0, 22.0, 0.4), (0, 22.0, 95.0, -2.4),  # up, then bending left
+    (0, 105.0, 215.0, -5.0), (1, 110.0, 190.0, 7.0),  # down and left
+    (0, 218.0, 296.0, 7.0),  # right, back to the start
+)
+DURATION_MS = 306.0  # a recording's length
+BASE = (6.0, 7.5)  # where the 28x28 digit sits on the 34x34 sensor at the start, centring the path
 DT_MS = 2.0  # simulation step; events are spread uniformly within it
 BACKGROUND = 0.1  # screen luminance behind the digit (a log sensor needs light to see)
 THRESHOLD = 0.5  # contrast threshold in log intensity (about 4,000 events a digit, as in N-MNIST); mismatch 10%
 JITTER_US = 300.0  # timing noise of each event
+# Late events: a share of them comes this much later on average (exponentially distributed). The
+# real recordings keep firing between saccades, where the image is still, at pixels the edges
+# have just crossed (their number of distinct pixels matches without it): a slow pixel response.
+LATE_SHARE, LATE_MS = 0.2, 15.0
 
 
 def saccade_offsets(t_ms):
-    """Offset (dx, dy) of the digit at times ``t_ms`` [F] -> [F, 2]. Each saccade moves with a
-    raised-cosine speed profile, still at its ends, so the event rate dips between saccades."""
-    k = np.clip((t_ms // SACCADE_MS).astype(int), 0, 2)
-    u = np.clip(t_ms / SACCADE_MS - k, 0.0, 1.0)
-    s = (1 - np.cos(np.pi * u)) / 2
-    return WAYPOINTS[k] + s[:, None] * (WAYPOINTS[k + 1] - WAYPOINTS[k])
+    """Offset (dx, dy) of the digit at times ``t_ms`` [F] -> [F, 2]: the sum of :data:`MOVES`."""
+    offsets = np.zeros((len(t_ms), 2))
+    for axis, start, end, pixels in MOVES:
+        u = np.clip((t_ms - start) / (end - start), 0.0, 1.0)
+        offsets[:, axis] += pixels * (1 - np.cos(np.pi * u)) / 2
+    return offsets
 
 
 def render(images, offsets):
@@ -58,7 +73,7 @@ def simulate(images, rng):
     """Event streams for images [B, 28, 28] in [0, 1]: a list of B tuples (x, y, p, t) of arrays,
     t in microseconds, sorted by time."""
     b = len(images)
-    t_ms = np.arange(0.0, 3 * SACCADE_MS + DT_MS, DT_MS)
+    t_ms = np.arange(0.0, DURATION_MS + DT_MS, DT_MS)
     log_i = np.log(BACKGROUND + (1 - BACKGROUND) * render(images, saccade_offsets(t_ms)), dtype=np.float32)
     contrast = THRESHOLD * np.clip(1 + 0.1 * rng.standard_normal((b, SENSOR[1], SENSOR[0])), 0.5, None)
     reference = log_i[:, 0].copy()
@@ -76,6 +91,9 @@ def simulate(images, rng):
     reps = np.abs(n)  # a pixel crossing k thresholds in one step fires k events
     f, s, y, x, p = (np.repeat(a, reps) for a in (f, s, y, x, (n > 0).astype(np.int64)))
     t = ((f - 1) * DT_MS + rng.random(f.size) * DT_MS) * 1000 + rng.normal(0, JITTER_US, f.size)
+    t += (rng.random(f.size) < LATE_SHARE) * rng.exponential(LATE_MS * 1000, f.size)
+    keep = t < DURATION_MS * 1000  # the recording stops
+    f, s, y, x, p, t = f[keep], s[keep], y[keep], x[keep], p[keep], t[keep]
     t = np.clip(np.round(t), 0, None).astype(np.int64)
     order = np.lexsort((t, s))
     s, x, y, p, t = s[order], x[order], y[order], p[order], t[order]
