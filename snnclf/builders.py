@@ -6,6 +6,7 @@ from functools import partial
 import torch
 
 from .data import get_encoder, load_dataset
+from .data.augment import event_dropout, noise_events, random_shift
 from .errors import UsageError
 from .losses import get_loss
 from .models import get_model
@@ -51,6 +52,22 @@ def check_fits(checkpoint, data, where, dataset):
         raise UsageError(f"{where} was made for inputs {tuple(kwargs['in_shape'])} and "
                          f"{kwargs['num_classes']} classes, but {dataset} has {data.in_shape} and "
                          f"{data.num_classes}")
+
+
+def build_augment(cfg):
+    """``augment(x)`` of the run's training batches (``None`` without augmentation): events
+    dropped, background events added, then the random shift (which moves them all together)."""
+    steps = [partial(f, **{arg: v}) for f, arg, v in ((event_dropout, "p", cfg.event_dropout),
+                                                        (noise_events, "n", cfg.noise_events),
+                                                        (random_shift, "pixels", cfg.shift)) if v]
+    if not steps:
+        return None
+
+    def augment(x):
+        for step in steps:
+            x = step(x)
+        return x
+    return augment
 
 
 def make_encoder(cfg, time_steps=None):

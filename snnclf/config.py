@@ -62,6 +62,12 @@ class RunConfig(NeuronFlags):
                                        parse=number(float, 0, 1, low_open=True))
     cache_dir: Optional[str] = flag(None, "folder of the frame cache and the simulated event data sets",
                                     EVENTS, default_text=CACHE_DIR)
+    event_dropout: Optional[float] = flag(None, "augment training samples by dropping each event with this "
+                                          "probability", EVENTS, default_text="off",
+                                          parse=number(float, 0, 1, high_open=True))
+    noise_events: Optional[float] = flag(None, "augment training samples with this many background events "
+                                         "each on average, anywhere and any time", EVENTS, default_text="off",
+                                         parse=number(float, 0))
     # model (and the neuron options)
     model: str = flag("csnn", "network", "model", choices=list_models)
     arch: Optional[str] = flag(None, "a conv SNN in the papers' notation, e.g. 12C5-MP2-64C5-MP2-1024FC10 "
@@ -149,6 +155,10 @@ class RunConfig(NeuronFlags):
             raise UsageError(f"--arch and --model {given['model']} both name a model: give one of them")
         preset = preset_flags(given["preset"]) if given.get("preset") else {}
         cfg = cls(**{**preset, **given})  # flags given on the command line win over the preset's
+        if not is_event_dataset(cfg.dataset):
+            for key in EVENT_AUGMENTS:
+                if getattr(cfg, key):
+                    raise UsageError(f"--{key} applies to event data sets only, not {cfg.dataset}")
         cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))
         return cfg if cfg.run else replace(cfg, run=cfg.default_run_name())
 
@@ -201,6 +211,7 @@ DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 # file that is a run's config.json may hold these, and they are not options.
 RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
             "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
+EVENT_AUGMENTS = ("event_dropout", "noise_events")  # training options read by build_augment
 MODEL_KEYS = ("batch_norm", "dropout", "pool") + NEURON_OPTIONS
 # What may change when a run is resumed: how long it goes on and where it runs.
 RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir",

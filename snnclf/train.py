@@ -13,16 +13,14 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Optional
 
 import torch
 
 from . import __version__, board, configfile, distributed
-from .builders import build_loss, build_model, build_optimizer, load_data, make_encoder
+from .builders import build_augment, build_loss, build_model, build_optimizer, load_data, make_encoder
 from .config import RunConfig
 from .data import make_loader, make_splits
-from .data.augment import random_shift
 from .engine import evaluate, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, UsageError
 from .models import compile_model
@@ -173,7 +171,7 @@ def _build(cfg, ctx):
     if cfg.compile:  # the state dicts saved stay those of ``model``, without compiler prefixes
         net, eval_net = compile_model(net), compile_model(model)
     return Parts(cfg, data, splits, model, name, kwargs, net, eval_net, make_encoder(cfg),
-                 partial(random_shift, pixels=cfg.shift) if cfg.shift else None, loss_fn, optimizer,
+                 build_augment(cfg), loss_fn, optimizer,
                  scheduler, torch.amp.GradScaler("cuda") if amp else None, device, amp)
 
 

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from snnclf.data.augment import random_shift
+from snnclf.data.augment import event_dropout, noise_events, random_shift
 from snnclf.presets import PRESETS, preset_flags
 from snnclf.config import DEFAULTS
 
@@ -77,3 +77,38 @@ def test_nmnist_preset_trains_on_event_frames_with_shifts(workdir, cli):
     assert code == 0, err
     config = json.loads((workdir / "logs/nmnist-cnn-T3-preset/config.json").read_text())
     assert config["encoding"] == "events" and config["shift"] == 2 and config["batch_norm"] is True
+
+
+def test_event_dropout_and_background_events_change_the_counts_as_events_would():
+    torch.manual_seed(0)
+    frames = torch.randint(0, 6, (64, 5, 2, 34, 34)).float()
+    kept = event_dropout(frames, 0.25)
+    assert (kept <= frames).all() and kept.equal(kept.round())  # whole events, never more
+    assert abs(kept.sum() / frames.sum() - 0.75) < 0.01
+    added = noise_events(frames, 300.0) - frames
+    assert (added >= 0).all() and abs(added.sum(dim=(1, 2, 3, 4)).mean() - 300) < 10
+    assert (added.sum(dim=(0, 2, 3, 4)) > 0).all()  # at every time step
+
+
+def test_event_augmentations_train_event_runs_and_are_refused_for_images(workdir, cli):
+    code, _, err = cli("train", "--dataset", "digits-events", "--model", "cnn", "--time_steps", "4",
+                       "--epochs", "2", "--subset", "300", "--event_dropout", "0.2", "--noise_events", "100")
+    assert code == 0, err
+    config = json.loads((workdir / "logs/digits-events-cnn-T4/config.json").read_text())
+    assert config["event_dropout"] == 0.2 and config["noise_events"] == 100.0
+    code, _, err = cli("train", "--noise_events", "100")
+    assert code == 2 and "--noise_events applies to event data sets only, not digits" in err
+    code, _, err = cli("train", "--dataset", "digits-events", "--event_dropout", "1")
+    assert code == 2 and "--event_dropout" in err
+
+
+def test_the_runs_augmentation_applies_every_option_it_is_given():
+    from snnclf.builders import build_augment
+    from snnclf.config import RunConfig
+
+    assert build_augment(RunConfig.from_flags({"dataset": "digits-events"})) is None
+    augment = build_augment(RunConfig.from_flags({"dataset": "digits-events", "event_dropout": 0.5,
+                                                  "noise_events": 50.0}))
+    frames = torch.full((32, 4, 2, 34, 34), 2.0)
+    out = augment(frames)
+    assert abs(out.sum() / frames.sum() - (0.5 + 50 / (2.0 * frames[0].numel()))) < 0.01

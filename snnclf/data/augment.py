@@ -1,4 +1,5 @@
-"""Light augmentation of training batches: random shifts (``--shift N``)."""
+"""Light augmentation of training batches: random shifts (``--shift N``) and, for event frames,
+event dropout and background events (``--event_dropout P``, ``--noise_events N``)."""
 import torch
 import torch.nn.functional as F
 
@@ -20,3 +21,20 @@ def random_shift(x, pixels):
     out = padded.gather(-2, rows.expand(*padded.shape[:-2], height, padded.shape[-1]))
     cols = (offsets[1, :, None] + torch.arange(width, device=x.device)).view(batch, *lead, 1, width)
     return out.gather(-1, cols.expand(*out.shape[:-1], width))
+
+
+# Event frames hold counts of events per (step, polarity, pixel), made once into the frame cache.
+# Dropping events and adding background events are done on the counts: dropping each event with
+# probability p leaves a binomial share of each count, and background events spread uniformly
+# over the sample give Poisson counts, so both equal what they would give on the events before
+# framing, without re-reading them. (tonic's transforms work on event arrays, before the cache.)
+
+def event_dropout(x, p):
+    """Frames ``x`` [B, T, P, H, W] with each event dropped with probability ``p``."""
+    return torch.binomial(x, torch.full_like(x, 1.0 - p)) if p > 0 else x
+
+
+def noise_events(x, n):
+    """Frames ``x`` [B, T, P, H, W] with ``n`` background events per sample on average, uniform
+    over time steps, polarities and pixels."""
+    return x + torch.poisson(torch.full_like(x, n / x[0].numel())) if n > 0 else x
