@@ -95,14 +95,13 @@ def _predict_parser(sub):
     p.add_argument("files", nargs="+", metavar="FILE", help="files to classify")
     _add(p, "run", "run whose best.pt classifies", default_text="the most recently trained run",
          aliases=("run_name",))
-    _add(p, "checkpoint", "a checkpoint file to use instead of a run's best.pt", default_text="none",
-         metavar="PATH")
+    _checkpoint_flag(p, "use")
     _add(p, "save_dir", "folder of the runs' checkpoints", default_text=SAVE_DIR)
     _add(p, "top", "classes listed per file, best first", default_text=3, parse=number(int, 1))
     _add(p, "json", "print one JSON object on stdout", default_text="off", action="store_true")
     _add(p, "csv", "also write a table of the predictions to this CSV file", default_text="none", metavar="FILE")
     _add(p, "device", "auto: CUDA, then MPS, then CPU", choices=DEVICES)
-    _add(p, "seed", "seed of random input (rate spikes)", default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
+    _seed_flag(p)
     p.set_defaults(func=_predict)
 
 
@@ -117,17 +116,26 @@ def _export_parser(sub):
                        "thresholds) are refused before anything is written. Needs: pip install "
                        "'snnclf[export]'.")
     _run_flags(p, "run to export", "folder where export_<format>.json (the check) is written")
-    _add(p, "checkpoint", "a checkpoint file to export instead of a run's best.pt", default_text="none",
-         metavar="PATH")
+    _checkpoint_flag(p, "export")
     _add(p, "format", "nir or onnx", default_text="nir for spiking models, onnx for the others",
          choices=("nir", "onnx"))
     _add(p, "out", "file to write (never replaced if it exists)",
          default_text="<save_dir>/<run>/<run>.nir or .onnx", metavar="PATH")
     _add(p, "samples", "test samples the check runs", default_text=1000, parse=number(int, 1))
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
-    _add(p, "seed", "seed of random input (rate spikes)", default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
+    _seed_flag(p)
     _add(p, "json", "print the result as one JSON object on stdout", default_text="off", action="store_true")
     p.set_defaults(func=_export)
+
+
+def _checkpoint_flag(p, verb):
+    _add(p, "checkpoint", f"a checkpoint file to {verb} instead of a run's best.pt", default_text="none",
+         metavar="PATH")
+
+
+def _seed_flag(p, more=""):
+    _add(p, "seed", f"seed of random input (rate spikes){more}", default_text=EVAL_SEED,
+         parse=number(int, 0, 2 ** 31 - 1))
 
 
 def _run_flags(p, run_help, log_help="folder of the runs' logs"):
@@ -143,8 +151,7 @@ def _eval_parser(sub):
                        "and, without --test_only, on train and validation. The model is rebuilt from "
                        "the checkpoint alone. Writes <log_dir>/<run>/eval.json and confusion_matrix.csv.")
     _run_flags(p, "run to evaluate", "folder where eval.json and confusion_matrix.csv are written")
-    _add(p, "checkpoint", "a checkpoint file to evaluate instead of a run's best.pt", default_text="none",
-         metavar="PATH")
+    _checkpoint_flag(p, "evaluate")
     _add(p, "test_only", "evaluate the test split only", default_text="off", action="store_true")
     _add(p, "time_steps", "override the run's number of time steps", default_text="the run's",
          parse=number(int, 1))
@@ -156,8 +163,7 @@ def _eval_parser(sub):
          default_text="the run's", choices=list_datasets)
     _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
          default_text="off", action="store_true")
-    _add(p, "seed", "seed of random input (rate spikes): the same seed, the same numbers",
-         default_text=EVAL_SEED, parse=number(int, 0, 2 ** 31 - 1))
+    _seed_flag(p, ": the same seed, the same numbers")
     _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
          action="store_true")
     p.set_defaults(func=_eval)
