@@ -91,9 +91,9 @@ def _pool(nir, pool, where):
     pair = (lambda v: np.array(v if isinstance(v, tuple) else (v, v)))
     if pool.ceil_mode or pool.padding not in (0, (0, 0)):
         _refuse(where, "pooling with padding or ceil_mode", "pool without padding")
-    kind = nir.SumPool2d if pool.divisor_override == 1 else nir.AvgPool2d
     if pool.divisor_override not in (None, 1):
         _refuse(where, f"average pooling with divisor {pool.divisor_override}", "use average or sum pooling")
+    kind = nir.SumPool2d if pool.divisor_override == 1 else nir.AvgPool2d  # sum: arch's SP tokens
     return kind(kernel_size=pair(pool.kernel_size), stride=pair(pool.stride or pool.kernel_size),
                 padding=np.array((0, 0)))
 
