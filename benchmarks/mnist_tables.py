@@ -3,7 +3,7 @@ accuracy-versus-time-steps sweep of the MNIST preset. Prints Markdown tables (th
 from this script) and draws the ``snnclf compare`` pictures and the sweep plot into ``--pictures``.
 
     python benchmarks/mnist_tables.py --data_dir ../shared/data [--groups mlp csnn-t100 cnn sweep]
-        [--preset_run mnist-csnn-T4-preset --preset_logs logs]
+        [--preset_run mnist-csnn-T4-preset mnist-csnn-T4-nir --preset_logs logs]
 
 Each run trains with ``snnclf train`` (validation-selected best epoch) and is tested once with
 ``snnclf eval --test_only``. A run already evaluated in ``--out`` is reused, so the script can be
@@ -89,7 +89,7 @@ def main():
     p.add_argument("--out", default=None, help="folder for the runs (default: a temporary one)")
     p.add_argument("--groups", nargs="+", default=[*GROUPS, "sweep"], choices=[*GROUPS, "sweep"])
     p.add_argument("--sweep_epochs", type=int, default=3)
-    p.add_argument("--preset_run", default=None, help="a finished --preset mnist run to put beside the cnn group")
+    p.add_argument("--preset_run", nargs="+", default=[], help="finished --preset mnist runs to put beside the cnn group")
     p.add_argument("--preset_logs", default="logs", help="log folder of --preset_run")
     p.add_argument("--pictures", default="docs/results", help="where the pictures go")
     args = p.parse_args()
@@ -105,11 +105,10 @@ def main():
             flags = GROUPS[group]
         rows = [run_one(name, f, args) for name, f in flags]
         names = [r["run"] for r in rows]
-        if group == "cnn" and args.preset_run:
-            rows.append(row(args.preset_run, Path(args.preset_logs)))
-            shutil.copytree(Path(args.preset_logs) / args.preset_run, Path(args.out) / "logs" / args.preset_run,
-                            dirs_exist_ok=True)
-            names.append(args.preset_run)
+        for run in args.preset_run if group == "cnn" else []:
+            rows.append(row(run, Path(args.preset_logs)))
+            shutil.copytree(Path(args.preset_logs) / run, Path(args.out) / "logs" / run, dirs_exist_ok=True)
+            names.append(run)
         print(f"\n{group}:\n{table(rows)}", flush=True)
         compare(names, log_dir=f"{args.out}/logs", out=pictures / group)
         if group == "sweep":
