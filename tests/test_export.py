@@ -1,6 +1,7 @@
 """snnclf export: NIR for spiking networks and ONNX for the baselines, each read back and run by
 another framework; what NIR cannot express is refused before anything is written."""
 import json
+import sys
 
 import nir
 import numpy as np
@@ -102,3 +103,12 @@ def test_sum_pooling_sums_and_pool_chooses_the_conv_models_pooling(cli):
     assert pools == {"max": ["MaxPool2d"] * 2, "avg": ["AvgPool2d"] * 2}
     code, _, err = cli("train", "--model", "snn-mlp", "--pool", "avg")
     assert code == 2 and "--pool does not apply to model snn-mlp" in err
+
+
+def test_a_missing_package_is_one_line_naming_the_install(workdir, cli, monkeypatch):
+    assert cli(*EXPORTABLE[:-2], "--epochs", "1", "--run", "nir")[0] == 0
+    monkeypatch.setitem(sys.modules, "nir", None)  # as if not installed: importing it fails
+    code, out, err = cli("export", "--run", "nir")
+    assert code == 2 and not out and "Traceback" not in err
+    assert err.strip() == ("snnclf export: error: snnclf export --format nir needs the nir package: "
+                           "pip install 'snnclf[export]'")
