@@ -337,26 +337,8 @@ def run_export(run=None, checkpoint=None, fmt=None, out=None, save_dir=SAVE_DIR,
 
     tmp = target.with_name(f".{target.name}.check")
     try:
-        if fmt == "nir":
-            nir = _need("nir", "snnclf export --format nir")
-            nir.write(str(tmp), graph)
-            o_spk, o_mem = snntorch_outputs(tmp, inputs)
-            theirs = readout(o_spk, o_mem)
-            check = Check(f"snnTorch {snn.__version__} (import_from_nir)", n, spk.numel(),
-                          float((o_spk == spk).float().mean()), float((theirs == ours).float().mean()),
-                          float((ours == y).float().mean()), float((theirs == y).float().mean()))
-        else:
-            write_onnx(net, inputs[0, :1].contiguous(), tmp)
-            if inputs.stride(0) == 0:  # direct input: every step is the same image, run it once
-                inputs, mem = inputs[:1], mem[:1]
-            logits = onnxruntime_logits(tmp, inputs)
-            theirs = logits.mean(0).argmax(1)
-            ort = _need("onnxruntime", "snnclf export --format onnx")
-            check = Check(f"onnxruntime {ort.__version__}", n, mem.numel(),
-                          float(((logits - mem).abs() <= 1e-4).float().mean()),
-                          float((theirs == ours).float().mean()),
-                          float((ours == y).float().mean()), float((theirs == y).float().mean()),
-                          float((logits - mem).abs().max()))
+        check = (_check_nir(graph, tmp, inputs, spk, ours, y) if fmt == "nir"
+                 else _check_onnx(net, tmp, inputs, mem, ours, y))
         if not check.passed:
             raise UsageError(f"the exported {fmt} file disagrees with snnclf's network "
                              f"({100 * check.equal_outputs:.2f}% equal outputs, "
@@ -375,6 +357,37 @@ def run_export(run=None, checkpoint=None, fmt=None, out=None, save_dir=SAVE_DIR,
     if log.is_dir():
         write_json(log / f"export_{fmt}.json", record)
     return record
+
+
+def _accuracy(predicted, labels):
+    return float((predicted == labels).float().mean())
+
+
+def _check_nir(graph, path, inputs, spk, ours, labels):
+    """Write ``graph`` to ``path``, run it through snnTorch, and compare with snnclf's output
+    spikes ``spk`` and predictions ``ours``."""
+    nir = _need("nir", "snnclf export --format nir")
+    nir.write(str(path), graph)
+    o_spk, o_mem = snntorch_outputs(path, inputs)
+    theirs = readout(o_spk, o_mem)
+    return Check(f"snnTorch {snn.__version__} (import_from_nir)", len(labels), spk.numel(),
+                 float((o_spk == spk).float().mean()), _accuracy(theirs, ours),
+                 _accuracy(ours, labels), _accuracy(theirs, labels))
+
+
+def _check_onnx(net, path, inputs, logits, ours, labels):
+    """Write ``net`` to ``path`` as ONNX, run it in onnxruntime, and compare with snnclf's
+    ``logits`` [T, N, K] and predictions ``ours``."""
+    write_onnx(net, inputs[0, :1].contiguous(), path)
+    if inputs.stride(0) == 0:  # direct input: every step is the same image, run it once
+        inputs, logits = inputs[:1], logits[:1]
+    theirs_logits = onnxruntime_logits(path, inputs)
+    theirs = theirs_logits.mean(0).argmax(1)
+    ort = _need("onnxruntime", "snnclf export --format onnx")
+    gap = (theirs_logits - logits).abs()
+    return Check(f"onnxruntime {ort.__version__}", len(labels), logits.numel(),
+                 float((gap <= 1e-4).float().mean()), _accuracy(theirs, ours),
+                 _accuracy(ours, labels), _accuracy(theirs, labels), float(gap.max()))
 
 
 def format_export(r):
