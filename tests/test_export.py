@@ -101,8 +101,9 @@ def test_sum_pooling_sums_and_pool_chooses_the_conv_models_pooling(cli):
     pools = {p: [type(m).__name__ for m in get_model("csnn", (1, 8, 8), 10, pool=p).modules()
                  if "Pool" in type(m).__name__] for p in ("max", "avg")}
     assert pools == {"max": ["MaxPool2d"] * 2, "avg": ["AvgPool2d"] * 2}
-    code, _, err = cli("train", "--model", "snn-mlp", "--pool", "avg")
-    assert code == 2 and "--pool does not apply to model snn-mlp" in err
+    for model in ("snn-mlp", "ann-mlp", "resnet"):
+        code, _, err = cli("train", "--model", model, "--pool", "avg")
+        assert code == 2 and f"--pool does not apply to model {model}" in err
 
 
 def test_a_missing_package_is_one_line_naming_the_install(workdir, cli, monkeypatch):

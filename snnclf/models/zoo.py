@@ -21,47 +21,47 @@ CNN = "32C3p1-{p}2-64C3p1-{p}2-128C3p1-{p}2-FC256-FC{k}"
 POOLINGS = {"max": "MP", "avg": "AP", "sum": "SP"}
 
 
-def _spec(spec, num_classes, pool, name):
+def _build(spec, name, in_shape, num_classes, spiking, batch_norm, dropout, pool="max", **neuron):
+    """Model ``name`` written in the --arch notation as ``spec``, with ``{k}`` the classes and
+    ``{p}`` the pooling token of ``pool``."""
     if pool not in POOLINGS:
         raise UsageError(f"model {name}: unknown --pool {pool!r}: choose one of {', '.join(POOLINGS)}")
-    return spec.format(k=num_classes, p=POOLINGS[pool])
+    return arch.build(spec.format(k=num_classes, p=POOLINGS[pool]), in_shape, num_classes, spiking=spiking,
+                      batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
 
 
-def _from_spec(spec, name, spiking):
-    if "{p}" in spec:
-        def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max", **neuron):
-            return arch.build(_spec(spec, num_classes, pool, name), in_shape, num_classes, spiking=spiking,
-                              batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
-    else:
-        def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
-            return arch.build(spec.format(k=num_classes), in_shape, num_classes, spiking=spiking,
-                              batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
-    build.spec = spec
-    return build
+# Each builder's keyword-only arguments are the options the model takes: --pool where it pools,
+# the neuron options (**neuron) where it spikes.
+
+@MODELS.register("ann-mlp", spiking=False, neurons=())
+def ann_mlp(in_shape, num_classes, *, batch_norm=False, dropout=0.0):
+    """ReLU MLP: inputs -> 256 -> 128 -> classes."""
+    return _build(MLP, "ann-mlp", in_shape, num_classes, False, batch_norm, dropout)
 
 
-def _ann(spec, name):
-    def build(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max"):
-        return arch.build(_spec(spec, num_classes, pool, name), in_shape, num_classes, spiking=False,
-                          batch_norm=batch_norm, dropout=dropout, where=f"model {name}")
-    build.spec = spec
-    return build
+@MODELS.register("ann-cnn", spiking=False, neurons=())
+def ann_cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max"):
+    """ReLU CNN with the conv stack of csnn."""
+    return _build(CSNN, "ann-cnn", in_shape, num_classes, False, batch_norm, dropout, pool)
 
 
-# ReLU MLP inputs -> 256 -> 128 -> classes; ReLU CNN, the conv stack of csnn
-MODELS.register("ann-mlp", spiking=False, neurons=())(_ann(MLP, "ann-mlp"))
-MODELS.register("ann-cnn", spiking=False, neurons=())(_ann(CSNN, "ann-cnn"))
-# LIF MLP (T=1 is the single-step SNN); snnTorch's tutorial CSNN
-MODELS.register("snn-mlp", spiking=True, neurons=("leaky",))(_from_spec(MLP, "snn-mlp", True))
-MODELS.register("csnn", spiking=True, neurons=("leaky",))(_from_spec(CSNN, "csnn", True))
-# SpikingCNN: three conv layers with LIF and max-pooling, an FC LIF layer, an LIF output layer,
-# dropout before each FC layer (0.2 unless --dropout says otherwise).
-_cnn = _from_spec(CNN, "cnn", True)
+@MODELS.register("snn-mlp", spiking=True, neurons=("leaky",))
+def snn_mlp(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
+    """LIF MLP (T=1 is the single-step SNN)."""
+    return _build(MLP, "snn-mlp", in_shape, num_classes, True, batch_norm, dropout, **neuron)
+
+
+@MODELS.register("csnn", spiking=True, neurons=("leaky",))
+def csnn(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max", **neuron):
+    """snnTorch's tutorial CSNN."""
+    return _build(CSNN, "csnn", in_shape, num_classes, True, batch_norm, dropout, pool, **neuron)
 
 
 @MODELS.register("cnn", spiking=True, neurons=("leaky",))
 def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, pool="max", **neuron):
-    return _cnn(in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, pool=pool, **neuron)
+    """SpikingCNN: three conv layers with LIF and pooling, an FC LIF layer, an LIF output layer,
+    dropout before each FC layer (0.2 unless --dropout says otherwise)."""
+    return _build(CNN, "cnn", in_shape, num_classes, True, batch_norm, dropout, pool, **neuron)
 
 
 @MODELS.register("arch", spiking=True, neurons=("leaky",))
