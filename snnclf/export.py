@@ -24,7 +24,7 @@ import importlib
 import io
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,23 +125,15 @@ def nir_graph(model, in_shape, metadata=None):
     nir = _need("nir", "snnclf export --format nir")
     shape = tuple(in_shape)
     chain = [("input", nir.Input(input_type={"input": np.array(shape)}))]
-
-    def add(name, node, new_shape):
-        nonlocal shape
-        chain.append((name, node))
-        shape = tuple(new_shape)
-        return shape
-
     refused = {}  # (what, instead) -> the layers
     for name, stage in model.named_children():
-        start = shape
         try:
-            _stage(nir, name, stage, shape, add)
-        except _Refused as why:
+            chain += _stage(nir, name, stage, shape)
+        except _Refused as why:  # go on, to name every layer NIR cannot express
             layer, what, instead = why.args
             refused.setdefault((what, instead), []).append(layer)
-            out = stage(torch.zeros(1, 1, *start))  # go on from its output's shape, to name every layer
-            shape = tuple((out[0] if isinstance(out, tuple) else out).shape[2:])
+        out = stage(torch.zeros(1, 1, *shape))  # [T=1, B=1, ...], or (spikes, membrane)
+        shape = tuple((out[0] if isinstance(out, tuple) else out).shape[2:])
     if refused:
         raise UsageError("cannot export to NIR: " + "; ".join(
             f"{what} in {', '.join(layers)} ({instead})" for (what, instead), layers in refused.items()))
@@ -150,36 +142,37 @@ def nir_graph(model, in_shape, metadata=None):
     return nir.NIRGraph(nodes=dict(chain), edges=list(zip(names[:-1], names[1:])), metadata=metadata or {})
 
 
-def _stage(nir, name, stage, shape, add):
-    """Add the NIR nodes of one stage of the network (the shape it receives is ``shape``)."""
+def _stage(nir, name, stage, shape):
+    """The NIR nodes [(name, node)] of one stage of the network, which receives ``shape``."""
     if isinstance(stage, TimeDropout):  # nothing at inference
-        return
+        return []
     if isinstance(stage, SpikingLayer):
-        return add(name, _lif(nir, stage.cell, shape, name), shape)
+        return [(name, _lif(nir, stage.cell, shape, name))]
     if not isinstance(stage, Folded):
         _refuse(name, f"{type(stage).__name__} (a branching block)", "export a chain of layers: csnn, cnn, snn-mlp or --arch")
-    layers = list(stage)
+    nodes, layers = [], list(stage)
     for i, layer in enumerate(layers):
         where = name if i == 0 else f"{name}.{i}"
-        probe = lambda: tuple(layer(torch.zeros(1, *shape)).shape[1:])  # noqa: E731
         if isinstance(layer, nn.Conv2d):
             norm = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d) else None
-            shape = add(name, _conv(nir, layer, norm, shape, where), probe())
+            nodes.append((name, _conv(nir, layer, norm, shape, where)))
         elif isinstance(layer, nn.BatchNorm2d):
             if i == 0 or not isinstance(layers[i - 1], nn.Conv2d):
                 _refuse(where, "batch norm that does not follow a convolution", "put it after one")
         elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
-            shape = add(f"{name}_pool" if i else name, _pool(nir, layer, where), probe())
+            nodes.append((f"{name}_pool" if i else name, _pool(nir, layer, where)))
         elif isinstance(layer, FlattenLinear):
-            add(f"{name}_flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
-                                               end_dim=-1), (int(np.prod(shape)),))
-            shape = add(name, _affine(nir, layer), (layer.out_features,))
+            nodes.append((f"{name}_flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
+                                                         end_dim=-1)))
+            nodes.append((name, _affine(nir, layer)))
         elif isinstance(layer, nn.Linear):
-            shape = add(name, _affine(nir, layer), (layer.out_features,))
+            nodes.append((name, _affine(nir, layer)))
         elif not isinstance(layer, nn.Identity):
             _refuse(where, f"{type(layer).__name__}, which has no exact NIR export here,",
                     "non-spiking models export with --format onnx" if isinstance(layer, nn.ReLU)
                     else "build the model from conv, pooling and FC layers")
+        shape = tuple(layer(torch.zeros(1, *shape)).shape[1:])  # what the next layer receives
+    return nodes
 
 
 def _affine(nir, linear):
@@ -350,7 +343,7 @@ def run_export(run=None, checkpoint=None, fmt=None, out=None, save_dir=SAVE_DIR,
 
     record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target),
               "bytes": target.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
-              "seed": seed, "check": {**check.__dict__, "passed": check.passed}}
+              "seed": seed, "check": {**asdict(check), "passed": check.passed}}
     if fmt == "nir":
         record.update(dt=DT, nodes=list(graph.nodes))
     log = open_run(cfg.run, save_dir, log_dir).log_dir

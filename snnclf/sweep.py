@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import configfile
-from .config import LOG_DIR, RESUMABLE, SAVE_DIR, RunConfig, check_option, option_field
+from .config import LOG_DIR, MODEL_KEYS, RESUMABLE, SAVE_DIR, RunConfig, check_option, option_field
 from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import NEURON_OPTIONS, is_spiking, model_options
@@ -77,8 +77,7 @@ def _collapsed(options):
         if probe.encoding == "direct":
             options["time_steps"] = 1
     probe = RunConfig.from_flags({**options, "run": "probe"})
-    refused = [k for k in NEURON_OPTIONS + ("batch_norm", "dropout")
-               if getattr(probe, k) is not None and k not in model_options(name)]
+    refused = [k for k in MODEL_KEYS if getattr(probe, k) is not None and k not in model_options(name)]
     if refused:
         raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out of the sweep "
                          "or sweep models that take it")

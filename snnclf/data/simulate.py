@@ -93,7 +93,7 @@ def simulate(images, rng):
     t = ((f - 1) * DT_MS + rng.random(f.size) * DT_MS) * 1000 + rng.normal(0, JITTER_US, f.size)
     t += (rng.random(f.size) < LATE_SHARE) * rng.exponential(LATE_MS * 1000, f.size)
     keep = t < DURATION_MS * 1000  # the recording stops
-    f, s, y, x, p, t = f[keep], s[keep], y[keep], x[keep], p[keep], t[keep]
+    s, y, x, p, t = s[keep], y[keep], x[keep], p[keep], t[keep]
     t = np.clip(np.round(t), 0, None).astype(np.int64)
     order = np.lexsort((t, s))
     s, x, y, p, t = s[order], x[order], y[order], p[order], t[order]
