@@ -1,16 +1,20 @@
 """What every command builds from a run's configuration: its data, its model (new, or rebuilt
-from a checkpoint alone), its encoder, loss, optimizer and schedule. Commands import these;
-nothing here imports a command."""
+from a checkpoint alone), its encoder, loss, optimizer and schedule, and a trained run opened
+(:func:`open_trained`). Commands import these; nothing here imports a command."""
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import torch
 
+from .config import LOG_DIR, SAVE_DIR, RunConfig
 from .data import get_encoder, load_dataset
 from .data.augment import event_dropout, noise_events, random_shift
 from .errors import UsageError
 from .losses import get_loss
 from .models import get_model
 from .optim import get_optimizer, get_scheduler
+from .runs import Run, load_checkpoint, open_run, trained_checkpoint
 
 
 def load_data(cfg, time_steps=None, data_dir=None):
@@ -27,6 +31,35 @@ def build_model(cfg, data):
     kwargs = {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
               **{k: v for k, v in options.items() if v is not None}}
     return model, name, kwargs
+
+
+@dataclass
+class Trained:
+    """A trained run as a command opens it."""
+
+    path: Path  # the checkpoint file
+    checkpoint: dict
+    cfg: RunConfig
+    run: Run  # its folders, found under the command's --save_dir/--log_dir by the run's name
+    model: torch.nn.Module  # rebuilt from the checkpoint alone, in eval mode
+
+    class_names = property(lambda self: list(self.checkpoint["class_names"]))
+    in_shape = property(lambda self: tuple(self.checkpoint["model_kwargs"]["in_shape"]))
+
+
+def open_trained(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, device=torch.device("cpu")):
+    """The trained run a command reads: the file ``checkpoint`` if given, else run ``run``'s
+    ``best.pt`` (with no run named, the most recently trained run's), its configuration and its
+    model on ``device``. The one place eval, predict, export and visualize-activations open a run."""
+    path = trained_checkpoint(run, checkpoint, save_dir)
+    ckpt = load_checkpoint(path)
+    for key, kind in (("config", dict), ("model_name", str), ("model_kwargs", dict), ("model", dict),
+                      ("class_names", (list, tuple))):
+        if not isinstance(ckpt.get(key), kind):
+            raise UsageError(f"{path} lacks the {key!r} an snnclf checkpoint holds: it is damaged or was "
+                             "not written by snnclf train")
+    cfg = RunConfig.from_dict(ckpt["config"])
+    return Trained(path, ckpt, cfg, open_run(cfg.run, save_dir, log_dir), load_model(ckpt, device))
 
 
 def load_model(checkpoint, device):

@@ -1,6 +1,7 @@
 """The ``snnclf`` command line: parses flags, dispatches to a command, and turns a user's mistake
 into one line on stderr with exit code 2."""
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -8,12 +9,31 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import DEFAULTS, DEVICES, DRAWN_SAMPLES, EVAL_SEED, GRID_SAMPLES, GROUPS, LOG_DIR, SAVE_DIR, RunConfig
+from . import __version__, sweep
+from .config import DEFAULTS, DEVICES, GROUPS, RunConfig, dump, resolve
 from .data import CACHE_DIR, list_datasets
 from .errors import Interrupted, UsageError
-from .flags import flag_of, number
+from .evaluate import format_results, run_eval
+from .export import format_export, run_export
+from .flags import flag_of, given, number
+from .predict import as_dict, format_prediction, run_predict, write_predictions
+from .train import train
 from .utils import keep_freed_memory
+from .viz.activations import visualize
+from .viz.compare import compare
+from .viz.data import visualize_data
+
+
+def _default(command, name):
+    """The default of argument ``name`` of ``command``: its signature is the one place a
+    command's defaults are written; --help reads them there, and the CLI passes only the values
+    a user gave."""
+    return inspect.signature(command).parameters[name].default
+
+
+def _given(args, *leave_out):
+    """The flags the user gave (``None``: not given), as keyword arguments of the command."""
+    return {k: v for k, v in given(vars(args)).items() if k not in ("func", "command", *leave_out)}
 
 
 class Parser(argparse.ArgumentParser):
@@ -96,12 +116,14 @@ def _predict_parser(sub):
     _add(p, "run", "run whose best.pt classifies", default_text="the most recently trained run",
          aliases=("run_name",))
     _checkpoint_flag(p, "use")
-    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=SAVE_DIR)
-    _add(p, "top", "classes listed per file, best first", default_text=3, parse=number(int, 1))
+    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=_default(run_predict, "save_dir"))
+    _add(p, "top", "classes listed per file, best first", default_text=_default(run_predict, "top"),
+         parse=number(int, 1))
     _add(p, "json", "print one JSON object on stdout", default_text="off", action="store_true")
     _add(p, "csv", "also write a table of the predictions to this CSV file", default_text="none", metavar="FILE")
-    _add(p, "device", "auto: CUDA, then MPS, then CPU", choices=DEVICES)
-    _seed_flag(p)
+    _add(p, "device", "auto: CUDA, then MPS, then CPU", default_text=_default(run_predict, "device"),
+         choices=DEVICES)
+    _seed_flag(p, run_predict)
     p.set_defaults(func=_predict)
 
 
@@ -115,15 +137,16 @@ def _export_parser(sub):
                        "NIR cannot express exactly (max pooling, reset by subtraction, adaptive "
                        "thresholds) are refused before anything is written. Needs: pip install "
                        "'snnclf[export]'.")
-    _run_flags(p, "run to export", "folder where export_<format>.json (the check) is written")
+    _run_flags(p, run_export, "run to export", "folder where export_<format>.json (the check) is written")
     _checkpoint_flag(p, "export")
     _add(p, "format", "nir or onnx", default_text="nir for spiking models, onnx for the others",
          choices=("nir", "onnx"))
     _add(p, "out", "file to write (never replaced if it exists)",
          default_text="<save_dir>/<run>/<run>.nir or .onnx", metavar="PATH")
-    _add(p, "samples", "test samples the check runs", default_text=1000, parse=number(int, 1))
+    _add(p, "samples", "test samples the check runs", default_text=_default(run_export, "samples"),
+         parse=number(int, 1))
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
-    _seed_flag(p)
+    _seed_flag(p, run_export)
     _add(p, "json", "print the result as one JSON object on stdout", default_text="off", action="store_true")
     p.set_defaults(func=_export)
 
@@ -133,16 +156,16 @@ def _checkpoint_flag(p, verb):
          metavar="PATH")
 
 
-def _seed_flag(p, more=""):
-    _add(p, "seed", f"seed of random input (rate spikes){more}", default_text=EVAL_SEED,
+def _seed_flag(p, command, more=""):
+    _add(p, "seed", f"seed of random input (rate spikes){more}", default_text=_default(command, "seed"),
          parse=number(int, 0, 2 ** 31 - 1))
 
 
-def _run_flags(p, run_help, log_help="folder of the runs' logs"):
+def _run_flags(p, command, run_help, log_help="folder of the runs' logs"):
     """--run (default: the most recent run), --save_dir and --log_dir of the commands that read a run."""
     _add(p, "run", run_help, default_text="the most recently trained run", aliases=("run_name",))
-    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=SAVE_DIR)
-    _add(p, "log_dir", log_help, default_text=LOG_DIR)
+    _add(p, "save_dir", "folder of the runs' checkpoints", default_text=_default(command, "save_dir"))
+    _add(p, "log_dir", log_help, default_text=_default(command, "log_dir"))
 
 
 def _eval_parser(sub):
@@ -150,20 +173,21 @@ def _eval_parser(sub):
                        description="Evaluate a run's best.pt (validation-selected) on the test split "
                        "and, without --test_only, on train and validation. The model is rebuilt from "
                        "the checkpoint alone. Writes <log_dir>/<run>/eval.json and confusion_matrix.csv.")
-    _run_flags(p, "run to evaluate", "folder where eval.json and confusion_matrix.csv are written")
+    _run_flags(p, run_eval, "run to evaluate", "folder where eval.json and confusion_matrix.csv are written")
     _checkpoint_flag(p, "evaluate")
     _add(p, "test_only", "evaluate the test split only", default_text="off", action="store_true")
     _add(p, "time_steps", "override the run's number of time steps", default_text="the run's",
          parse=number(int, 1))
     _add(p, "batch_size", "override the run's batch size", default_text="the run's", parse=number(int, 1))
-    _add(p, "device", "auto: CUDA, then MPS, then CPU", choices=DEVICES)
+    _add(p, "device", "auto: CUDA, then MPS, then CPU", default_text=_default(run_eval, "device"),
+         choices=DEVICES)
     _add(p, "data_dir", "override the run's data folder", default_text="the run's")
     _add(p, "dataset", "evaluate on another data set with the run's input shape and classes (e.g. a "
          "run trained on nmnist-sim on nmnist recordings); results go to eval_<dataset>.json",
          default_text="the run's", choices=list_datasets)
     _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
          default_text="off", action="store_true")
-    _seed_flag(p, ": the same seed, the same numbers")
+    _seed_flag(p, run_eval, ": the same seed, the same numbers")
     _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
          action="store_true")
     p.set_defaults(func=_eval)
@@ -176,7 +200,7 @@ def _compare_parser(sub):
                        "overlaid, and a table (Markdown and CSV) of model, T, encoding, parameters, "
                        "accuracy, spikes per sample and training time.")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run names")
-    _add(p, "log_dir", "folder of the runs' logs", default_text=LOG_DIR)
+    _add(p, "log_dir", "folder of the runs' logs", default_text=_default(compare, "log_dir"))
     _add(p, "out", "output folder", default_text="<log_dir>/compare")
     p.set_defaults(func=_compare)
 
@@ -187,9 +211,10 @@ def _activations_parser(sub):
                        "with forward hooks and draw spike rasters, membrane traces, firing rates, "
                        "the output neurons' race as a GIF, the first convolution's filters and, "
                        "with --tsne, a t-SNE map of the penultimate layer's spike counts.")
-    _run_flags(p, "run to draw")
-    _add(p, "num_samples", "test samples drawn (rasters use the first)", default_text=DRAWN_SAMPLES,
-         parse=number(int, 1))
+    _run_flags(p, visualize, "run to draw")
+    _checkpoint_flag(p, "draw")
+    _add(p, "num_samples", "test samples drawn (rasters use the first)",
+         default_text=_default(visualize, "num_samples"), parse=number(int, 1))
     _add(p, "tsne", "add a t-SNE map of the penultimate layer (500 test samples)", default_text="off",
          action="store_true")
     _add(p, "out", "output folder", default_text="activations/<run>")
@@ -201,53 +226,41 @@ def _data_parser(sub):
                        description="A labelled grid of test samples; for static sets the input spike "
                        "trains of a sample under rate and latency encoding; for event sets a sample's "
                        "frames over time as a GIF, its ON/OFF event counts and the event rate.")
-    _add(p, "dataset", "data set", choices=list_datasets)
-    _add(p, "num_samples", "samples in the grid", default_text=GRID_SAMPLES, parse=number(int, 1))
+    _add(p, "dataset", "data set", default_text=_default(visualize_data, "dataset"), choices=list_datasets)
+    _add(p, "num_samples", "samples in the grid", default_text=_default(visualize_data, "num_samples"),
+         parse=number(int, 1))
     _add(p, "out", "output folder", default_text="activations/data/<dataset>")
-    _add(p, "data_dir", "folder of the data files")
+    _add(p, "data_dir", "folder of the data files", default_text=_default(visualize_data, "data_dir"))
     _add(p, "cache_dir", "event data: frame cache and simulated data", default_text=CACHE_DIR)
     _add(p, "time_steps", "time steps drawn", default_text="25; event data: 30", parse=number(int, 1))
     p.set_defaults(func=_data)
 
 
 def _data(args):
-    from .viz.data import visualize_data
-
-    files = visualize_data(args.dataset or DEFAULTS["dataset"], num_samples=args.num_samples or GRID_SAMPLES,
-                           out=args.out, data_dir=args.data_dir or DEFAULTS["data_dir"],
-                           cache_dir=args.cache_dir, time_steps=args.time_steps)
+    files = visualize_data(**_given(args))
     print(f"wrote {len(files)} files in {Path(files[0]).parent}: " + ", ".join(Path(f).name for f in files))
     return 0
 
 
 def _compare(args):
-    from .viz.compare import compare
-
-    rows, files = compare(args.runs, log_dir=args.log_dir or LOG_DIR, out=args.out)
+    rows, files = compare(**_given(args, "runs"), names=args.runs)
     print((Path(files[0])).read_text(), end="")
     print("wrote " + ", ".join(str(f) for f in files))
     return 0
 
 
 def _activations(args):
-    from .viz.activations import visualize
-
-    files = visualize(run=args.run, num_samples=args.num_samples or DRAWN_SAMPLES, tsne=bool(args.tsne), out=args.out,
-                      save_dir=args.save_dir or SAVE_DIR, log_dir=args.log_dir or LOG_DIR)
+    files = visualize(**_given(args))
     print(f"wrote {len(files)} files in {Path(files[0]).parent}: " + ", ".join(Path(f).name for f in files))
     return 0
 
 
 def _train(args):
-    from .train import resolve, train
-
-    flags = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    flags = _given(args)
     if args.print_config and args.resume:
         raise UsageError("--print_config shows the options of a new run; a run's saved ones are in "
                          "<log_dir>/<run>/config.json")
     if args.print_config:
-        from .configfile import dump
-
         print(dump(resolve(flags)[0]), end="")
         return 0
     train(flags)
@@ -255,49 +268,15 @@ def _train(args):
 
 
 def _sweep(args):
-    from . import sweep
-    from .evaluate import run_eval
-    from .train import train
-    from .viz.compare import compare
-
-    given = {k: v for k, v in vars(args).items()
-             if v is not None and k not in ("func", "command", "name", "config", "shard")}
-    values = {k: v if isinstance(v, list) and not sweep.is_list_option(k) else [v] for k, v in given.items()}
-    if args.config:
-        values = {**sweep.from_file(args.config), **values}  # flags given on the command line win
-    fixed, axes = sweep.split_values(values)
-    name = args.name or "sweep"
-    points = sweep.plan(name, fixed, axes)
-    mine = sweep.shard(points, args.shard) if args.shard else points
-    log_dir = fixed.get("log_dir", LOG_DIR)
-
     def test(cfg):
         run_eval(run=cfg.run, save_dir=cfg.save_dir, log_dir=cfg.log_dir, test_only=True, device=cfg.device)
-    sweep.run(name, mine, train, test)
-    done = sweep.finished(points)
-    if not done:
-        print(f"sweep {name}: no point is finished yet")
-        return 0
-    out = Path(log_dir) / name
-    compare([p.name for p in done], log_dir=log_dir, out=out, columns=list(axes))
-    files = sweep.plot_axes(name, axes, done, log_dir, out)
-    print((out / "compare.md").read_text(), end="")
-    missing = len(points) - len(done)
-    print(f"sweep {name}: {len(done)} of {len(points)} points done"
-          + (f" ({missing} left to other shards or unfinished: run the command again)" if missing else "")
-          + f"; the comparison is in {out}/ (compare.md, compare.csv, compare_accuracy.png, "
-          f"compare_curves.png{''.join(', ' + Path(f).name for f in files)})")
+    print(sweep.sweep(_given(args, "name", "config", "shard"), name=args.name, config=args.config,
+                      shard=args.shard, train=train, evaluate=test, compare=compare), end="")
     return 0
 
 
 def _predict(args):
-    from .predict import as_dict, format_prediction, run_predict
-    from .runs import write_csv
-
-    found, info = run_predict(args.files, run=args.run, checkpoint=args.checkpoint,
-                              save_dir=args.save_dir or SAVE_DIR, top=args.top or 3,
-                              device=args.device or DEFAULTS["device"],
-                              seed=EVAL_SEED if args.seed is None else args.seed)
+    found, info = run_predict(**_given(args, "json", "csv"))
     if args.json:
         print(json.dumps({**info, "predictions": [as_dict(p) for p in found]}))
     else:
@@ -309,34 +288,18 @@ def _predict(args):
         if p.error:
             print(f"snnclf predict: error: {p.file}: {p.error}", file=sys.stderr)
     if args.csv:
-        names = info["classes"]
-        write_csv(args.csv, ["file", "class", "confidence", *[f"spikes_{n}" for n in names], "notes", "error"],
-                  [[p.file, p.label or "", "" if p.confidence is None else f"{p.confidence:.4f}",
-                    *[p.spikes.get(n, "") for n in names], "; ".join(p.notes), p.error or ""] for p in found])
+        write_predictions(args.csv, found, info["classes"])
     return 2 if any(p.error for p in found) else 0
 
 
 def _export(args):
-    from .export import format_export, run_export
-
-    record = run_export(run=args.run, checkpoint=args.checkpoint, fmt=args.format, out=args.out,
-                        save_dir=args.save_dir or SAVE_DIR, log_dir=args.log_dir or LOG_DIR,
-                        samples=args.samples or 1000, data_dir=args.data_dir,
-                        seed=EVAL_SEED if args.seed is None else args.seed)
+    record = run_export(**_given(args, "json"))
     print(json.dumps(record) if args.json else format_export(record))
     return 0
 
 
 def _eval(args):
-    from .evaluate import format_results, run_eval
-
-    results = run_eval(run=args.run, checkpoint=args.checkpoint,
-                       save_dir=args.save_dir or SAVE_DIR,
-                       log_dir=args.log_dir or LOG_DIR, test_only=bool(args.test_only),
-                       time_steps=args.time_steps, batch_size=args.batch_size,
-                       device=args.device or DEFAULTS["device"], data_dir=args.data_dir,
-                       compile=bool(args.compile), seed=EVAL_SEED if args.seed is None else args.seed,
-                       dataset=args.dataset)
+    results = run_eval(**_given(args, "json"))
     print(json.dumps(results) if args.json else format_results(results))
     return 0
 

@@ -1,21 +1,25 @@
-"""A run's configuration, in one place: every ``snnclf train`` option with its default, its help
-and its check, and how a configuration is resolved (preset, encoding, model, run name) from the
-flags a user gave, or read back from a checkpoint. The CLI builds its parser from these fields.
+"""A run's configuration, in one place: every ``snnclf train`` option with its default, its help,
+its check and the facts about it (on its field), and how a configuration is resolved (preset,
+``--config`` file, encoding, model, run name) from the flags a user gave, or read back from a
+checkpoint. The CLI builds its parser from these fields.
 
 Fields that are ``None`` were not given: the builder they go to keeps its own default (stated in
 --help through ``default_text`` or the field's ``fallback``)."""
-import argparse
+import itertools
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
-from .data import CACHE_DIR, DATA_DIR, EVENT_OPTIONS, is_event_dataset, list_datasets, list_encoders
+from . import configfile
+from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, is_event_dataset, list_datasets, list_encoders
 from .data.encoders import ENCODERS
 from .errors import UsageError
-from .flags import flag, flag_of, number
+from .flags import check, flag, flag_of, given as given_values, number, options
 from .losses import default_loss, list_losses
 from .models import MODELS, NEURON_OPTIONS, POOLINGS, NeuronFlags, list_models
-from .optim import OPTIMIZERS, SCHEDULERS, list_optimizers, list_schedulers, spans_epochs
+from .models.arch import CHECKS as MODEL_CHECKS
+from .optim import CHECKS as OPTIM_CHECKS, OPTIMIZERS, SCHEDULERS, list_optimizers, list_schedulers, spans_epochs
 from .presets import PRESETS, describe as describe_presets, preset_flags
+from .runs import open_run
 
 # The --help sections of `snnclf train`, in order.
 GROUPS = ("preset", "data", "event data (nmnist, nmnist-sim, digits-events)", "model", "training", "run")
@@ -40,11 +44,11 @@ class RunConfig(NeuronFlags):
     # data
     dataset: str = flag("digits", "data set", "data", choices=list_datasets)
     data_dir: str = flag(DATA_DIR, "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), "
-                         "NMNIST/ (tonic's)", "data")
+                         "NMNIST/ (tonic's)", "data", resumable=True, hparam=False)
     val_fraction: float = flag(0.1, "fraction of the training images held out to select the best epoch",
-                               "data", parse=number(float, 0, 1, True, True))
+                               "data", parse=DATA_CHECKS["val_fraction"])
     subset: Optional[int] = flag(None, "train on this many training images (the validation split "
-                                 "shrinks in proportion)", "data", default_text="all", parse=number(int, 1))
+                                 "shrinks in proportion)", "data", default_text="all", parse=DATA_CHECKS["subset"])
     encoding: Optional[str] = flag(
         None, "how images become input over time: direct (the image as current every step), rate "
         "(Bernoulli spikes), latency (one spike per pixel, brighter first); event data sets are their "
@@ -53,20 +57,21 @@ class RunConfig(NeuronFlags):
                            "per sample", "data", parse=number(int, 1))
     # event data
     first_saccade_only: Optional[bool] = flag(None, "keep only the first of the three saccades (t < 100 ms)",
-                                              EVENTS, default_text="off", action="store_true")
+                                              EVENTS, event=True, default_text="off", action="store_true")
     denoise_us: Optional[float] = flag(None, "drop events with no neighbour within this many "
-                                       "microseconds (tonic Denoise)", EVENTS, default_text="off",
+                                       "microseconds (tonic Denoise)", EVENTS, event=True, default_text="off",
                                        parse=number(float, 0, low_open=True))
     downsample: Optional[float] = flag(None, "spatial factor, e.g. 0.5 for 17x17 frames (tonic "
-                                       "Downsample)", EVENTS, default_text="1",
+                                       "Downsample)", EVENTS, event=True, default_text="1",
                                        parse=number(float, 0, 1, low_open=True))
     cache_dir: Optional[str] = flag(None, "folder of the frame cache and the simulated event data sets",
-                                    EVENTS, default_text=CACHE_DIR)
+                                    EVENTS, event=True, default_text=CACHE_DIR, resumable=True,
+                                    hparam=False)
     event_dropout: Optional[float] = flag(None, "augment training samples by dropping each event with this "
-                                          "probability", EVENTS, default_text="off",
+                                          "probability", EVENTS, augment=True, default_text="off",
                                           parse=number(float, 0, 1, high_open=True))
     noise_events: Optional[float] = flag(None, "augment training samples with this many background events "
-                                         "each on average, anywhere and any time", EVENTS, default_text="off",
+                                         "each on average, anywhere and any time", EVENTS, augment=True, default_text="off",
                                          parse=number(float, 0))
     # model (and the neuron options)
     model: str = flag("csnn", "network", "model", choices=list_models)
@@ -74,12 +79,13 @@ class RunConfig(NeuronFlags):
                                "(NcK conv, NcKpP padded conv, MPk/APk/SPk max/average/sum pooling, [m]FCn fully connected)",
                                "model", default_text="none", metavar="SPEC")
     dropout: Optional[float] = flag(None, "dropout probability before fully connected layers (mask kept "
-                                    "over time)", "model", default_text=lambda: describe_defaults(MODELS, "dropout", common_first=True),
-                                    parse=number(float, 0, 1, high_open=True))
+                                    "over time)", "model", model=True,
+                                    default_text=lambda: describe_defaults(MODELS, "dropout", common_first=True),
+                                    parse=MODEL_CHECKS["dropout"])
     batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
-                                      "model", default_text="off", action="store_true")
+                                      "model", model=True, default_text="off", action="store_true")
     pool: Optional[str] = flag(None, "pooling of csnn, cnn and ann-cnn: max, avg (average) or sum; "
-                               "avg and sum export to NIR (snnclf export), max does not", "model",
+                               "avg and sum export to NIR (snnclf export), max does not", "model", model=True,
                                default_text="max", choices=lambda: POOLINGS)
     # training
     loss: Optional[str] = flag(
@@ -89,44 +95,48 @@ class RunConfig(NeuronFlags):
         choices=list_losses)
     optimizer: str = flag("adam", "optimizer", "training", choices=list_optimizers)
     lr: Optional[float] = flag(None, "learning rate", "training", default_text=lambda: describe_defaults(OPTIMIZERS, "lr"),
-                               parse=number(float, 0, low_open=True))
+                               parse=OPTIM_CHECKS["lr"])
     weight_decay: Optional[float] = flag(None, "weight decay", "training",
                                          default_text=lambda: describe_defaults(OPTIMIZERS, "weight_decay"),
-                                         parse=number(float, 0))
+                                         parse=OPTIM_CHECKS["weight_decay"])
     momentum: Optional[float] = flag(None, "momentum", "training",
                                      default_text=lambda: describe_defaults(OPTIMIZERS, "momentum"),
-                                     parse=number(float, 0, 1, high_open=True))
+                                     parse=OPTIM_CHECKS["momentum"])
     scheduler: Optional[str] = flag(None, "learning-rate schedule, stepped per epoch; the flag alone means "
                                     "cosine", "training", default_text="constant", nargs="?", const="cosine",
                                     choices=list_schedulers)
     step_size: Optional[int] = flag(None, "epochs between decays of --scheduler step", "training",
-                                    default_text="a third of --epochs", parse=number(int, 1))
+                                    default_text="a third of --epochs", parse=OPTIM_CHECKS["step_size"])
     milestones: Optional[list] = flag(None, "epochs at which --scheduler multistep decays", "training",
-                                      default_text="none", nargs="+", parse=number(int, 1), metavar="EPOCH")
+                                      default_text="none", nargs="+", parse=OPTIM_CHECKS["milestones"], metavar="EPOCH")
     gamma: Optional[float] = flag(None, "decay factor of --scheduler step/multistep", "training",
                                   default_text=lambda: describe_defaults(SCHEDULERS, "gamma"),
-                                  parse=number(float, 0, 1, low_open=True))
+                                  parse=OPTIM_CHECKS["gamma"])
     shift: int = flag(0, "augment training images by random shifts of up to this many pixels", "training",
                       parse=number(int, 0))
-    epochs: int = flag(30, "epochs", "training", parse=number(int, 1))
-    batch_size: int = flag(64, "batch size", "training", parse=number(int, 1))
+    epochs: int = flag(30, "epochs", "training", resumable=True, parse=number(int, 1))
+    batch_size: int = flag(64, "batch size", "training", parse=DATA_CHECKS["batch_size"])
     seed: int = flag(0, "random seed (weights, batch order, rate spikes)", "training",
                      parse=number(int, 0, 2 ** 31 - 1))
-    device: str = flag("auto", "auto: CUDA, then MPS, then CPU", "training", choices=lambda: DEVICES)
-    amp: bool = flag(False, "mixed precision (CUDA only)", "training", default_text="off", action="store_true")
+    device: str = flag("auto", "auto: CUDA, then MPS, then CPU", "training", resumable=True,
+                       choices=lambda: DEVICES)
+    amp: bool = flag(False, "mixed precision (CUDA only)", "training", resumable=True, default_text="off",
+                     action="store_true")
     compile: bool = flag(False, "run the model under torch.compile (needs a C++ compiler on the CPU): a "
                          "one-time compile, logged, for faster inference; see the README for when it pays",
-                         "training", default_text="off", action="store_true")
+                         "training", resumable=True, default_text="off", action="store_true")
     grad_clip: Optional[float] = flag(None, "clip the gradient norm to this value", "training",
                                       default_text="off", parse=number(float, 0, low_open=True))
     # run
     run: Optional[str] = flag(None, "run name (--run_name under torchrun, whose own parser takes --run for "
                               "its --run-path)", "run", default_text="<dataset>-<model>[-<encoding>]-T<time_steps>",
-                              aliases=("run_name",))
-    save_dir: str = flag(SAVE_DIR, "folder of the runs' checkpoints", "run")
-    log_dir: str = flag(LOG_DIR, "folder of the runs' config, metrics and logs", "run")
+                              aliases=("run_name",), resumable=True, hparam=False)
+    save_dir: str = flag(SAVE_DIR, "folder of the runs' checkpoints", "run", resumable=True, hparam=False)
+    log_dir: str = flag(LOG_DIR, "folder of the runs' config, metrics and logs", "run", resumable=True,
+                        hparam=False)
     tensorboard: bool = flag(False, "also write TensorBoard event files in the run's log folder "
-                             "(pip install tensorboard)", "run", default_text="off", action="store_true")
+                             "(pip install tensorboard)", "run", default_text="off", action="store_true",
+                             resumable=True, hparam=False)
 
     def __post_init__(self):
         """Every given value passes its flag's check, whoever set it (flags, a preset, a file,
@@ -134,7 +144,7 @@ class RunConfig(NeuronFlags):
         for f in fields(self):
             value = getattr(self, f.name)
             if value is not None:
-                object.__setattr__(self, f.name, _checked(f.name, flag_of(f), value))
+                object.__setattr__(self, f.name, check(f.name, flag_of(f), value))
 
     @classmethod
     def ordered_fields(cls):
@@ -150,13 +160,13 @@ class RunConfig(NeuronFlags):
     def from_flags(cls, given):
         """The configuration of a new run from the options a user gave (``None``: not given):
         defaults, then the preset's flags, then the given ones; encoding and run name resolved."""
-        given = {k: v for k, v in given.items() if v is not None}
+        given = given_values(given)
         if "arch" in given and given.setdefault("model", "arch") != "arch":
             raise UsageError(f"--arch and --model {given['model']} both name a model: give one of them")
         preset = preset_flags(given["preset"]) if given.get("preset") else {}
         cfg = cls(**{**preset, **given})  # flags given on the command line win over the preset's
         if not is_event_dataset(cfg.dataset):
-            for key in EVENT_AUGMENTS:
+            for key in options(cls, "augment"):
                 if getattr(cfg, key):
                     raise UsageError(f"--{key} applies to event data sets only, not {cfg.dataset}")
         cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))
@@ -171,13 +181,16 @@ class RunConfig(NeuronFlags):
 
     def resumed(self, given):
         """This (saved) configuration continued with the options given to ``--resume``: only
-        where and how long it runs may change."""
+        the resumable ones (where and how long it runs) may change."""
+        given = given_values(given)
+        resumable = options(type(self), "resumable")
         for key, value in given.items():
-            if value is not None and key not in RESUMABLE and getattr(self, key) != value:
-                raise UsageError(f"--resume continues run {self.run} as it was configured, but --{key} "
-                                 f"{value} differs from its {getattr(self, key)}: leave --{key} out, or "
-                                 "start a new run with --run NAME")
-        cfg = replace(self, **{k: v for k, v in given.items() if v is not None and k in RESUMABLE})
+            if key not in resumable and getattr(self, key) != value:
+                saved = getattr(self, key)
+                was = f"without --{key}" if saved is None else f"with --{key} {saved}"
+                raise UsageError(f"--resume continues run {self.run} as it was configured ({was}), not with "
+                                 f"--{key} {value}: leave --{key} out, or start a new run with --run NAME")
+        cfg = replace(self, **{k: v for k, v in given.items() if k in resumable})
         if cfg.epochs != self.epochs and spans_epochs(self.scheduler, self.step_size):
             raise UsageError(f"run {self.run}'s --scheduler {self.scheduler} was laid out over its "
                              f"{self.epochs} epochs; resume it with those, or start a new run")
@@ -190,15 +203,19 @@ class RunConfig(NeuronFlags):
 
     def model_spec(self):
         """(registered name, keyword options) of the model this configuration asks for."""
-        options = {k: getattr(self, k) for k in MODEL_KEYS}
+        values = {k: getattr(self, k) for k in options(type(self), "model")}
         if self.model == "arch":
             if not self.arch:
                 raise UsageError("--model arch needs --arch SPEC, e.g. --arch 12C5-MP2-64C5-MP2-FC10")
-            return "arch", {"spec": self.arch, **options}
-        return self.model, options
+            return "arch", {"spec": self.arch, **values}
+        return self.model, values
 
     def event_options(self):
-        return {k: getattr(self, k) for k in EVENT_OPTIONS}
+        return {k: getattr(self, k) for k in options(type(self), "event")}
+
+    def hparams(self):
+        """The options that are hyper-parameters (not where the run's files go)."""
+        return {k: v for k, v in self.to_dict().items() if k in options(type(self), "hparam")}
 
     def to_dict(self):
         """Plain values, for checkpoints and ``config.json``."""
@@ -207,15 +224,6 @@ class RunConfig(NeuronFlags):
 
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
-# What a run's config.json records beside its options (written when the run starts); a config
-# file that is a run's config.json may hold these, and they are not options.
-RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
-            "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
-EVENT_AUGMENTS = ("event_dropout", "noise_events")  # training options read by build_augment
-MODEL_KEYS = ("batch_norm", "dropout", "pool") + NEURON_OPTIONS
-# What may change when a run is resumed: how long it goes on and where it runs.
-RESUMABLE = {"epochs", "device", "amp", "compile", "save_dir", "log_dir", "run", "data_dir", "cache_dir",
-             "tensorboard"}
 
 
 def option_field(name):
@@ -227,33 +235,55 @@ def option_field(name):
 def check_option(name, value):
     """``value`` of option ``name`` (a field of :class:`RunConfig`) as its flag would take it, or
     a one-line error."""
-    return _checked(name, option_field(name)[1], value)
+    return check(name, option_field(name)[1], value)
 
 
-def _checked(name, spec, value):
-    """``value`` of flag --name as its flag would take it, or a one-line error."""
-    def fail(message):
-        raise UsageError(f"--{name}: {message}")
-    if spec.action == "store_true":
-        if not isinstance(value, bool):
-            fail(f"expected true or false, got {value!r}")
-        return value
-    if spec.nargs == "+":
-        if not isinstance(value, (list, tuple)) or not value:
-            fail(f"expected a list of values, got {value!r}")
-        return [_checked(name, replace(spec, nargs=None), v) for v in value]
-    if spec.parse is not None:
-        if isinstance(value, bool):
-            fail(f"expected a number, got {value!r}")
+def load_file(path):
+    """The options the ``--config`` file ``path`` gives, as written (see :func:`configfile.load`)."""
+    spellings = {spelling: f.name for f in fields(RunConfig) for spelling in (f.name, *flag_of(f).aliases)}
+    return configfile.load(path, spellings)
+
+
+def read_file(path):
+    """The options the ``--config`` file ``path`` gives, each checked like its flag."""
+    found = {}
+    for name, value in load_file(path).items():
         try:
-            return spec.parse(value)
-        except argparse.ArgumentTypeError as err:
-            fail(str(err))
-    if not isinstance(value, str):
-        fail(f"expected a text value, got {value!r}")
-    if spec.choices is not None and value not in spec.choices():
-        fail(f"invalid choice: {value!r} (choose from {', '.join(map(repr, spec.choices()))})")
-    return value
+            found[name] = check_option(name, value)
+        except UsageError as err:
+            raise UsageError(f"--config {path}: {err}") from None
+    return found
+
+
+def resolve(flags):
+    """The configuration of the run ``flags`` asks for (the options the user gave, ``None`` or
+    absent: default; ``config``: a file of options, under the given ones), and the other options
+    in ``flags`` (``resume``, ``overwrite``, ...). A file that names a run which exists (a run's own
+    config.json) replays it under a new name, ``<run>-replay`` (``-2``, ``-3``, ...)."""
+    given = given_values(flags)
+    rest = {k: given.pop(k) for k in ("resume", "overwrite", "print_config") if k in given}
+    path = given.pop("config", None)
+    if path is None:
+        return RunConfig.from_flags(given), rest
+    if rest.get("resume"):
+        raise UsageError("--resume continues a run as it was configured: leave --config out")
+    from_file = read_file(path)
+    cfg = RunConfig.from_flags({**from_file, **given})  # flags given on the command line win
+    if "run" in from_file and "run" not in given and not rest.get("overwrite"):
+        name = cfg.run
+        for n in itertools.count(1):
+            if not open_run(name, cfg.save_dir, cfg.log_dir).exists():
+                break
+            name = f"{cfg.run}-replay" + (f"-{n}" if n > 1 else "")
+        cfg = replace(cfg, run=name)
+    return cfg, rest
+
+
+def dump(cfg):
+    """``cfg`` as YAML that ``--config`` reads back (see :func:`configfile.dump`), the values derived
+    from others (the encoding an event data set implies, the default run name) marked."""
+    derived = {"encoding": resolve_encoding(cfg.dataset, None), "run": cfg.default_run_name()}
+    return configfile.dump(cfg.to_dict(), derived)
 
 
 def describe_defaults(registry, option, common_first=False):

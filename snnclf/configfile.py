@@ -6,32 +6,23 @@ A file holds one mapping of option names to values, spelled as the flags are (``
 ``config.json`` is such a file: the facts snnclf records beside the options there (``num_params``,
 ``processes``, ...) are skipped. Every value passes the same check as its flag, and an unknown key
 is refused, each in one line naming the file. YAML is read with PyYAML, the usual reader for
-LightningCLI and timm configs; JSON is YAML too, so one reader serves both."""
+LightningCLI and timm configs; JSON is YAML too, so one reader serves both.
+
+This module is the file format only; which options exist and how each is checked is
+:mod:`snnclf.config`'s (``config.read_file``, ``config.dump``)."""
 import difflib
-from dataclasses import fields
 from pathlib import Path
 
 import yaml
 
-from .config import RECORDED, RunConfig, check_option, resolve_encoding
 from .errors import UsageError
-from .flags import flag_of
-
-ALIASES = {"run_name": "run"}
+from .runs import RECORDED
 
 
-def _options():
-    """Option name -> field, with every spelling the flags accept."""
-    names = {}
-    for f in fields(RunConfig):
-        for name in (f.name, *flag_of(f).aliases):
-            names[name] = f
-    return names
-
-
-def load(path):
-    """The options ``path`` holds, as written (``None`` values left out), under their field names;
-    a file that cannot be read or parsed, or an unknown option, is a one-line error."""
+def load(path, spellings):
+    """The options ``path`` holds, as written (``None`` values left out), under their names
+    (``spellings`` maps every accepted spelling to the option's name); a file that cannot be read
+    or parsed, or an unknown option, is a one-line error."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -51,39 +42,26 @@ def load(path):
     if not isinstance(values, dict):
         raise UsageError(f"--config {path}: expected a mapping of option names to values "
                          f"(time_steps: 10, ...), got a {type(values).__name__}")
-    options, found = _options(), {}
+    found = {}
     for key, value in values.items():
         name = str(key).replace("-", "_")
         if name in RECORDED:
             continue
-        if name not in options:
-            close = difflib.get_close_matches(name, options, n=1)
+        if name not in spellings:
+            close = difflib.get_close_matches(name, spellings, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"--config {path}: unknown option {key!r}{hint}; the keys are "
                              "'snnclf train' flags without the dashes")
         if value is not None:
-            found[ALIASES.get(name, name)] = value
+            found[spellings[name]] = value
     return found
 
 
-def read(path):
-    """The options ``path`` gives, each checked like its flag."""
-    given = {}
-    for name, value in load(path).items():
-        try:
-            given[name] = check_option(name, value)
-        except UsageError as err:
-            raise UsageError(f"--config {path}: {err}") from None
-    return given
-
-
-def dump(cfg):
-    """``cfg`` as YAML that ``--config`` reads back: every option, in --help order. Values derived
-    from others (the encoding an event data set implies, the default run name) are written as
-    ``null`` with the value in a comment, so that a file edited to another data set or model
-    derives them again."""
-    values = cfg.to_dict()
-    derived = {"encoding": resolve_encoding(cfg.dataset, None), "run": cfg.default_run_name()}
+def dump(values, derived):
+    """The options ``values`` as YAML that ``--config`` reads back, in their order. A value equal
+    to the one ``derived`` from others holds (the encoding an event data set implies, the default
+    run name) is written as ``null`` with the value in a comment, so that a file edited to another
+    data set or model derives it again."""
     lines = []
     for key, value in values.items():
         text = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False)

@@ -64,7 +64,7 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
         step_seconds.append(time.perf_counter() - began)
         bar.set_postfix(loss=f"{totals['loss'] / totals['seen']:.4f}",
                         acc=f"{totals['correct'] / totals['seen']:.2%}")
-        if should_stop is not None and should_stop():
+        if should_stop is not None and should_stop(step):
             bar.close()
             return {**summarize(totals), **_step_times(step_seconds), "totals": totals, "stopped": True}
         fetched = time.perf_counter()

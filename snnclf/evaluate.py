@@ -3,19 +3,19 @@
 from dataclasses import replace
 
 from . import efficiency
-from .builders import build_loss, check_fits, load_data, load_model, make_encoder
-from .config import DEFAULTS, EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
+from .builders import build_loss, check_fits, load_data, make_encoder, open_trained
+from .config import EVAL_SEED, LOG_DIR, SAVE_DIR, check_option
 from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
-from .runs import checkpoint_path, load_checkpoint, open_run, write_csv, write_json
+from .runs import write_csv, write_json
 from .utils import resolve_device, seeded
 from .viz.reports import evaluation_pictures
 
 
 def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
-             time_steps=None, batch_size=None, device=DEFAULTS["device"], data_dir=None, compile=False,
+             time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False,
              seed=EVAL_SEED, dataset=None):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
@@ -25,15 +25,11 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     results as a dict. ``dataset`` evaluates on another data set with the run's input shape and
     classes (a run trained on simulated events tested on recordings); its results go to
     ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own."""
-    path = checkpoint_path(run, checkpoint, save_dir)
-    ckpt = load_checkpoint(path)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    run = open_run(cfg.run, save_dir, log_dir)
-    T = time_steps if time_steps is not None else cfg.time_steps
-    batch_size = batch_size if batch_size is not None else cfg.batch_size
-    if T < 1 or batch_size < 1:
-        raise UsageError("--time_steps and --batch_size must be at least 1")
     device = resolve_device(device)
+    trained = open_trained(run, checkpoint, save_dir, log_dir, device)
+    path, ckpt, cfg, run, model = trained.path, trained.checkpoint, trained.cfg, trained.run, trained.model
+    T = check_option("time_steps", time_steps) if time_steps is not None else cfg.time_steps
+    batch_size = check_option("batch_size", batch_size) if batch_size is not None else cfg.batch_size
 
     other = dataset is not None and dataset != cfg.dataset
     if other and is_event_dataset(dataset) != is_event_dataset(cfg.dataset):
@@ -43,11 +39,10 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
                          f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
     data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
     check_fits(ckpt, data, path, dataset or cfg.dataset)
-    if other and list(data.class_names) != list(ckpt["class_names"]):
+    if other and list(data.class_names) != trained.class_names:
         raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
-                         f"not those run {run.name} learned ({', '.join(ckpt['class_names'][:4])}, ...)")
+                         f"not those run {run.name} learned ({', '.join(trained.class_names[:4])}, ...)")
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
-    model = load_model(ckpt, device)
     encode = make_encoder(cfg, T)
     loss_fn = build_loss(cfg, model, T)
 

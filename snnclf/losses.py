@@ -1,6 +1,7 @@
 """Losses and the readout: the only code besides the encoders that looks at time.
 Each loss maps (output spikes [T, B, K], output membrane [T, B, K], targets [B]) to a scalar."""
 import snntorch.functional as SF
+import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
@@ -77,4 +78,13 @@ def predict(spk, mem):
     return mem.mean(0).masked_fill(~top, float("-inf")).argmax(1)
 
 
-__all__ = ["default_loss", "get_loss", "list_losses", "predict", "LOSSES"]
+def scores(spk, mem):
+    """The confidence [B, K] that goes with :func:`predict`: each class's share of a sample's
+    output spikes, or, for a sample without output spikes (and for the non-spiking baselines,
+    whose spikes are zeros), the softmax of the mean membrane."""
+    counts = spk.sum(0).float()
+    total = counts.sum(1, keepdim=True)
+    return torch.where(total > 0, counts / total.clamp(min=1), torch.softmax(mem.mean(0).float(), 1))
+
+
+__all__ = ["default_loss", "get_loss", "list_losses", "predict", "scores", "LOSSES"]

@@ -9,7 +9,14 @@ import inspect
 import torch
 
 from .errors import UsageError
+from .flags import checked, given, number
 from .registry import Registry
+
+# The checks of the values these builders take: the flags use them (snnclf.config) and the
+# builders apply them to what a Python caller gives, so both say the same thing.
+CHECKS = {"lr": number(float, 0, low_open=True), "weight_decay": number(float, 0),
+          "momentum": number(float, 0, 1, high_open=True), "step_size": number(int, 1),
+          "milestones": number(int, 1), "gamma": number(float, 0, 1, low_open=True)}
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler", declares=("spans_epochs",))
@@ -67,10 +74,6 @@ def list_schedulers():
     return SCHEDULERS.names()
 
 
-def _given(**kwargs):
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
 def _options(builder):
     """A builder's options: its arguments with a default."""
     return {p.name: p.default for p in inspect.signature(builder).parameters.values()
@@ -86,17 +89,12 @@ def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
     """Optimizer ``name`` over ``params``; ``None`` keeps its default (Adam/AdamW lr 2e-3,
     SGD lr 0.1 with momentum 0.9)."""
     builder = OPTIMIZERS.lookup(name, "--optimizer")
-    # checked here as well as by the flags, for Python callers
-    if lr is not None and lr <= 0:
-        raise UsageError(f"--lr must be positive, got {lr}")
-    if weight_decay is not None and weight_decay < 0:
-        raise UsageError(f"--weight_decay must not be negative, got {weight_decay}")
-    if momentum is not None and "momentum" not in _options(builder):
+    options = {k: checked(k, CHECKS[k], v) for k, v in
+               given(dict(lr=lr, weight_decay=weight_decay, momentum=momentum)).items()}
+    if "momentum" in options and "momentum" not in _options(builder):
         takers = [n for n in OPTIMIZERS.names() if "momentum" in _options(OPTIMIZERS[n])]
         raise UsageError(f"--momentum applies to --optimizer {' or '.join(takers)} only, not {name}; leave it out")
-    if momentum is not None and not 0 <= momentum < 1:
-        raise UsageError(f"--momentum must lie in [0, 1), got {momentum}")
-    return builder(params, **_given(lr=lr, weight_decay=weight_decay, momentum=momentum))
+    return builder(params, **options)
 
 
 def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamma=None):
@@ -108,13 +106,11 @@ def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamm
                                  "--scheduler multistep, or leave it out")
         return None
     builder = SCHEDULERS.lookup(name, "--scheduler")
-    if gamma is not None and not 0 < gamma <= 1:  # as the flag checks it, for Python callers
-        raise UsageError(f"--gamma must lie in (0, 1], got {gamma}")
-    if step_size is not None and step_size < 1:
-        raise UsageError(f"--step_size must be at least 1, got {step_size}")
-    given = _given(step_size=step_size, milestones=milestones, gamma=gamma)
-    for option in given:
+    options = given(dict(step_size=step_size, milestones=milestones, gamma=gamma))
+    options = {k: [checked(k, CHECKS[k], m) for m in v] if k == "milestones" else checked(k, CHECKS[k], v)
+               for k, v in options.items()}
+    for option in options:
         if option not in _options(builder):
             takers = [n for n in SCHEDULERS.names() if option in _options(SCHEDULERS[n])]
             raise UsageError(f"--{option} applies to --scheduler {' and '.join(takers)} only, not {name}")
-    return builder(optimizer, epochs, **given)
+    return builder(optimizer, epochs, **options)

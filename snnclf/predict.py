@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .builders import load_model, make_encoder
-from .config import EVAL_SEED, SAVE_DIR, RunConfig
+from .builders import make_encoder, open_trained
+from .config import EVAL_SEED, SAVE_DIR
 from .data import is_event_dataset
 from .data.events import file_frames
 from .errors import UsageError
-from .losses import predict as readout
-from .runs import checkpoint_path, load_checkpoint
+from .losses import predict as readout, scores as readout_scores
+from .runs import write_csv
 from .utils import resolve_device, seeded
 
 
@@ -119,13 +119,9 @@ def load_input(path, cfg, in_shape):
 def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED):
     """A :class:`Prediction` for each of ``files`` with the run's ``best.pt`` (or ``checkpoint``):
     a file that cannot be read gets its error, and the others are still classified."""
-    path = checkpoint_path(run, checkpoint, save_dir)
-    ckpt = load_checkpoint(path)
-    cfg = RunConfig.from_dict(ckpt["config"])
     device = resolve_device(device)
-    model = load_model(ckpt, device)
-    names = list(ckpt["class_names"])
-    in_shape = ckpt["model_kwargs"]["in_shape"]
+    trained = open_trained(run, checkpoint, save_dir, device=device)
+    cfg, model, names, in_shape = trained.cfg, trained.model, trained.class_names, trained.in_shape
     encode = make_encoder(cfg)
     results = []
     for file in files:
@@ -136,17 +132,13 @@ def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, devi
             continue
         with seeded(seed, device), torch.no_grad():
             spk, mem = model(encode(x.unsqueeze(0).to(device)))  # a batch of one
-        counts = spk.sum(0)[0].float()
-        if model.spiking and counts.sum() > 0:
-            scores = counts / counts.sum()
-        else:  # no output spike (or a non-spiking model): the readout is the mean membrane
-            scores = torch.softmax(mem.mean(0)[0].float(), 0)
+        counts, scores = spk.sum(0)[0], readout_scores(spk, mem)[0]
         label = int(readout(spk, mem)[0])
         order = [label] + [i for i in scores.argsort(descending=True).tolist() if i != label]
         results.append(Prediction(str(file), names[label], float(scores[label]),
                                   {n: int(c) for n, c in zip(names, counts.tolist())},
                                   [(names[i], float(scores[i])) for i in order[:top]], notes))
-    return results, {"run": cfg.run, "checkpoint": str(path), "classes": names}
+    return results, {"run": cfg.run, "checkpoint": str(trained.path), "classes": names}
 
 
 def format_prediction(p):
@@ -164,3 +156,10 @@ def as_dict(p):
     return {"file": p.file, "class": p.label, "confidence": p.confidence, "spikes": p.spikes,
             "top": [{"class": n, "confidence": c} for n, c in p.top], "notes": p.notes, "error": p.error}
 
+
+
+def write_predictions(path, predictions, names):
+    """The predictions as a CSV table: file, class, confidence, output spikes per class, notes, error."""
+    write_csv(path, ["file", "class", "confidence", *[f"spikes_{n}" for n in names], "notes", "error"],
+              [[p.file, p.label or "", "" if p.confidence is None else f"{p.confidence:.4f}",
+                *[p.spikes.get(n, "") for n in names], "; ".join(p.notes), p.error or ""] for p in predictions])

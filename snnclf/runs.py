@@ -1,8 +1,10 @@
 """Run folders: ``<save_dir>/<run>/{best,last}.pt`` and ``<log_dir>/<run>/{config.json,
-metrics.csv,train.log,eval.json,confusion_matrix.csv}``. Every file is written to a temporary
-name and renamed, so a killed process never leaves a half-written one."""
+metrics.csv,train.log,eval.json,confusion_matrix.csv}``, and what a checkpoint and
+``config.json`` hold. Every file is written to a temporary name and renamed, so a killed process
+never leaves a half-written one."""
 import csv
 import json
+import math
 import os
 import pickle
 import re
@@ -11,15 +13,21 @@ import shutil
 import tempfile
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
 
+from . import __version__
 from .errors import UsageError
 
 FORMAT = "snnclf-checkpoint"
 VERSION = 1
+# What a run's config.json records beside its options (see :func:`config_record`); a config file
+# that is a run's config.json may hold these, and they are not options.
+RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
+            "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "seconds", "data_seconds", "spikes_per_sample"]
 
@@ -36,7 +44,6 @@ class Run:
     metrics = property(lambda self: self.log_dir / "metrics.csv")
     train_log = property(lambda self: self.log_dir / "train.log")
     eval_json = property(lambda self: self.log_dir / "eval.json")
-    confusion_csv = property(lambda self: self.log_dir / "confusion_matrix.csv")
 
     def exists(self):
         return self.ckpt_dir.exists() or self.log_dir.exists()
@@ -165,9 +172,9 @@ def write_csv(path, header, rows):
     atomic_write(path, write)
 
 
-def checkpoint_path(run, checkpoint, save_dir):
+def trained_checkpoint(run, checkpoint, save_dir):
     """The checkpoint a command reads: the file ``checkpoint`` if given, else run ``run``'s
-    ``best.pt`` (with no run named, the most recently trained one's)."""
+    ``best.pt`` (the validation-selected epoch; with no run named, the most recently trained one's)."""
     if checkpoint is not None:
         return Path(checkpoint)
     return open_run(run or latest_run(save_dir), save_dir, save_dir).best
@@ -187,3 +194,68 @@ def selection_key(accuracy, loss):
     equal accuracies the lowest validation loss (a small validation set often reaches 100% early
     and stays there). A larger key is better."""
     return (accuracy, -loss)
+
+
+# --- what a run's files hold -------------------------------------------------------------------
+
+@dataclass
+class RunState:
+    """Where a run stands: what ``last.pt`` restores and each epoch moves on."""
+
+    epoch: int = 0  # whole epochs done
+    best_accuracy: float = -1.0  # validation accuracy of the best epoch so far
+    best_epoch: int = 0
+    best_loss: float = math.inf  # its validation loss (breaks ties in accuracy)
+    rows: list = field(default_factory=list)  # the rows of metrics.csv so far
+    midway: Optional[dict] = None  # an epoch stopped part-way: {"epoch", "totals", "seconds"}
+
+    def improved_by(self, accuracy, loss):
+        return selection_key(accuracy, loss) > selection_key(self.best_accuracy, self.best_loss)
+
+
+def config_record(options, model_name, data, splits, num_params, processes, batch_size):
+    """What ``config.json`` holds: the run's ``options`` and the facts of :data:`RECORDED`."""
+    record = {**options, "model_name": model_name, "in_shape": list(data.in_shape),
+              "num_classes": data.num_classes, "class_names": data.class_names, "num_params": num_params,
+              "num_train": len(splits["train"]), "num_val": len(splits["val"]), "num_test": len(splits["test"]),
+              "processes": processes, "global_batch_size": batch_size * processes,
+              "snnclf_version": __version__, "torch_version": torch.__version__}
+    assert set(record) - set(options) == set(RECORDED)
+    return record
+
+
+def make_checkpoint(state, options, model_name, model_kwargs, class_names, model, optimizer, scheduler=None,
+                    scaler=None, rngs=None, per_process=False):
+    """The checkpoint of a run at ``state``: a plain dict of tensors and plain values. ``rngs``
+    holds every process's random states (``per_process``: several processes, all kept)."""
+    return {
+        "format": FORMAT, "version": VERSION, "model_name": model_name, "model_kwargs": model_kwargs,
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": state.epoch, "midway": state.midway, "best_val_accuracy": state.best_accuracy,
+        "best_epoch": state.best_epoch, "best_val_loss": state.best_loss,
+        "metrics": state.rows[-1] if state.rows else None, "config": options, "class_names": class_names,
+        "rng": rngs[0], "rng_per_process": rngs if per_process else None, "snnclf_version": __version__,
+    }
+
+
+def midway(checkpoint):
+    """The part-way epoch a checkpoint holds, or ``None`` (``"partial"`` in checkpoints of
+    snnclf before the key was renamed)."""
+    return checkpoint.get("midway", checkpoint.get("partial"))
+
+
+def restore(checkpoint, model, optimizer, scheduler=None, scaler=None, rows=()):
+    """Load a checkpoint's training state into the parts; its :class:`RunState` (with the
+    metrics.csv ``rows`` of the epochs it has done)."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    done = checkpoint["epoch"]
+    return RunState(done, checkpoint["best_val_accuracy"], checkpoint["best_epoch"],
+                    checkpoint.get("best_val_loss", math.inf), [r for r in rows if r["epoch"] <= done],
+                    midway(checkpoint))

@@ -18,12 +18,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import configfile
-from .config import LOG_DIR, MODEL_KEYS, RESUMABLE, SAVE_DIR, RunConfig, check_option, option_field
+from .config import LOG_DIR, SAVE_DIR, RunConfig, check_option, load_file, option_field
+from .flags import options as flagged
 from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import NEURON_OPTIONS, is_spiking, model_options
-from .runs import load_checkpoint, open_run, read_json
+from .runs import load_checkpoint, midway, open_run, read_json
 from .viz.files import save, subplots
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def from_file(path):
     --config``): a list is an axis (for a list option, a list of lists), anything else one value;
     each value checked like its flag."""
     values = {}
-    for name, value in configfile.load(path).items():
+    for name, value in load_file(path).items():
         many = isinstance(value, list) and (not is_list_option(name) or all(isinstance(v, list) for v in value))
         if many and not value:
             raise UsageError(f"--config {path}: {name}: an empty list; give one value or several")
@@ -77,7 +77,7 @@ def _collapsed(options):
         if probe.encoding == "direct":
             options["time_steps"] = 1
     probe = RunConfig.from_flags({**options, "run": "probe"})
-    refused = [k for k in MODEL_KEYS if getattr(probe, k) is not None and k not in model_options(name)]
+    refused = [k for k in flagged(RunConfig, "model") if getattr(probe, k) is not None and k not in model_options(name)]
     if refused:
         raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out of the sweep "
                          "or sweep models that take it")
@@ -113,7 +113,7 @@ def plan(name, fixed, axes):
     return points
 
 
-def shard(points, spec):
+def _shard(points, spec):
     """Every N-th point, from the K-th (``spec`` "K/N", K counted from 1)."""
     try:
         k, n = (int(x) for x in spec.split("/"))
@@ -134,20 +134,49 @@ def state(point):
         return "broken" if run.exists() else "new"
     checkpoint = load_checkpoint(run.last)
     saved = RunConfig.from_dict(checkpoint["config"])
-    changed = [k for k in cfg.to_dict() if k not in RESUMABLE and getattr(saved, k) != getattr(cfg, k)]
+    resumable = flagged(RunConfig, "resumable")
+    changed = [k for k in cfg.to_dict() if k not in resumable and getattr(saved, k) != getattr(cfg, k)]
     if changed:
         k = changed[0]
         raise UsageError(f"sweep point {point.name} exists with --{k} {getattr(saved, k)}, not "
                          f"{getattr(cfg, k)}: give the sweep another --name, or remove that run")
-    if checkpoint["epoch"] < cfg.epochs or checkpoint.get("partial"):
+    if checkpoint["epoch"] < cfg.epochs or midway(checkpoint):
         return "partial"
     return "done" if run.eval_json.is_file() else "trained"
 
 
-def run(name, points, train, evaluate, extra=None):
+def sweep(given, name=None, config=None, shard=None, *, train, evaluate, compare):
+    """The sweep ``name`` over the options ``given`` (an option given several values is an axis)
+    and those of the file ``config`` (flags win): plan it, run this ``shard``'s points, compare
+    the finished ones. ``train(flags)``, ``evaluate(cfg)`` and ``compare(names, log_dir, out,
+    columns)`` are the commands it runs (a command never imports another). Returns what the
+    command prints."""
+    values = {k: v if isinstance(v, list) and not is_list_option(k) else [v] for k, v in given.items()}
+    if config:
+        values = {**from_file(config), **values}  # flags given on the command line win
+    fixed, axes = split_values(values)
+    name = name or "sweep"
+    points = plan(name, fixed, axes)
+    run(name, _shard(points, shard) if shard else points, train, evaluate)
+    done = finished(points)
+    if not done:
+        return f"sweep {name}: no point is finished yet\n"
+    log_dir = fixed.get("log_dir", LOG_DIR)
+    out = Path(log_dir) / name
+    compare([p.name for p in done], log_dir=log_dir, out=out, columns=list(axes))
+    files = plot_axes(name, axes, done, log_dir, out)
+    missing = len(points) - len(done)
+    return ((out / "compare.md").read_text()
+            + f"sweep {name}: {len(done)} of {len(points)} points done"
+            + (f" ({missing} left to other shards or unfinished: run the command again)" if missing else "")
+            + f"; the comparison is in {out}/ (compare.md, compare.csv, compare_accuracy.png, "
+            f"compare_curves.png{''.join(', ' + Path(f).name for f in files)})\n")
+
+
+def run(name, points, train, evaluate):
     """Train and test each point in turn, going on from what its files show. ``train(flags)`` and
-    ``evaluate(cfg)`` (the point's :class:`RunConfig`) are the commands; ``extra`` flags (``tensorboard``) go to
-    every training. A stop (Ctrl-C) ends the sweep after the current run has saved its step."""
+    ``evaluate(cfg)`` (the point's :class:`RunConfig`) are the commands. A stop (Ctrl-C) ends the
+    sweep after the current run has saved its step."""
     for i, point in enumerate(points, 1):
         now = state(point)
         log.info("sweep %s: point %d of %d, %s (%s)", name, i, len(points), point.name,
@@ -158,7 +187,7 @@ def run(name, points, train, evaluate, extra=None):
         cfg = RunConfig.from_flags(point.options)
         try:
             if now != "trained":
-                train({**point.options, **(extra or {}), "resume": now == "partial", "overwrite": now == "broken"})
+                train({**point.options, "resume": now == "partial", "overwrite": now == "broken"})
             evaluate(cfg)
         except Interrupted:
             log.warning("sweep %s stopped at point %d of %d (%s, saved); run the same snnclf sweep "

@@ -1,31 +1,30 @@
 """The train command: build a run from its configuration, run the epochs, keep the run's
 checkpoints and metric files, and resume a run from its ``last.pt``.
 
-Read from the bottom up: :func:`train` resolves the configuration and the run's folders,
-:func:`_run` builds the parts, restores or starts the run's :class:`RunState`, and goes through
-the epochs; each epoch is :func:`_epoch`, and a checkpoint is :func:`_snapshot`."""
+Read from the top down: :func:`train` resolves the configuration and the run's folders,
+:func:`_run` builds the parts (:func:`_build`), restores or starts the run's
+:class:`~snnclf.runs.RunState`, and goes through the epochs; each epoch is :func:`_epoch`. What a
+checkpoint and ``config.json`` hold is :mod:`snnclf.runs`'s."""
 import contextlib
-import itertools
 import logging
-import math
 import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, replace
-from typing import Optional
+from dataclasses import dataclass
 
 import torch
 
-from . import __version__, board, configfile, distributed
+from . import board, distributed
 from .builders import build_augment, build_loss, build_model, build_optimizer, load_data, make_encoder
-from .config import RunConfig
+from .config import RunConfig, resolve
 from .data import make_loader, make_splits
 from .engine import evaluate, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, UsageError
+from .flags import given as given_values
 from .models import compile_model
-from .runs import (FORMAT, VERSION, load_checkpoint, open_run, read_metrics, save_checkpoint,
-                   selection_key, write_json, write_metrics)
+from .runs import (RunState, config_record, load_checkpoint, make_checkpoint, midway, open_run, read_metrics,
+                   restore, save_checkpoint, write_json, write_metrics)
 from .utils import resolve_device, rng_state, seed_everything, set_rng_state
 from .viz.reports import training_curves
 
@@ -38,21 +37,6 @@ def process_seed(seed, rank):
     """The seed of process ``rank`` under torchrun (rate spikes and dropout must differ between
     processes)."""
     return seed + PROCESS_SEED_STRIDE * rank
-
-
-@dataclass
-class RunState:
-    """Where a run stands: what ``last.pt`` restores and each epoch moves on."""
-
-    epoch: int = 0  # whole epochs done
-    best_accuracy: float = -1.0  # validation accuracy of the best epoch so far
-    best_epoch: int = 0
-    best_loss: float = math.inf  # its validation loss (breaks ties in accuracy)
-    rows: list = field(default_factory=list)  # the rows of metrics.csv so far
-    midway: Optional[dict] = None  # an epoch stopped part-way: {"epoch", "totals", "seconds"}
-
-    def improved_by(self, accuracy, loss):
-        return selection_key(accuracy, loss) > selection_key(self.best_accuracy, self.best_loss)
 
 
 @dataclass
@@ -77,34 +61,6 @@ class Parts:
     amp: bool
 
 
-# Options that say where a run's files go, not what it trains (left out of TensorBoard's HParams).
-NOT_HPARAMS = ("data_dir", "cache_dir", "save_dir", "log_dir", "run", "tensorboard")
-
-
-def resolve(flags):
-    """The configuration of the run ``flags`` asks for (the options the user gave, ``None`` or
-    absent: default; ``config``: a file of options, under the given ones), and the other options
-    in ``flags`` (``resume``, ``overwrite``, ...). A file that names a run which exists (a run's own
-    config.json) replays it under a new name, ``<run>-replay`` (``-2``, ``-3``, ...)."""
-    given = {k: v for k, v in flags.items() if v is not None}
-    rest = {k: given.pop(k) for k in ("resume", "overwrite", "print_config") if k in given}
-    path = given.pop("config", None)
-    if path is None:
-        return RunConfig.from_flags(given), rest
-    if rest.get("resume"):
-        raise UsageError("--resume continues a run as it was configured: leave --config out")
-    from_file = configfile.read(path)
-    cfg = RunConfig.from_flags({**from_file, **given})  # flags given on the command line win
-    if "run" in from_file and "run" not in given and not rest.get("overwrite"):
-        name = cfg.run
-        for n in itertools.count(1):
-            if not open_run(name, cfg.save_dir, cfg.log_dir).exists():
-                break
-            name = f"{cfg.run}-replay" + (f"-{n}" if n > 1 else "")
-        cfg = replace(cfg, run=name)
-    return cfg, rest
-
-
 def train(flags):
     """Train a run. ``flags`` holds the options the user gave (see :func:`resolve`), and
     ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch)."""
@@ -112,7 +68,7 @@ def train(flags):
     resume, overwrite = rest.get("resume", False), rest.get("overwrite", False)
     if resume and overwrite:
         raise UsageError("--resume continues a run and --overwrite replaces it: give one of them")
-    given = {k: v for k, v in flags.items() if v is not None and k not in (*rest, "config")}
+    given = {k: v for k, v in given_values(flags).items() if k not in (*rest, "config")}
     run = open_run(cfg.run, cfg.save_dir, cfg.log_dir)
     ctx = distributed.from_environment()
     checkpoint = None
@@ -134,7 +90,7 @@ def train(flags):
 def _check_resumable(checkpoint, cfg, run, ctx):
     """Refuse a resume that cannot continue the run exactly: a finished run, or another number of
     processes (the global batch, the data each process sees and its random states would change)."""
-    if checkpoint["epoch"] >= cfg.epochs and not checkpoint.get("partial"):
+    if checkpoint["epoch"] >= cfg.epochs and not midway(checkpoint):
         raise UsageError(f"run {run.name} already finished its {cfg.epochs} epochs: "
                          "pass a larger --epochs to go on")
     processes = len(checkpoint.get("rng_per_process") or [None])
@@ -195,23 +151,23 @@ def _run(cfg, run, checkpoint, overwrite, ctx):
     ctx.barrier()  # every process has checked the run's folders before the first one writes
     file_log = _open_log(run, overwrite) if ctx.is_main else None
     hint = _resume_hint(cfg, run, ctx)
-    events = None
+    tensorboard = None
     try:
         state = _restore(checkpoint, parts, run, ctx) if checkpoint else _start(parts, run, ctx)
         if cfg.tensorboard and ctx.is_main:
-            events = board.Board(run.log_dir, first_epoch=state.epoch + 1)
-        with StopOnSignal() as stop:
+            tensorboard = board.Board(run.log_dir, first_epoch=state.epoch + 1)
+        with StopOnSignal(run.name) as stop:
             start = state.epoch + 1
             for epoch in range(start, cfg.epochs + 1):
-                _epoch(epoch, state, parts, run, ctx, stop, hint, first=epoch == start, events=events)
-                if ctx.any(stop()) and epoch < cfg.epochs:
+                _epoch(epoch, state, parts, run, ctx, stop, hint, first=epoch == start, tensorboard=tensorboard)
+                if ctx.any(stop(epoch)) and epoch < cfg.epochs:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, hint)
                     raise Interrupted(stop.signum or signal.SIGINT)
         if ctx.is_main:
             curves = training_curves(run)
-            if events is not None:
+            if tensorboard is not None:
                 last = state.rows[-1]
-                events.finish({k: v for k, v in cfg.to_dict().items() if k not in NOT_HPARAMS},
+                tensorboard.finish(cfg.hparams(),
                               {"best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
                                "final_train_loss": last["train_loss"],
                                "spikes_per_sample": last["spikes_per_sample"]}, [curves])
@@ -222,8 +178,8 @@ def _run(cfg, run, checkpoint, overwrite, ctx):
         log.warning("stopped at once: %s holds the last saved state; %s", run.last, hint)
         raise
     finally:
-        if events is not None:
-            events.close()
+        if tensorboard is not None:
+            tensorboard.close()
         if file_log is not None:
             logging.getLogger("snnclf").removeHandler(file_log)
             file_log.close()
@@ -242,13 +198,8 @@ def _start(parts, run, ctx):
     cfg, data, splits = parts.cfg, parts.data, parts.splits
     num_params = sum(p.numel() for p in parts.model.parameters())
     if ctx.is_main:
-        write_json(run.config, {**cfg.to_dict(), "model_name": parts.model_name,
-                                "in_shape": list(data.in_shape), "num_classes": data.num_classes,
-                                "class_names": data.class_names, "num_params": num_params,
-                                "num_train": len(splits["train"]), "num_val": len(splits["val"]),
-                                "num_test": len(splits["test"]), "processes": ctx.world,
-                                "global_batch_size": cfg.batch_size * ctx.world,
-                                "snnclf_version": __version__, "torch_version": torch.__version__})
+        write_json(run.config, config_record(cfg.to_dict(), parts.model_name, data, splits, num_params,
+                                             ctx.world, cfg.batch_size))
     log.info("run %s: %s (%s parameters) on %s (%d train, %d val images), T=%d, %s encoding, "
              "device %s%s", run.name, cfg.arch if parts.model_name == "arch" else parts.model_name,
              f"{num_params:,}", cfg.dataset, len(splits["train"]), len(splits["val"]), cfg.time_steps,
@@ -260,41 +211,23 @@ def _start(parts, run, ctx):
 
 def _restore(checkpoint, parts, run, ctx):
     """The state ``last.pt`` holds, its weights, optimizer, schedule and random states loaded."""
-    parts.model.load_state_dict(checkpoint["model"])
-    parts.optimizer.load_state_dict(checkpoint["optimizer"])
-    if parts.scheduler is not None:
-        parts.scheduler.load_state_dict(checkpoint["scheduler"])
-    if parts.scaler is not None and checkpoint.get("scaler"):
-        parts.scaler.load_state_dict(checkpoint["scaler"])
-    midway = checkpoint.get("partial")
-    if midway and not ctx.is_main:  # the saved totals are all processes' sums: rank 0 carries them
-        midway = {**midway, "totals": {**new_totals(), "steps": midway["totals"]["steps"]}}
-    done = checkpoint["epoch"]
-    rows = [r for r in read_metrics(run.metrics) if r["epoch"] <= done] if run.metrics.exists() else []
+    rows = read_metrics(run.metrics) if run.metrics.exists() else []
+    state = restore(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler, rows)
+    if state.midway and not ctx.is_main:  # the saved totals are all processes' sums: rank 0 carries them
+        state.midway = {**state.midway, "totals": {**new_totals(), "steps": state.midway["totals"]["steps"]}}
     per_process = checkpoint.get("rng_per_process")  # as many as processes now (_check_resumable)
     set_rng_state(per_process[ctx.rank] if per_process else checkpoint["rng"])
-    log.info("resuming run %s at epoch %d of %d%s", run.name, done + 1, parts.cfg.epochs,
-             f", step {midway['totals']['steps'] + 1}" if midway else "")
-    return RunState(done, checkpoint["best_val_accuracy"], checkpoint["best_epoch"],
-                    checkpoint.get("best_val_loss", math.inf), rows, midway)
+    log.info("resuming run %s at epoch %d of %d%s", run.name, state.epoch + 1, parts.cfg.epochs,
+             f", step {state.midway['totals']['steps'] + 1}" if state.midway else "")
+    return state
 
 
 def _snapshot(state, parts, ctx):
     """The checkpoint of ``state``. Every process calls it: the random-number states of all of
     them are gathered."""
-    rngs = ctx.gather(rng_state())
-    return {
-        "format": FORMAT, "version": VERSION, "model_name": parts.model_name,
-        "model_kwargs": parts.model_kwargs, "model": parts.model.state_dict(),
-        "optimizer": parts.optimizer.state_dict(),
-        "scheduler": parts.scheduler.state_dict() if parts.scheduler is not None else None,
-        "scaler": parts.scaler.state_dict() if parts.scaler is not None else None,
-        "epoch": state.epoch, "partial": state.midway, "best_val_accuracy": state.best_accuracy,
-        "best_epoch": state.best_epoch, "best_val_loss": state.best_loss,
-        "metrics": state.rows[-1] if state.rows else None, "config": parts.cfg.to_dict(),
-        "class_names": parts.data.class_names, "rng": rngs[0],
-        "rng_per_process": rngs if ctx.enabled else None, "snnclf_version": __version__,
-    }
+    return make_checkpoint(state, parts.cfg.to_dict(), parts.model_name, parts.model_kwargs,
+                           parts.data.class_names, parts.model, parts.optimizer, parts.scheduler, parts.scaler,
+                           ctx.gather(rng_state()), per_process=ctx.enabled)
 
 
 def _combined(result, ctx):
@@ -304,11 +237,11 @@ def _combined(result, ctx):
     return {**result, **summarize(totals), "totals": totals}
 
 
-def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, events=None):
+def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=None):
     """Train epoch ``epoch`` (from where ``state.midway`` stopped, if it did), validate, save
     ``last.pt`` (and ``best.pt`` when it improved) and append its row to metrics.csv. A stop asked
     mid-way saves the epoch's progress and raises :class:`Interrupted`. ``first``: the first
-    epoch of this process, whose first step includes torch.compile's work. ``events``: the
+    epoch of this process, whose first step includes torch.compile's work. ``tensorboard``: the
     run's TensorBoard files (``--tensorboard``), which also get the layers' firing rates."""
     cfg = parts.cfg
     midway, state.midway = state.midway, None
@@ -319,7 +252,7 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, events=None):
                          epoch=epoch, skip=totals["steps"] if totals else 0, rank=ctx.rank, world=ctx.world)
     tr = train_one_epoch(parts.net, loader, parts.encode, parts.loss_fn, parts.optimizer, parts.device,
                          scaler=parts.scaler, augment=parts.augment, amp=parts.amp, grad_clip=cfg.grad_clip,
-                         epoch=epoch, totals=totals, should_stop=lambda: ctx.any(stop()),
+                         epoch=epoch, totals=totals, should_stop=lambda step: ctx.any(stop(epoch, step)),
                          any_rank=ctx.any, progress=ctx.is_main, desc=f"epoch {epoch}/{cfg.epochs}")
     tr = _combined(tr, ctx)
     if tr["stopped"]:
@@ -332,7 +265,7 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, events=None):
         log.info("torch.compile: the first training step took %.1f s, the others %.3f s on average "
                  "(compiling is the difference)", tr["first_step_seconds"], tr["step_seconds"])
     val_loader = make_loader(parts.splits["val"], cfg.batch_size, rank=ctx.rank, world=ctx.world)
-    with events.firing_rates(parts.eval_net) if events else contextlib.nullcontext({}) as rates:
+    with tensorboard.firing_rates(parts.eval_net) if tensorboard else contextlib.nullcontext({}) as rates:
         va = _combined(evaluate(parts.eval_net, val_loader, parts.encode, parts.loss_fn, parts.device,
                                 parts.data.num_classes, amp=parts.amp, desc="validate", progress=ctx.is_main), ctx)
     if parts.scheduler is not None:
@@ -352,8 +285,8 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, events=None):
     if improved:
         _save(checkpoint, run.best, ctx)
     _save(checkpoint, run.last, ctx)
-    if events is not None:
-        events.epoch(state.rows[-1], rates)
+    if tensorboard is not None:
+        tensorboard.epoch(state.rows[-1], rates)
     log.info("epoch %d/%d  train loss %.4f acc %.2f%%  val loss %.4f acc %.2f%%  %.1fs%s", epoch,
              cfg.epochs, tr["loss"], 100 * tr["accuracy"], va["loss"], 100 * va["accuracy"], seconds,
              "  (best)" if improved else "")
@@ -366,16 +299,27 @@ def _save(checkpoint, path, ctx):
 
 class StopOnSignal:
     """While active, SIGINT (Ctrl-C) and SIGTERM ask training to stop after the current step, so
-    that ``last.pt`` can be saved; the same signal a second time stops at once. Calling it says whether a stop
-    was asked. Outside the main thread (where Python cannot take signals) it never asks."""
+    that ``last.pt`` can be saved; the same signal a second time stops at once. Calling it with
+    the epoch (and the step, after a step) says whether a stop was asked. Outside the main thread
+    (where Python cannot take signals) it never asks.
+
+    ``stop_at = (run, epoch, step)`` acts as a Ctrl-C arriving in run ``run`` (``None``: any run)
+    right after that step of that epoch (``step`` ``None``: after the epoch's validation): the
+    hook that lets a test stop a run at a chosen place, the way a user would."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    stop_at = None
 
-    def __init__(self):
+    def __init__(self, run=None):
+        self.run = run
         self.signum = None
         self._previous = {}
 
-    def __call__(self):
+    def __call__(self, epoch=None, step=None):
+        if self.signum is None and self.stop_at is not None:
+            run, at_epoch, at_step = self.stop_at
+            if run in (None, self.run) and (epoch, step) == (at_epoch, at_step):
+                self.signum = signal.SIGINT
         return self.signum is not None
 
     def _handle(self, signum, frame):

@@ -1,7 +1,9 @@
-"""Seeding, random-number state, device choice and the CPU allocator, shared by train and eval."""
+"""Seeding, random-number state, device choice, optional packages and the CPU allocator, shared by
+the commands."""
 import contextlib
 import ctypes
 import ctypes.util
+import importlib
 import random
 
 import numpy as np
@@ -28,6 +30,15 @@ def keep_freed_memory():
         return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 ** 30))
     except (OSError, AttributeError, TypeError):  # not glibc (macOS, Windows, musl)
         return False
+
+
+def need(module, what, install):
+    """Import the optional package ``module``, or say in one line that ``what`` needs it and
+    which ``install`` brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UsageError(f"{what} needs the {module} package: {install}") from None
 
 
 def seed_everything(seed):

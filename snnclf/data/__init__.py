@@ -6,11 +6,12 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Rand
                               SequentialSampler, Subset)
 
 from ..errors import UsageError
+from ..flags import checked, number
 from ..registry import Registry
 from . import datasets, events, simulate
 from .datasets import DataSet
 from .encoders import ENCODERS
-from .events import CACHE_DIR, EVENT_OPTIONS
+from .events import CACHE_DIR
 
 # Every data set, in one place. Each declares whether it gives event frames (then it takes the
 # event options and is its own encoding) and which files it reads under --data_dir:
@@ -26,6 +27,10 @@ DATASETS.register("nmnist-sim", events=True, reads=("idx", "MNIST"))(simulate.nm
 
 
 log = logging.getLogger(__name__)
+
+# The checks of the values the splits and loaders take; the flags use them too (snnclf.config).
+CHECKS = {"val_fraction": number(float, 0, 1, True, True), "subset": number(int, 1),
+          "batch_size": number(int, 1)}
 
 DATA_DIR = "data"  # where data files are looked for unless --data_dir says otherwise
 SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
@@ -53,7 +58,7 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, **event_options):
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, cache_dir);
     given to a static data set, those are refused."""
     builder = DATASETS.lookup(name, "--dataset")
-    given = {k: v for k, v in event_options.items() if v is not None and v is not False}
+    given = {k: v for k, v in event_options.items() if v is not None and v is not False}  # a switch left off is not given
     if not is_event_dataset(name):
         for key in given:
             raise UsageError(f"--{key} applies to event data sets only "
@@ -88,16 +93,14 @@ def make_splits(data, val_fraction=0.1, subset=None):
     The validation split (``val_fraction`` of the training images, class-balanced) is held out of
     train and selects the best epoch; the test split is never used for selection. ``subset`` keeps
     that many training images and shrinks the validation split in proportion."""
-    if not 0.0 < val_fraction < 1.0:
-        raise UsageError(f"--val_fraction must lie strictly between 0 and 1, got {val_fraction}")
+    checked("val_fraction", CHECKS["val_fraction"], val_fraction)
     n = len(data.train_y)
     n_val = max(1, round(n * val_fraction))
     if n_val >= n:
         raise UsageError(f"--val_fraction {val_fraction} leaves no training images out of {n}")
     val_idx, train_idx = _stratified(data.train_y, n_val, SPLIT_SEED)
     if subset is not None:
-        if subset < 1:
-            raise UsageError(f"--subset must be at least 1, got {subset}")
+        checked("subset", CHECKS["subset"], subset)
         if subset < len(train_idx):
             keep, _ = _stratified(data.train_y[train_idx], subset, SPLIT_SEED)
             train_idx = train_idx[keep]
@@ -119,8 +122,7 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
     ``DistributedSampler`` (same seed, ``set_epoch``) gives this ``rank`` every world-th sample of
     the same order, so the processes' batches together are the batches of one process with a
     ``world`` times larger batch; unshuffled, the shards are disjoint and uneven, for evaluation."""
-    if batch_size < 1:
-        raise UsageError(f"--batch_size must be at least 1, got {batch_size}")
+    checked("batch_size", CHECKS["batch_size"], batch_size)
     if world > 1 and shuffle:
         sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
         sampler.set_epoch(epoch)
@@ -140,5 +142,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
                       generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "DataSet", "EVENT_OPTIONS", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

@@ -23,7 +23,6 @@ SENSOR = (34, 34, 2)  # N-MNIST's ATIS crop: width, height, polarities (tonic's 
 SPLITS = {"train": "Train", "test": "Test"}
 CACHE_VERSION = 1  # bump when the way frames are made changes
 CACHE_DIR = "data/cache"  # where frames and simulated recordings are kept unless told otherwise
-EVENT_OPTIONS = ("denoise_us", "downsample", "first_saccade_only", "cache_dir")
 
 
 # --- the file format -------------------------------------------------------------------------

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..errors import UsageError
+from ..flags import checked, number
 from .layers import FlattenLinear, Folded, Network, TimeDropout
 from .neurons import make_neuron
+
+# The check of --dropout, which the flag uses too (snnclf.config): one check, whoever gives it.
+CHECKS = {"dropout": number(float, 0, 1, high_open=True)}
 
 # The pooling tokens. Sum pooling is average pooling without the division (torch has no layer of
 # its own for it; NIR has SumPool2d).
@@ -80,8 +84,7 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
     One pass over the tokens, longer than most functions here on purpose: the sizes it follows
     (channels, height, width, features) change at every token, and each check reads next to the
     size it checks; split into per-token helpers they would be passed back and forth."""
-    if not 0.0 <= dropout < 1.0:
-        raise UsageError(f"--dropout must lie in [0, 1), got {dropout}")
+    checked("dropout", CHECKS["dropout"], dropout)
     tokens = parse(spec, where)
     channels, height, width = in_shape
     features = None  # set once flattened

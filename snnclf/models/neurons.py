@@ -10,12 +10,12 @@ from snntorch import surrogate
 from torch import nn
 
 from ..errors import UsageError
-from ..flags import flag, number
+from ..flags import check_field, flag, given, number
 from ..registry import Registry
 from . import fused
 
 SURROGATES = Registry("surrogate", declares=("derivative",))
-NEURONS = Registry("neuron", declares=("options", "num_states"))
+NEURONS = Registry("neuron", declares=("options",))
 RESETS = ("subtract", "zero")
 
 
@@ -26,22 +26,22 @@ class NeuronFlags:
     here and its use in the builders below; the CLI, the run configuration and the models'
     accepted options follow from it."""
 
-    beta: Optional[float] = flag(None, "membrane decay per step, in [0, 1]", "model", fallback=0.9,
+    beta: Optional[float] = flag(None, "membrane decay per step, in [0, 1]", "model", model=True, fallback=0.9,
                                  parse=number(float, 0, 1))
-    threshold: Optional[float] = flag(None, "firing threshold, > 0", "model", fallback=1.0,
+    threshold: Optional[float] = flag(None, "firing threshold, > 0", "model", model=True, fallback=1.0,
                                       parse=number(float, 0, low_open=True))
     alpha: Optional[float] = flag(None, "decay of the second state: the adaptive threshold (ALIF) and "
-                                  "the synaptic current (Synaptic), in [0, 1]", "model", fallback=0.9,
+                                  "the synaptic current (Synaptic), in [0, 1]", "model", model=True, fallback=0.9,
                                   parse=number(float, 0, 1))
-    reset: Optional[str] = flag(None, "membrane reset after a spike", "model", fallback="subtract",
+    reset: Optional[str] = flag(None, "membrane reset after a spike", "model", model=True, fallback="subtract",
                                 choices=lambda: RESETS)
-    surrogate: Optional[str] = flag(None, "surrogate gradient of the spike", "model", fallback="atan",
+    surrogate: Optional[str] = flag(None, "surrogate gradient of the spike", "model", model=True, fallback="atan",
                                     choices=lambda: SURROGATES.names())
-    slope: Optional[float] = flag(None, "steepness of the surrogate (atan: its alpha)", "model",
+    slope: Optional[float] = flag(None, "steepness of the surrogate (atan: its alpha)", "model", model=True,
                                   default_text="snnTorch's: 25, atan 2", parse=number(float, 0, low_open=True))
-    learn_beta: Optional[bool] = flag(None, "learn the membrane decay", "model", default_text="off",
+    learn_beta: Optional[bool] = flag(None, "learn the membrane decay", "model", model=True, default_text="off",
                                       action="store_true")
-    learn_threshold: Optional[bool] = flag(None, "learn the threshold", "model", default_text="off",
+    learn_threshold: Optional[bool] = flag(None, "learn the threshold", "model", model=True, default_text="off",
                                            action="store_true")
 
 
@@ -184,18 +184,10 @@ class SpikingLayer(nn.Module):
 
 def _cell_options(options):
     """snnTorch's keyword arguments for the neuron options (fallbacks filled in), and the
-    surrogate's declared in-place derivative. The values are checked here too, not only by the
-    flags, because models and neurons are built from Python as well."""
+    surrogate's declared in-place derivative. Models and neurons are built from Python as well,
+    so the given values pass their flags' checks here (one check, whoever gives the value)."""
     o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
-    o.update({k: v for k, v in options.items() if v is not None})
-    if not 0.0 <= o["beta"] <= 1.0:
-        raise UsageError(f"--beta must lie in [0, 1], got {o['beta']}")
-    if o["threshold"] <= 0:
-        raise UsageError(f"--threshold must be positive, got {o['threshold']}")
-    if o["reset"] not in RESETS:
-        raise UsageError(f"unknown --reset {o['reset']!r}: choose one of {', '.join(RESETS)}")
-    if not 0.0 <= o["alpha"] <= 1.0:
-        raise UsageError(f"--alpha must lie in [0, 1], got {o['alpha']}")
+    o.update({k: check_field(NeuronFlags, k, v) for k, v in given(options).items()})
     derivative = SURROGATES.info(o["surrogate"], "--surrogate")["derivative"]
     slope = o["slope"]
     cell = dict(beta=o["beta"], threshold=o["threshold"], reset_mechanism=o["reset"],
@@ -204,21 +196,21 @@ def _cell_options(options):
     return cell, o, derivative and (lambda z: derivative(z, slope))
 
 
-@NEURONS.register("leaky", options=SHARED, num_states=1)
+@NEURONS.register("leaky", options=SHARED)
 def leaky(**options):
     """snnTorch ``Leaky`` (first-order LIF)."""
     cell, _, derivative = _cell_options(options)
     return SpikingLayer(snn.Leaky(**cell), 1, derivative)
 
 
-@NEURONS.register("synaptic", options=SHARED + SECOND_STATE, num_states=2)
+@NEURONS.register("synaptic", options=SHARED + SECOND_STATE)
 def synaptic(**options):
     """snnTorch ``Synaptic``: a synaptic current decaying with ``alpha`` feeds the membrane."""
     cell, o, derivative = _cell_options(options)
     return SpikingLayer(snn.Synaptic(alpha=o["alpha"], **cell), 2, derivative)
 
 
-@NEURONS.register("alif", options=SHARED + SECOND_STATE, num_states=2)
+@NEURONS.register("alif", options=SHARED + SECOND_STATE)
 def alif(**options):
     """:class:`AdaptiveLeaky`: the threshold adapts with decay ``alpha``."""
     cell, o, derivative = _cell_options(options)
@@ -235,7 +227,7 @@ def make_neuron(kind, **options):
             raise TypeError(f"{key!r} is not a neuron option ({', '.join(NEURON_OPTIONS)})")
         if value is not None and key not in used:
             raise UsageError(f"--{key} does not apply to {kind} neurons; leave it out")
-    return builder(**{k: v for k, v in options.items() if v is not None})
+    return builder(**given(options))
 
 
 def options_for(kind, options):

@@ -4,6 +4,7 @@ from collections import OrderedDict
 from torch import nn
 
 from ..errors import UsageError
+from ..flags import checked
 from ..registry import Registry
 from . import arch
 from .layers import Folded, Network, TimeDropout
@@ -25,7 +26,7 @@ def _build(spec, name, in_shape, num_classes, spiking, batch_norm, dropout, pool
     """Model ``name`` written in the --arch notation as ``spec``, with ``{k}`` the classes and
     ``{p}`` the pooling token of ``pool``."""
     if pool not in POOLINGS:
-        raise UsageError(f"model {name}: unknown --pool {pool!r}: choose one of {', '.join(POOLINGS)}")
+        raise UsageError(f"--pool: invalid choice: {pool!r} (choose from {', '.join(map(repr, POOLINGS))})")
     return arch.build(spec.format(k=num_classes, p=POOLINGS[pool]), in_shape, num_classes, spiking=spiking,
                       batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
 
@@ -94,8 +95,7 @@ def resnet(in_shape, num_classes, *, dropout=0.0, **neuron):
     """SpikingResNet: a conv stem with adaptive-threshold LIF neurons, two residual blocks of LIF
     neurons (the second halves the resolution), global average pooling, a Synaptic (two-state)
     LIF layer of 256 and an LIF output layer. Batch norm is built in."""
-    if not 0.0 <= dropout < 1.0:
-        raise UsageError(f"--dropout must lie in [0, 1), got {dropout}")
+    checked("dropout", arch.CHECKS["dropout"], dropout)
     channels, height, width = in_shape
     if min(height, width) < 2:
         raise UsageError(f"model resnet needs images of at least 2x2, got {height}x{width}")

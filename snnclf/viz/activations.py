@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..builders import load_data, load_model, make_encoder
-from ..config import DRAWN_SAMPLES, EVAL_SEED, LOG_DIR, SAVE_DIR, RunConfig
+from ..builders import load_data, make_encoder, open_trained
+from ..config import DRAWN_SAMPLES, EVAL_SEED, LOG_DIR, SAVE_DIR
 from ..data import make_splits
 from ..errors import UsageError
+from ..flags import checked, number
 from ..models.neurons import SpikingLayer
-from ..runs import latest_run, load_checkpoint, open_run
 from ..utils import seeded
 from . import plots
 from .files import gif_frame, save, save_gif, subplots
@@ -55,19 +55,17 @@ def output_race_gif(spikes, class_names, path, label=None):
     return save_gif(frames, path, 250)
 
 
-def visualize(run=None, num_samples=DRAWN_SAMPLES, tsne=False, tsne_samples=500, out=None,
+def visualize(run=None, checkpoint=None, num_samples=DRAWN_SAMPLES, tsne=False, tsne_samples=500, out=None,
               save_dir=SAVE_DIR, log_dir=LOG_DIR, device="cpu"):
-    """Draw the activity of ``run`` (default: the most recently trained) into ``out`` (default
-    ``activations/<run>/``). Returns the files written."""
-    run = run or latest_run(save_dir)
-    ckpt = load_checkpoint(open_run(run, save_dir, log_dir).best)
-    cfg = RunConfig.from_dict(ckpt["config"])
-    model = load_model(ckpt, torch.device(device))
+    """Draw the activity of ``run``'s ``best.pt`` (or of the file ``checkpoint``; with neither,
+    the most recently trained run's) into ``out`` (default ``activations/<run>/``). Returns the
+    files written."""
+    trained = open_trained(run, checkpoint, save_dir, log_dir, torch.device(device))
+    cfg, model, run = trained.cfg, trained.model, trained.run.name
     if not model.spiking:
         raise UsageError(f"run {run} trains {cfg.model}, which has no spiking layers to draw; "
                          "pick a spiking run")
-    if num_samples < 1:
-        raise UsageError(f"--num_samples must be at least 1, got {num_samples}")
+    checked("num_samples", number(int, 1), num_samples)
     data = load_data(cfg)
     test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
     encode = make_encoder(cfg)

@@ -29,7 +29,7 @@ def frames_gif(frames, path, title):
     return save_gif(pictures, path, 150)
 
 
-def visualize_data(dataset, num_samples=GRID_SAMPLES, out=None, data_dir=DEFAULTS["data_dir"], cache_dir=None,
+def visualize_data(dataset=DEFAULTS["dataset"], num_samples=GRID_SAMPLES, out=None, data_dir=DEFAULTS["data_dir"], cache_dir=None,
                    time_steps=None):
     """Draw ``dataset`` into ``out`` (default ``activations/data/<dataset>/``); returns the files."""
     if num_samples < 1:
