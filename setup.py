@@ -20,6 +20,8 @@ setup(
     install_requires=requirements,
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT],
                     "tensorboard": ["tensorboard>=2.10"],
-                    "export": EXPORT},
+                    "export": EXPORT,
+                    # the manual as a site: mkdocs build --strict (mkdocs.yml)
+                    "docs": ["mkdocs>=1.5,<2", "mkdocs-material>=9.5"]},
     entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},
 )

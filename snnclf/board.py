@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from .errors import UsageError
+from .flags import given
 from .models.neurons import SpikingLayer
 
 SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "train_accuracy": "accuracy/train",
@@ -71,8 +72,7 @@ class Board:
     def finish(self, options, metrics, pictures):
         """The run's options (those set, as plain values) against its final ``metrics``, and its
         pictures (PNG files) as images."""
-        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v)
-                   for k, v in options.items() if v is not None}
+        hparams = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in given(options).items()}
         self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".")
         for path in pictures:
             with Image.open(path) as image:

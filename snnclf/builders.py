@@ -11,6 +11,7 @@ from .config import LOG_DIR, SAVE_DIR, RunConfig
 from .data import get_encoder, load_dataset
 from .data.augment import event_dropout, noise_events, random_shift
 from .errors import UsageError
+from .flags import given
 from .losses import get_loss
 from .models import get_model
 from .optim import get_optimizer, get_scheduler
@@ -29,7 +30,7 @@ def build_model(cfg, data):
     name, options = cfg.model_spec()
     model = get_model(name, data.in_shape, data.num_classes, **options)
     kwargs = {"in_shape": list(data.in_shape), "num_classes": data.num_classes,
-              **{k: v for k, v in options.items() if v is not None}}
+              **given(options)}
     return model, name, kwargs
 
 

@@ -50,7 +50,7 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
     flags = [f"--{n}" for n in (name, *aliases) for n in dict.fromkeys([n, n.replace("_", "-")])]
     default = default_text() if callable(default_text) else default_text
     default = default if default is not None else DEFAULTS.get(name)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    kwargs = given(kwargs)
     if parse is not None:
         kwargs["type"] = parse
     if choices is not None:

@@ -111,8 +111,7 @@ def make_splits(data, val_fraction=0.1, subset=None):
             "test": data.test}
 
 
-def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, rank=0, world=1,
-                pin_memory=False):
+def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, rank=0, world=1):
     """Batches of an in-memory dataset, of ``batch_size`` per process.
 
     The sampler yields whole index lists, so each batch is one gather instead of ``batch_size``
@@ -138,8 +137,7 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
     # A DataLoader draws a base seed from its generator each time it is iterated; without its own
     # generator it would take one from the global RNG, and a run resumed mid-epoch (global RNG
     # restored before the loader starts) would then differ from one never stopped.
-    return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=pin_memory,
-                      generator=torch.Generator().manual_seed(seed))
+    return DataLoader(dataset, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(seed))
 
 
 __all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",

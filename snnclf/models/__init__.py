@@ -7,17 +7,14 @@ import inspect
 import torch
 
 from ..errors import UsageError
+from ..flags import given
 from .layers import Folded
-from .neurons import NEURON_OPTIONS, NEURONS, SURROGATES, NeuronFlags, SpikingLayer, make_neuron
+from .neurons import NEURON_OPTIONS, NEURONS, NeuronFlags, SpikingLayer, make_neuron
 from .zoo import MODELS, POOLINGS
 
 
 def list_models():
     return MODELS.names()
-
-
-def list_surrogates():
-    return SURROGATES.names()
 
 
 def model_options(name):
@@ -34,7 +31,7 @@ def get_model(name, in_shape, num_classes, **options):
     ``num_classes`` outputs. Options that are ``None`` keep the model's own defaults; an option the
     model does not have is refused, naming the flag."""
     builder = MODELS.lookup(name, "--model")
-    options = {k: v for k, v in options.items() if v is not None}
+    options = given(options)
     accepted = model_options(name)
     for key in options:
         if key not in accepted:
@@ -68,5 +65,5 @@ def is_spiking(name):
     return MODELS.info(name, "--model")["spiking"]
 
 
-__all__ = ["compile_model", "get_model", "is_spiking", "step_by_step", "list_models", "list_surrogates",
+__all__ = ["compile_model", "get_model", "is_spiking", "step_by_step", "list_models",
            "make_neuron", "model_options", "NEURON_OPTIONS", "NEURONS", "MODELS", "NeuronFlags", "POOLINGS"]
