@@ -15,7 +15,7 @@ from .flags import given
 from .losses import get_loss
 from .models import get_model
 from .optim import get_optimizer, get_scheduler
-from .runs import Run, load_checkpoint, open_run, trained_checkpoint
+from .runs import Run, check_keys, load_checkpoint, open_run, trained_checkpoint
 
 
 def load_data(cfg, time_steps=None, data_dir=None):
@@ -53,12 +53,8 @@ def open_trained(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, 
     ``best.pt`` (with no run named, the most recently trained run's), its configuration and its
     model on ``device``. The one place eval, predict, export and visualize-activations open a run."""
     path = trained_checkpoint(run, checkpoint, save_dir)
-    ckpt = load_checkpoint(path)
-    for key, kind in (("config", dict), ("model_name", str), ("model_kwargs", dict), ("model", dict),
-                      ("class_names", (list, tuple))):
-        if not isinstance(ckpt.get(key), kind):
-            raise UsageError(f"{path} lacks the {key!r} an snnclf checkpoint holds: it is damaged or was "
-                             "not written by snnclf train")
+    ckpt = check_keys(load_checkpoint(path), path, ("config", "model_name", "model_kwargs", "model", "class_names",
+                                                    "epoch"))
     cfg = RunConfig.from_dict(ckpt["config"])
     return Trained(path, ckpt, cfg, open_run(cfg.run, save_dir, log_dir), load_model(ckpt, device))
 
@@ -77,6 +73,62 @@ def load_model(checkpoint, device):
         raise UsageError(f"the checkpoint's weights do not fit model {checkpoint['model_name']} "
                          f"({str(err).splitlines()[0]}): it was saved by another version") from None
     return model.to(device).eval()
+
+
+def check_memory(model, in_shape, time_steps, batch_size, device, training=False):
+    """Refuse, before anything is written, a run whose activations cannot fit in the memory
+    that is free: ``--time_steps 100000`` would otherwise fail part-way with an allocator's
+    traceback. The estimate: what every layer outputs for one sample and one step (measured by
+    running the model once on zeros), times T and the batch, times 3 when training (activations
+    kept for the backward pass, their gradients, temporaries); plus the weights and, when
+    training, their gradients and optimizer state. Where the free memory cannot be read, nothing
+    is refused."""
+    free = free_memory(device)
+    if free is None:
+        return
+    sizes = []
+
+    def count(module, args, out):
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor):
+                sizes.append(t.numel() * t.element_size())
+    leaves = [m for m in model.modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    mode = model.training
+    model.eval()  # a training-mode pass would move batch norm's running statistics
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model(torch.zeros(1, 1, *in_shape, device=device))
+    finally:
+        model.train(mode)
+        for h in hooks:
+            h.remove()
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    need = sum(sizes) * time_steps * batch_size * (3 if training else 1) + weights * (4 if training else 1)
+    if need > free:
+        raise UsageError(f"--time_steps {time_steps} with --batch_size {batch_size} needs about {_gib(need)} of "
+                         f"memory on {device.type} for this model, and {_gib(free)} is free: lower --time_steps "
+                         "or --batch_size")
+
+
+def _gib(n):
+    return f"{n / 2 ** 30:,.1f} GiB" if n >= 2 ** 30 else f"{n / 2 ** 20:,.0f} MiB"
+
+
+def free_memory(device):
+    """Bytes of memory free for tensors on ``device``, or ``None`` where that cannot be read
+    (Linux's MemAvailable for the CPU; the CUDA driver's free memory)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu":
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            return None
+    return None
 
 
 def check_fits(checkpoint, data, where, dataset):

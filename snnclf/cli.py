@@ -16,7 +16,7 @@ from .errors import Interrupted, UsageError
 from .evaluate import format_results, run_eval
 from .export import format_export, run_export
 from .flags import flag_of, given, number
-from .predict import as_dict, format_prediction, run_predict, write_predictions
+from .predict import as_dict, format_prediction, run_predict
 from .train import train
 from .utils import keep_freed_memory
 from .viz.activations import visualize
@@ -45,17 +45,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=None, **kwargs):
-    """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default.
-    The value stays ``None`` when the flag is not given."""
+    """Add ``--name`` and its kebab twin (``--time_steps`` and ``--time-steps``), stating the default
+    ``default_text``. The value stays ``None`` when the flag is not given."""
     flags = [f"--{n}" for n in (name, *aliases) for n in dict.fromkeys([n, n.replace("_", "-")])]
-    default = default_text() if callable(default_text) else default_text
-    default = default if default is not None else DEFAULTS.get(name)
     kwargs = given(kwargs)
     if parse is not None:
         kwargs["type"] = parse
     if choices is not None:
         kwargs["choices"] = list(choices() if callable(choices) else choices)
-    group.add_argument(*flags, dest=name, help=f"{help} (default: {default})", default=None, **kwargs)
+    group.add_argument(*flags, dest=name, help=f"{help} (default: {default_text})", default=None, **kwargs)
 
 
 def _add_config_flags(parser, several=False):
@@ -68,7 +66,7 @@ def _add_config_flags(parser, several=False):
             continue
         nargs = "+" if several and spec.action is None and spec.nargs is None and spec.const is None else spec.nargs
         target = parser if spec.group == "preset" else sections[spec.group]
-        _add(target, f.name, spec.help, spec.default_text, spec.aliases, spec.parse, spec.choices,
+        _add(target, f.name, spec.help, spec.stated_default(DEFAULTS[f.name]), spec.aliases, spec.parse, spec.choices,
              action=spec.action, nargs=nargs, const=spec.const, metavar=spec.metavar)
 
 
@@ -276,7 +274,7 @@ def _sweep(args):
 
 
 def _predict(args):
-    found, info = run_predict(**_given(args, "json", "csv"))
+    found, info = run_predict(**_given(args, "json"))
     if args.json:
         print(json.dumps({**info, "predictions": [as_dict(p) for p in found]}))
     else:
@@ -287,8 +285,6 @@ def _predict(args):
     for p in found:
         if p.error:
             print(f"snnclf predict: error: {p.file}: {p.error}", file=sys.stderr)
-    if args.csv:
-        write_predictions(args.csv, found, info["classes"])
     return 2 if any(p.error for p in found) else 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UsageError
+from .flags import shown
 from .runs import RECORDED
 
 
@@ -50,11 +51,30 @@ def load(path, spellings):
         if name not in spellings:
             close = difflib.get_close_matches(name, spellings, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            raise UsageError(f"--config {path}: unknown option {key!r}{hint}; the keys are "
+            raise UsageError(f"--config {path}: unknown option {shown(key)}{hint}; the keys are "
                              "'snnclf train' flags without the dashes")
         if value is not None:
-            found[spellings[name]] = value
+            found[spellings[name]] = _plain(value, f"--config {path}: {key}")
     return found
+
+
+MAX_ITEMS = 1000  # values a list in a config file may hold (sweep axes included)
+
+
+def _plain(value, where, depth=0):
+    """``value`` if it is what a flag takes: a scalar, or a short list of them (a sweep's axis of a
+    list option: a list of such lists). Anything else (a mapping, a deep or huge list, which is
+    how a YAML alias bomb arrives) is refused without being expanded or quoted whole."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        if isinstance(value, str) and len(value) > MAX_ITEMS:
+            raise UsageError(f"{where}: a text of {len(value):,} characters; options are short values")
+        return value
+    if isinstance(value, list) and depth < 2:
+        if len(value) > MAX_ITEMS:
+            raise UsageError(f"{where}: a list of {len(value):,} values (at most {MAX_ITEMS})")
+        return [_plain(v, where, depth + 1) for v in value]
+    kind = "a nested list" if isinstance(value, list) else f"a {type(value).__name__}"
+    raise UsageError(f"{where}: {kind}, not a value or a list of values")
 
 
 def dump(values, derived):

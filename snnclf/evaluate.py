@@ -3,13 +3,13 @@
 from dataclasses import replace
 
 from . import efficiency
-from .builders import build_loss, check_fits, load_data, make_encoder, open_trained
+from .builders import build_loss, check_fits, check_memory, load_data, make_encoder, open_trained
 from .config import EVAL_SEED, LOG_DIR, SAVE_DIR, check_option
 from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
-from .runs import write_csv, write_json
+from .runs import RunLock, write_csv, write_json
 from .utils import resolve_device, seeded
 from .viz.reports import evaluation_pictures
 
@@ -28,40 +28,42 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     device = resolve_device(device)
     trained = open_trained(run, checkpoint, save_dir, log_dir, device)
     path, ckpt, cfg, run, model = trained.path, trained.checkpoint, trained.cfg, trained.run, trained.model
-    T = check_option("time_steps", time_steps) if time_steps is not None else cfg.time_steps
-    batch_size = check_option("batch_size", batch_size) if batch_size is not None else cfg.batch_size
+    with RunLock(run):  # not while another process trains or evaluates this run
+        T = check_option("time_steps", time_steps) if time_steps is not None else cfg.time_steps
+        batch_size = check_option("batch_size", batch_size) if batch_size is not None else cfg.batch_size
+        check_memory(model, trained.in_shape, T, batch_size, device)
 
-    other = dataset is not None and dataset != cfg.dataset
-    if other and is_event_dataset(dataset) != is_event_dataset(cfg.dataset):
-        kinds = {True: "an event data set", False: "a data set of images"}
-        raise UsageError(f"--dataset {dataset}: run {run.name} was trained on {cfg.dataset}, "
-                         f"{kinds[is_event_dataset(cfg.dataset)]}, and {dataset} is "
-                         f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
-    data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
-    check_fits(ckpt, data, path, dataset or cfg.dataset)
-    if other and list(data.class_names) != trained.class_names:
-        raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
-                         f"not those run {run.name} learned ({', '.join(trained.class_names[:4])}, ...)")
-    splits = make_splits(data, cfg.val_fraction, cfg.subset)
-    encode = make_encoder(cfg, T)
-    loss_fn = build_loss(cfg, model, T)
+        other = dataset is not None and dataset != cfg.dataset
+        if other and is_event_dataset(dataset) != is_event_dataset(cfg.dataset):
+            kinds = {True: "an event data set", False: "a data set of images"}
+            raise UsageError(f"--dataset {dataset}: run {run.name} was trained on {cfg.dataset}, "
+                             f"{kinds[is_event_dataset(cfg.dataset)]}, and {dataset} is "
+                             f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
+        data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
+        check_fits(ckpt, data, path, dataset or cfg.dataset)
+        if other and list(data.class_names) != trained.class_names:
+            raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
+                             f"not those run {run.name} learned ({', '.join(trained.class_names[:4])}, ...)")
+        splits = make_splits(data, cfg.val_fraction, cfg.subset)
+        encode = make_encoder(cfg, T)
+        loss_fn = build_loss(cfg, model, T)
 
-    results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
-               "dataset": dataset if other else cfg.dataset, "trained_on": cfg.dataset, "model": cfg.model,
-               "time_steps": T, "seed": seed}
-    net = compile_model(model) if compile else model
-    with seeded(seed, device):
-        results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
-                                encode, loss_fn, device, batch_size, data.class_names))
-    suffix = f"_{dataset}" if other else ""
-    eval_json, confusion_csv = run.log_dir / f"eval{suffix}.json", run.log_dir / f"confusion_matrix{suffix}.csv"
-    write_json(eval_json, results)
-    names = data.class_names
-    write_csv(confusion_csv, ["true \\ predicted"] + names,
-              [[n] + row for n, row in zip(names, results["confusion_matrix"])])
-    pictures = evaluation_pictures(run, results, suffix)
-    results["files"] = [str(eval_json), str(confusion_csv)] + [str(p) for p in pictures]
-    return results
+        results = {"run": run.name, "checkpoint": str(path), "epoch": ckpt["epoch"],
+                   "dataset": dataset if other else cfg.dataset, "trained_on": cfg.dataset, "model": cfg.model,
+                   "time_steps": T, "seed": seed}
+        net = compile_model(model) if compile else model
+        with seeded(seed, device):
+            results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
+                                    encode, loss_fn, device, batch_size, data.class_names))
+        suffix = f"_{dataset}" if other else ""
+        eval_json, confusion_csv = run.log_dir / f"eval{suffix}.json", run.log_dir / f"confusion_matrix{suffix}.csv"
+        names = data.class_names
+        write_json(eval_json, results)
+        write_csv(confusion_csv, ["true \\ predicted"] + names,
+                  [[n] + row for n, row in zip(names, results["confusion_matrix"])])
+        pictures = evaluation_pictures(run, results, suffix)
+        results["files"] = [str(eval_json), str(confusion_csv)] + [str(p) for p in pictures]
+        return results
 
 
 def _measure(net, model, splits, which, encode, loss_fn, device, batch_size, names):

@@ -2,6 +2,7 @@
 (resumable, a model option, an event option, a hyper-parameter), and the one check that
 argparse (on the text typed), a configuration and a Python caller (on a value) all apply."""
 import argparse
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Callable, Optional
 
@@ -48,6 +49,16 @@ def flag(default, help, group, fallback=None, **kwargs):
     return field(default=default, metadata=metadata)
 
 
+def shown(value, limit=60):
+    """``repr(value)`` for a message, cut to ``limit`` characters: an error line quotes what it
+    refuses, never a whole (possibly huge, or alias-expanded) value."""
+    if isinstance(value, (list, tuple, dict)) and (len(value) > 20 or any(isinstance(v, (list, tuple, dict))
+                                                                          for v in value)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'} of {len(value)} values"
+    text = repr(value[:limit] if isinstance(value, str) else value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def given(values):
     """The values that were given: ``None`` means not given, and never overrides a default."""
     return {k: v for k, v in values.items() if v is not None}
@@ -57,18 +68,18 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
     """A parser of ``kind`` (int or float) within [low, high] (an end excluded when ``*_open``)."""
     def parse(text):
         if kind is int and isinstance(text, float) and not text.is_integer():
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected an integer, got {shown(text)}")
         try:
             value = kind(text)
         except (TypeError, ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
-        if value != value:  # NaN
-            raise argparse.ArgumentTypeError("expected a number, got nan")
+                                             f"got {shown(text)}") from None
+        if value != value or value in (math.inf, -math.inf):  # NaN, infinities
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {shown(text)}")
         if low is not None and (value < low or (low_open and value == low)):
-            raise argparse.ArgumentTypeError(f"must be {'above' if low_open else 'at least'} {low}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'above' if low_open else 'at least'} {low}, got {str(text)[:60]}")
         if high is not None and (value > high or (high_open and value == high)):
-            raise argparse.ArgumentTypeError(f"must be {'below' if high_open else 'at most'} {high}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {'below' if high_open else 'at most'} {high}, got {str(text)[:60]}")
         return value
     return parse
 
@@ -103,21 +114,21 @@ def check(name, spec, value):
         raise UsageError(f"--{name}: {message}")
     if spec.action == "store_true":
         if not isinstance(value, bool):
-            fail(f"expected true or false, got {value!r}")
+            fail(f"expected true or false, got {shown(value)}")
         return value
     if spec.nargs == "+":
         if not isinstance(value, (list, tuple)) or not value:
-            fail(f"expected a list of values, got {value!r}")
+            fail(f"expected a list of values, got {shown(value)}")
         return [check(name, replace(spec, nargs=None), v) for v in value]
     if spec.parse is not None:
         if isinstance(value, bool):
-            fail(f"expected a number, got {value!r}")
+            fail(f"expected a number, got {shown(value)}")
         try:
             return spec.parse(value)
         except argparse.ArgumentTypeError as err:
             fail(str(err))
     if not isinstance(value, str):
-        fail(f"expected a text value, got {value!r}")
+        fail(f"expected a text value, got {shown(value)}")
     if spec.choices is not None and value not in spec.choices():
-        fail(f"invalid choice: {value!r} (choose from {', '.join(map(repr, spec.choices()))})")
+        fail(f"invalid choice: {shown(value)} (choose from {', '.join(map(repr, spec.choices()))})")
     return value

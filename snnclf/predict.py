@@ -21,7 +21,7 @@ from .data import is_event_dataset
 from .data.events import file_frames
 from .errors import UsageError
 from .losses import predict as readout, scores as readout_scores
-from .runs import write_csv
+from .runs import new_file, write_csv
 from .utils import resolve_device, seeded
 
 
@@ -44,6 +44,8 @@ def _image(path, shape):
         image = ImageOps.exif_transpose(image)  # as a viewer shows a photo taken sideways
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit or float grey: scale by its own range
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise UsageError("the image holds NaN or infinite values")
         top = float(values.max()) if values.size and values.max() > 0 else 1.0
         notes.append(f"scaled from {image.mode} values 0..{top:g}")
         image = Image.fromarray((np.clip(values / top, 0, 1) * 255).round().astype(np.uint8), "L")
@@ -75,6 +77,8 @@ def _array(path, shape, events=False):
         raise UsageError(f"not a .npy array numpy can read ({type(err).__name__})") from None
     if not isinstance(array, np.ndarray):
         raise UsageError("an .npz archive, not one .npy array: save the array with numpy.save")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise UsageError(f"an array of complex numbers ({array.dtype}): give real values")
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UsageError(f"an array of {array.dtype}, not of numbers")
     notes = []
@@ -98,6 +102,8 @@ def _array(path, shape, events=False):
 def load_input(path, cfg, in_shape):
     """One input of the run's shape from ``path``, and the notes on what was done to it."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError("it is a folder, not a file: name the files in it")
     if not path.is_file():
         raise UsageError("no such file")
     events = is_event_dataset(cfg.dataset)
@@ -116,9 +122,13 @@ def load_input(path, cfg, in_shape):
         raise UsageError(f"not an image Pillow can read ({type(err).__name__}), nor a .npy array") from None
 
 
-def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED):
+def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED,
+                csv=None):
     """A :class:`Prediction` for each of ``files`` with the run's ``best.pt`` (or ``checkpoint``):
-    a file that cannot be read gets its error, and the others are still classified."""
+    a file that cannot be read gets its error, and the others are still classified. ``csv``: a
+    new file to write the table of predictions to (an existing file is never replaced)."""
+    if csv is not None:
+        new_file(csv, "--csv")
     device = resolve_device(device)
     trained = open_trained(run, checkpoint, save_dir, device=device)
     cfg, model, names, in_shape = trained.cfg, trained.model, trained.class_names, trained.in_shape
@@ -138,6 +148,8 @@ def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, devi
         results.append(Prediction(str(file), names[label], float(scores[label]),
                                   {n: int(c) for n, c in zip(names, counts.tolist())},
                                   [(names[i], float(scores[i])) for i in order[:top]], notes))
+    if csv is not None:
+        write_predictions(csv, results, names)
     return results, {"run": cfg.run, "checkpoint": str(trained.path), "classes": names}
 
 
@@ -160,6 +172,7 @@ def as_dict(p):
 
 def write_predictions(path, predictions, names):
     """The predictions as a CSV table: file, class, confidence, output spikes per class, notes, error."""
+    new_file(path, "--csv")
     write_csv(path, ["file", "class", "confidence", *[f"spikes_{n}" for n in names], "notes", "error"],
               [[p.file, p.label or "", "" if p.confidence is None else f"{p.confidence:.4f}",
                 *[p.spikes.get(n, "") for n in names], "; ".join(p.notes), p.error or ""] for p in predictions])

@@ -12,16 +12,17 @@ import secrets
 import shutil
 import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import filelock
 import torch
 
 from . import __version__
 from .errors import UsageError
 
+MAX_NAME_BYTES = 200  # a run name and the files named after it must fit a file name (255 bytes)
 FORMAT = "snnclf-checkpoint"
 VERSION = 1
 # What a run's config.json records beside its options (see :func:`config_record`); a config file
@@ -48,6 +49,23 @@ class Run:
     def exists(self):
         return self.ckpt_dir.exists() or self.log_dir.exists()
 
+    def replace_aside(self):
+        """Move this run's folders aside (``--overwrite``), to be removed by
+        :meth:`Aside.drop` once the new run has saved a checkpoint, or put back by
+        :meth:`Aside.restore` if it fails before that: nothing is deleted until its replacement is safe."""
+        moved = []
+        try:
+            for folder in (self.ckpt_dir, self.log_dir):
+                if folder.exists():
+                    aside = folder.with_name(f".{folder.name}.replaced-{secrets.token_hex(3)}")
+                    folder.rename(aside)
+                    moved.append((folder, aside))
+        except OSError as err:
+            Aside(moved).restore()
+            raise WriteError(f"cannot replace run {self.name} ({err.strerror or err}): fix the folders' "
+                             "permissions, or choose another --run") from None
+        return Aside(moved)
+
     def prepare(self):
         """Create the run's folders, or say in one line why they cannot be written; a folder it
         made is removed again on failure. Removes temporary files a killed process left behind."""
@@ -68,30 +86,138 @@ class Run:
                              "the folder") from None
 
 
+class RunInUse(UsageError):
+    """Another snnclf process holds the run (see :class:`RunLock`)."""
+
+
+class WriteError(UsageError):
+    """A file could not be written (a full disk, an unwritable folder); nothing was replaced."""
+
+
+def check_name(name, flag="--run"):
+    """``name`` if it can name a folder and the files named after it, or a one-line error."""
+    shown = repr(name) if len(str(name)) <= 40 else repr(str(name)[:40]) + "..."
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or os.sep in name
+            or "\x00" in name or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES):
+        raise UsageError(f"{flag} {shown} is not a usable run name: use at most {MAX_NAME_BYTES} letters, "
+                         "digits, '-', '_' or '.', without '/'")
+    return name
+
+
+@dataclass
+class Aside:
+    """A replaced run's folders, moved aside: [(folder, where it is now)]."""
+
+    moved: list
+
+    def drop(self):
+        for _, aside in self.moved:
+            shutil.rmtree(aside, ignore_errors=True)
+        self.moved = []
+
+    def restore(self):
+        for folder, aside in reversed(self.moved):
+            shutil.rmtree(folder, ignore_errors=True)
+            aside.rename(folder)
+        self.moved = []
+
+
 def open_run(name, save_dir, log_dir):
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
-        raise UsageError(f"--run {name!r} is not a usable run name: use letters, digits, '-', '_' or '.'")
+    check_name(name)
     return Run(name, Path(save_dir) / name, Path(log_dir) / name)
 
 
+class RunLock:
+    """The lock of one run: while a process trains, evaluates or exports a run, no other snnclf
+    process writes into its folders (two trainings of one run would mix their files, and one's
+    start would delete the other's temporary files). An advisory lock on
+    ``<save_dir>/.<run>.lock`` through the ``filelock`` package (fcntl on Unix, msvcrt on
+    Windows), so a process that dies releases it. ``create``: make ``save_dir`` to hold the lock
+    file (a training); without it, a ``save_dir`` that does not exist means no process trains
+    there, and nothing is locked."""
+
+    def __init__(self, run, wait=False, create=False):
+        self.run, self.create = run, create
+        self.path = run.ckpt_dir.parent / f".{run.name}.lock"
+        self._lock = filelock.FileLock(self.path, timeout=-1 if wait else 0)
+        self._held = False
+
+    def __enter__(self):
+        if not self.path.parent.is_dir():
+            if not self.create:
+                return self
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise WriteError(f"cannot write the run's files in {self.path.parent} ({err.strerror or err}): "
+                                 "choose another --save_dir or fix its permissions") from None
+        try:
+            self._lock.acquire()
+        except filelock.Timeout:
+            raise RunInUse(f"run {self.run.name} is in use by another snnclf process (training, "
+                           "evaluating or exporting it): wait for it to finish, or choose another --run") from None
+        except OSError as err:
+            raise WriteError(f"cannot lock run {self.run.name} in {self.path.parent} ({err.strerror or err}): "
+                             "choose another --save_dir or fix its permissions") from None
+        self._held = True
+        return self
+
+    def __exit__(self, *exc):
+        if self._held:
+            self._lock.release()
+            self._held = False
+
+
 def atomic_write(path, write, mode="w"):
-    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it over."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary(path)
+    """Write through ``write(file)`` to a temporary file beside ``path``, then rename it over. A
+    failure of the operating system (a full disk, an unwritable folder, a path under a file) or
+    of torch's writer on it is one :class:`WriteError`; the previous file, if any, is intact."""
+    path, tmp, seen = Path(path), None, None
     try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a folder", str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = _temporary(path)
         with os.fdopen(fd, mode) as f:
-            write(f)
+            seen = _Watched(f)
+            write(seen)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:  # a full disk, a folder made read-only: the previous file is intact
-        Path(tmp).unlink(missing_ok=True)
-        raise UsageError(f"could not write {path} ({err.strerror or err}); the previous version is "
-                         "intact: free space or fix permissions, then go on with --resume") from None
+    except (OSError, RuntimeError) as err:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, RuntimeError):
+            if seen is None or seen.error is None:
+                raise  # not a failed write: a bug, to be seen whole
+            err = seen.error  # torch's writer reports the file's failure as a RuntimeError
+        why = err.strerror or str(err)
+        kept = "; the previous version is intact" if path.is_file() else ""
+        raise WriteError(f"cannot write {path} ({why}){kept}: free space, fix the folder's permissions "
+                         "or choose another place") from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class _Watched:
+    """A file that remembers the operating system's error on a write: torch's checkpoint writer
+    swallows it and raises a RuntimeError of its own ("unexpected pos ..."), which alone cannot
+    tell a full disk from a bug."""
+
+    def __init__(self, file):
+        self._file, self.error = file, None
+
+    def write(self, data):
+        try:
+            return self._file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
 
 
 def _temporary(path):
@@ -121,18 +247,42 @@ def load_checkpoint(path):
             warnings.simplefilter("ignore")
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+        # torch's wording: "Unsupported global: GLOBAL os.system" (2.4-2.5), "Trying to load
+        # unsupported GLOBAL posix.system whose module posix is blocked" (2.6 on)
+        found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)", str(err))
         if not found:  # not a pickle this loader reads: text, random bytes, odd pickle opcodes
             raise UsageError(f"{path} is not a readable checkpoint: it is corrupt, truncated or of "
                              "another format") from None
         raise UsageError(f"{path} holds objects a safe (weights-only) load refuses (it would call "
                          f"{found[1]}); "
                          "it was not made by snnclf or was tampered with: do not load it") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 -- the unpickler fails on foreign bytes with any error
+        # (IndexError, KeyError, UnicodeDecodeError, RuntimeError, zipfile.BadZipFile, ...): all are
+        # "not a checkpoint", said in one line
         raise UsageError(f"{path} is not a readable checkpoint ({type(err).__name__}): it is corrupt, "
                          "truncated or of another format") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise UsageError(f"{path} is not an snnclf checkpoint: pass a best.pt or last.pt that snnclf wrote")
+    return checkpoint
+
+
+def new_file(path, flag):
+    """Check that ``path`` can be written as a new file (an output the user named): refuse an
+    existing file, which might be an image or a checkpoint of theirs, and a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder: name a file in it")
+    if path.exists():
+        raise UsageError(f"{flag} {path} exists: remove it or name a new file (snnclf never writes over it)")
+    return path
+
+
+def check_keys(checkpoint, path, keys):
+    """Refuse a checkpoint that carries snnclf's marker but lacks what snnclf writes in it."""
+    missing = [k for k in keys if k not in checkpoint]
+    if missing:
+        raise UsageError(f"{path} lacks {', '.join(map(repr, missing))}, which every snnclf checkpoint holds: "
+                         "it is damaged or was not written by snnclf train")
     return checkpoint
 
 
@@ -145,8 +295,13 @@ def write_text(path, text):
 
 
 def read_json(path):
-    with open(path) as f:
-        return json.load(f)
+    """A JSON file a run wrote, or a one-line error naming it."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UsageError(f"{path} cannot be read ({getattr(err, 'strerror', None) or type(err).__name__}): "
+                         "it is damaged; restore it or remove the run") from None
 
 
 def write_metrics(path, rows):
@@ -159,9 +314,16 @@ def write_metrics(path, rows):
 
 
 def read_metrics(path):
-    with open(path, newline="") as f:
-        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+    """The rows of a run's ``metrics.csv``, or a one-line error naming the file if it is damaged."""
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames is None or not set(METRIC_FIELDS) <= set(reader.fieldnames):
+                raise ValueError("its header is not snnclf's")
+            return [{k: (int(row[k]) if k == "epoch" else float(row[k])) for k in METRIC_FIELDS} for row in reader]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
+        raise UsageError(f"{path} cannot be read ({getattr(err, 'strerror', None) or err}): it is damaged; "
+                         "restore it or remove the run") from None
 
 
 def write_csv(path, header, rows):

@@ -13,6 +13,7 @@ resumed, and a sweep started again (or on another machine, ``--shard K/N``) goes
 The commands it composes (train, eval, compare) are passed in by the CLI, so that no command
 imports another."""
 import itertools
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from .flags import options as flagged
 from .errors import Interrupted, UsageError
 from .losses import get_loss
 from .models import NEURON_OPTIONS, is_spiking, model_options
-from .runs import load_checkpoint, midway, open_run, read_json
+from .data import check_files
+from .runs import RunInUse, check_name, load_checkpoint, midway, open_run, read_json, write_json
 from .viz.files import save, subplots
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,9 @@ def plan(name, fixed, axes):
         raise UsageError("a sweep needs an option with several values, e.g. --time_steps 1 10")
     if "run" in fixed or "run" in axes:
         raise UsageError("a sweep names its runs itself: give --name instead of --run")
+    for key in ("save_dir", "log_dir"):
+        if key in axes:
+            raise UsageError(f"--{key}: a sweep keeps its runs and their comparison in one folder; give one value")
     points, seen = [], {}
     for combo in itertools.product(*axes.values()):
         options = _collapsed({**fixed, **dict(zip(axes, combo))})
@@ -110,7 +115,31 @@ def plan(name, fixed, axes):
         open_run(run, SAVE_DIR, LOG_DIR)  # a usable name, or a one-line error
         seen[key] = run
         points.append(Point(run, {**options, "run": run}, varied))
+    for dataset, data_dir in dict.fromkeys((c.dataset, c.data_dir) for c in
+                                           (RunConfig.from_flags(p.options) for p in points)):
+        check_files(dataset, data_dir)  # files missing for a later point: refused before the first trains
     return points
+
+
+def _record(name, fixed, axes, folder):
+    """Write the sweep's plan to ``<log_dir>/<name>/sweep.json``, or refuse a sweep of that name
+    that fixes an option to another value (its points would be runs of another sweep under the
+    same names). Axes may change (a sweep grows by giving an axis more values), and so may what a
+    resumed run may change (--epochs, --device, the folders of data)."""
+    plan = json.loads(json.dumps({"fixed": fixed, "axes": axes}))  # as JSON reads it back
+    path = folder / "sweep.json"
+    if path.is_file():
+        saved = read_json(path)
+        before = saved.get("fixed", {}) if isinstance(saved, dict) else {}
+        varied = {*axes, *(saved.get("axes", {}) if isinstance(saved, dict) else {})}
+        differ = [k for k in sorted({*before, *plan["fixed"]}) if k not in varied
+                  and before.get(k) != plan["fixed"].get(k) and k not in flagged(RunConfig, "resumable")]
+        if differ:
+            k = differ[0]
+            was = f"--{k} {before[k]}" if k in before else f"--{k} left to its default"
+            raise UsageError(f"sweep {name} was started with {was} ({path}): give this one another --name, "
+                             "or repeat that sweep's options")
+    write_json(path, plan)
 
 
 def _shard(points, spec):
@@ -151,13 +180,15 @@ def sweep(given, name=None, config=None, shard=None, *, train, evaluate, compare
     the finished ones. ``train(flags)``, ``evaluate(cfg)`` and ``compare(names, log_dir, out,
     columns)`` are the commands it runs (a command never imports another). Returns what the
     command prints."""
+    name = check_name("sweep" if name is None else name, "--name")
     values = {k: v if isinstance(v, list) and not is_list_option(k) else [v] for k, v in given.items()}
     if config:
         values = {**from_file(config), **values}  # flags given on the command line win
     fixed, axes = split_values(values)
-    name = name or "sweep"
     points = plan(name, fixed, axes)
-    run(name, _shard(points, shard) if shard else points, train, evaluate)
+    mine = _shard(points, shard) if shard else points
+    _record(name, fixed, axes, Path(fixed.get("log_dir", LOG_DIR)) / name)
+    run(name, mine, train, evaluate)
     done = finished(points)
     if not done:
         return f"sweep {name}: no point is finished yet\n"
@@ -189,6 +220,9 @@ def run(name, points, train, evaluate):
             if now != "trained":
                 train({**point.options, "resume": now == "partial", "overwrite": now == "broken"})
             evaluate(cfg)
+        except RunInUse:
+            log.warning("sweep %s: point %d of %d, %s, is in use by another process: left to it", name, i,
+                        len(points), point.name)
         except Interrupted:
             log.warning("sweep %s stopped at point %d of %d (%s, saved); run the same snnclf sweep "
                         "command again to go on", name, i, len(points), point.name)

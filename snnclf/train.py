@@ -16,15 +16,16 @@ from dataclasses import dataclass
 import torch
 
 from . import board, distributed
-from .builders import build_augment, build_loss, build_model, build_optimizer, load_data, make_encoder
+from .builders import (build_augment, build_loss, build_model, build_optimizer, check_memory, load_data,
+                       make_encoder)
 from .config import RunConfig, resolve
 from .data import make_loader, make_splits
 from .engine import evaluate, new_totals, summarize, train_one_epoch
-from .errors import Interrupted, UsageError
+from .errors import Interrupted, NonFiniteLoss, UsageError
 from .flags import given as given_values
 from .models import compile_model
-from .runs import (RunState, config_record, load_checkpoint, make_checkpoint, midway, open_run, read_metrics,
-                   restore, save_checkpoint, write_json, write_metrics)
+from .runs import (RunLock, RunState, WriteError, check_keys, config_record, load_checkpoint, make_checkpoint,
+                   midway, open_run, read_metrics, restore, save_checkpoint, write_json, write_metrics)
 from .utils import resolve_device, rng_state, seed_everything, set_rng_state
 from .viz.reports import training_curves
 
@@ -63,7 +64,11 @@ class Parts:
 
 def train(flags):
     """Train a run. ``flags`` holds the options the user gave (see :func:`resolve`), and
-    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch)."""
+    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch).
+
+    Nothing the user had is lost: the parts are built (and the memory the run needs checked)
+    before any file is touched; the run is locked against other snnclf processes; ``--overwrite``
+    moves the old run aside and deletes it only once the new one has saved a checkpoint."""
     cfg, rest = resolve(flags)
     resume, overwrite = rest.get("resume", False), rest.get("overwrite", False)
     if resume and overwrite:
@@ -73,18 +78,67 @@ def train(flags):
     ctx = distributed.from_environment()
     checkpoint = None
     if resume:
-        checkpoint = load_checkpoint(run.last)
-        cfg = RunConfig.from_dict(checkpoint["config"]).resumed(given)
-        _check_resumable(checkpoint, cfg, run, ctx)
-    elif run.exists() and not overwrite:
-        raise UsageError(f"run {run.name} exists ({run.ckpt_dir}, {run.log_dir}): add --resume to "
-                         "continue it, --overwrite to replace it, or choose another --run")
+        checkpoint, cfg = _to_resume(run, given, ctx)
+    else:
+        _check_new(run, overwrite)
     try:
-        summary = _run(cfg, run, checkpoint, overwrite, ctx)
+        parts = _build(cfg, ctx)
+        with _locked(run, ctx):
+            if resume:  # read again under the lock: another process may have gone on meanwhile
+                checkpoint, cfg = _to_resume(run, given, ctx)
+            else:
+                _check_new(run, overwrite)
+            summary = _run(parts, run, checkpoint, overwrite, ctx)
         ctx.barrier()  # rank 0 may still be writing: leave the group together
         return summary
     finally:
         distributed.teardown(ctx)
+
+
+@contextlib.contextmanager
+def _locked(run, ctx):
+    """The run's lock, held by the process that writes (rank 0); every process fails together."""
+    lock = RunLock(run, create=True) if ctx.is_main else contextlib.nullcontext()
+    failure = None
+    try:
+        lock.__enter__()
+    except UsageError as err:
+        failure = err
+    if ctx.any(failure is not None):
+        raise failure or UsageError(f"run {run.name} could not be locked by rank 0; see its message")
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _check_new(run, overwrite):
+    """A new run must not exist unless it is to be replaced."""
+    if run.exists() and not overwrite:
+        if not run.last.is_file():
+            raise UsageError(f"run {run.name} exists ({run.ckpt_dir}, {run.log_dir}) but has no checkpoint "
+                             "(it stopped before its first save): start it again with --overwrite, or "
+                             "choose another --run")
+        raise UsageError(f"run {run.name} exists ({run.ckpt_dir}, {run.log_dir}): add --resume to "
+                         "continue it, --overwrite to replace it, or choose another --run")
+
+
+def _to_resume(run, given, ctx):
+    """The checkpoint ``--resume`` continues and the run's configuration, checked."""
+    if not run.last.is_file() and run.exists():
+        raise UsageError(f"run {run.name} has no checkpoint to resume ({run.last} is missing: it stopped "
+                         "before its first save): start it again with --overwrite")
+    checkpoint = load_checkpoint(run.last)
+    check_keys(checkpoint, run.last, ("config", "epoch", "model", "optimizer", "best_val_accuracy",
+                                      "best_epoch", "rng"))
+    saved = checkpoint["config"].get("run")
+    if saved != run.name:
+        raise UsageError(f"{run.last} is a checkpoint of run {saved} ({checkpoint['config'].get('model')}), "
+                         f"not of run {run.name}: put run {run.name}'s own last.pt back, or start it again "
+                         "with --overwrite")
+    cfg = RunConfig.from_dict(checkpoint["config"]).resumed(given)
+    _check_resumable(checkpoint, cfg, run, ctx)
+    return checkpoint, cfg
 
 
 def _check_resumable(checkpoint, cfg, run, ctx):
@@ -119,6 +173,7 @@ def _build(cfg, ctx):
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
     model, name, kwargs = build_model(cfg, data)
     model = model.to(device)
+    check_memory(model, data.in_shape, cfg.time_steps, cfg.batch_size, device, training=True)
     if ctx.enabled:  # batch statistics over every process's batch, as in one process
         distributed.sync_batch_norm(model)
     loss_fn = build_loss(cfg, model)
@@ -132,25 +187,30 @@ def _build(cfg, ctx):
 
 
 def _open_log(run, overwrite):
-    """Create the run's folders (emptied first with ``overwrite``) and send the log to its train.log."""
-    if overwrite:
-        shutil.rmtree(run.ckpt_dir, ignore_errors=True)
-        shutil.rmtree(run.log_dir, ignore_errors=True)
-    run.prepare()
-    handler = logging.FileHandler(run.train_log)
+    """Create the run's folders and send the log to its train.log. With ``overwrite`` the old
+    run's folders are moved aside first (returned: dropped once the new run has a checkpoint)."""
+    aside = run.replace_aside() if overwrite else None
+    try:
+        run.prepare()
+        handler = logging.FileHandler(run.train_log)
+    except (UsageError, OSError) as err:
+        if aside is not None:
+            aside.restore()
+        raise err if isinstance(err, UsageError) else WriteError(
+            f"cannot write {run.train_log} ({err.strerror or err}): choose another --log_dir") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logging.getLogger("snnclf").addHandler(handler)
-    return handler
+    return handler, aside
 
 
-def _run(cfg, run, checkpoint, overwrite, ctx):
+def _run(parts, run, checkpoint, overwrite, ctx):
     """The run itself, in each of ``ctx.world`` processes (one without torchrun)."""
-    parts = _build(cfg, ctx)
+    cfg = parts.cfg
     if ctx.enabled:
         seed_everything(process_seed(cfg.seed, ctx.rank))
     ctx.barrier()  # every process has checked the run's folders before the first one writes
-    file_log = _open_log(run, overwrite) if ctx.is_main else None
-    hint = _resume_hint(cfg, run, ctx)
+    file_log, aside = _open_log(run, overwrite) if ctx.is_main else (None, None)
+    new = checkpoint is None
     tensorboard = None
     try:
         state = _restore(checkpoint, parts, run, ctx) if checkpoint else _start(parts, run, ctx)
@@ -159,30 +219,73 @@ def _run(cfg, run, checkpoint, overwrite, ctx):
         with StopOnSignal(run.name) as stop:
             start = state.epoch + 1
             for epoch in range(start, cfg.epochs + 1):
-                _epoch(epoch, state, parts, run, ctx, stop, hint, first=epoch == start, tensorboard=tensorboard)
+                _epoch(epoch, state, parts, run, ctx, stop, _resume_hint(cfg, run, ctx), first=epoch == start,
+                       tensorboard=tensorboard)
+                if aside is not None:  # the new run has a checkpoint: the old one can go
+                    aside.drop()
                 if ctx.any(stop(epoch)) and epoch < cfg.epochs:
-                    log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last, hint)
+                    log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last,
+                                _resume_hint(cfg, run, ctx))
                     raise Interrupted(stop.signum or signal.SIGINT)
         if ctx.is_main:
             curves = training_curves(run)
             if tensorboard is not None:
                 last = state.rows[-1]
                 tensorboard.finish(cfg.hparams(),
-                              {"best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
-                               "final_train_loss": last["train_loss"],
-                               "spikes_per_sample": last["spikes_per_sample"]}, [curves])
+                                   {"best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
+                                    "final_train_loss": last["train_loss"],
+                                    "spikes_per_sample": last["spikes_per_sample"]}, [curves])
         log.info("run %s: best validation accuracy %.2f%% at epoch %d; test it with: snnclf eval "
                  "--run %s", run.name, 100 * state.best_accuracy, state.best_epoch, run.name)
+        if stop.signum is not None:  # asked during the last epoch's validation: the run is whole
+            log.warning("run %s finished its %d epochs; stopping on %s", run.name, cfg.epochs,
+                        signal.Signals(stop.signum).name)
+            raise Interrupted(stop.signum)
         return {"run": run.name, "best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch}
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; last.pt is the last one saved
-        log.warning("stopped at once: %s holds the last saved state; %s", run.last, hint)
+        log.warning("stopped at once: %s holds the last saved state; %s", run.last, _resume_hint(cfg, run, ctx))
         raise
+    except (UsageError, MemoryError, RuntimeError) as err:
+        raise _failure(err, cfg, run, ctx) from None
     finally:
         if tensorboard is not None:
             tensorboard.close()
         if file_log is not None:
             logging.getLogger("snnclf").removeHandler(file_log)
             file_log.close()
+        if ctx.is_main and not run.last.is_file():  # failed before its first checkpoint
+            if aside is not None:
+                aside.restore()  # --overwrite: the old run is back as it was
+            elif new:
+                _remove_unsaved(run)
+
+
+def _remove_unsaved(run):
+    """Remove the folders of a new run that never saved a checkpoint (nothing in them can be
+    resumed; the error was printed)."""
+    for folder in (run.ckpt_dir, run.log_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _failure(err, cfg, run, ctx):
+    """The one-line error of a run that failed: a memory error as such, and what to do next (go
+    on with --resume where a checkpoint was saved, start again where none was)."""
+    if isinstance(err, RuntimeError) and not _out_of_memory(err):
+        return err  # a bug: seen whole
+    if isinstance(err, (MemoryError, RuntimeError)):
+        message = (f"out of memory at --time_steps {cfg.time_steps}, --batch_size {cfg.batch_size} "
+                   f"({type(err).__name__}): lower either")
+    else:
+        message = str(err)
+    if isinstance(err, WriteError) or not isinstance(err, UsageError):
+        message += "; then " + (_resume_hint(cfg, run, ctx) if run.last.is_file() else
+                                "start the run again (no checkpoint was saved)")
+    return (type(err) if isinstance(err, UsageError) else UsageError)(message)
+
+
+def _out_of_memory(err):
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
 def _resume_hint(cfg, run, ctx):
@@ -213,6 +316,9 @@ def _restore(checkpoint, parts, run, ctx):
     """The state ``last.pt`` holds, its weights, optimizer, schedule and random states loaded."""
     rows = read_metrics(run.metrics) if run.metrics.exists() else []
     state = restore(checkpoint, parts.model, parts.optimizer, parts.scheduler, parts.scaler, rows)
+    if ctx.is_main and [r["epoch"] for r in state.rows] != list(range(1, state.epoch + 1)):
+        raise UsageError(f"{run.metrics} does not hold epochs 1 to {state.epoch}, which {run.last} has done: "
+                         "it is damaged; restore it, or start the run again with --overwrite")
     if state.midway and not ctx.is_main:  # the saved totals are all processes' sums: rank 0 carries them
         state.midway = {**state.midway, "totals": {**new_totals(), "steps": state.midway["totals"]["steps"]}}
     per_process = checkpoint.get("rng_per_process")  # as many as processes now (_check_resumable)
@@ -255,6 +361,10 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=N
                          epoch=epoch, totals=totals, should_stop=lambda step: ctx.any(stop(epoch, step)),
                          any_rank=ctx.any, progress=ctx.is_main, desc=f"epoch {epoch}/{cfg.epochs}")
     tr = _combined(tr, ctx)
+    if ctx.any(not all(torch.isfinite(p).all() for p in parts.model.parameters())):
+        # the loss can stay finite while the weights are not (a layer that no longer spikes)
+        raise NonFiniteLoss(f"the weights became non-finite in epoch {epoch}: lower --lr or set "
+                            "--grad_clip, then start again" + (f" or resume from epoch {epoch - 1}" if epoch > 1 else ""))
     if tr["stopped"]:
         state.midway = {"epoch": epoch, "totals": tr["totals"], "seconds": time.perf_counter() - began}
         _save(_snapshot(state, parts, ctx), run.last, ctx)

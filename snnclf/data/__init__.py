@@ -1,5 +1,6 @@
 """Data: data sets (a registry), train/validation/test splits, batch loaders and encoders."""
 import logging
+from pathlib import Path
 
 import torch
 from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, RandomSampler,
@@ -65,6 +66,27 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, **event_options):
                              f"({', '.join(n for n in DATASETS.names() if is_event_dataset(n))}), not {name}")
         return builder(data_dir=data_dir)
     return builder(data_dir=data_dir, time_steps=time_steps, **given)
+
+
+def check_files(name, data_dir=DATA_DIR):
+    """Refuse, in one line, a data set whose files (as its entry declares them) are not under
+    ``data_dir``: what a sweep checks for each of its points before it trains the first."""
+    reads = DATASETS.info(name, "--dataset")["reads"]
+    if reads is None:
+        return
+    kind, folder = reads
+    if kind == "idx":
+        raw = Path(data_dir) / folder / "raw"
+        missing = [f for f in datasets.IDX_FILES if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
+        if missing:
+            raise UsageError(f"--dataset {name}: {', '.join(missing)} are not in {raw}: put them there (or their "
+                             f".gz), or pass --data_dir to the folder that holds {folder}/raw")
+    else:
+        root = Path(data_dir) / folder
+        missing = [s for s in events.SPLITS.values() if not (root / s).is_dir()]
+        if missing:
+            raise UsageError(f"--dataset {name}: no {' or '.join(missing)} folder in {root}: put the recordings "
+                             f"there ({folder}/Train/<digit>/*.bin, {folder}/Test/...), or pass --data_dir")
 
 
 def _stratified(labels, size, seed):
@@ -140,5 +162,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
     return DataLoader(dataset, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "check_files", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

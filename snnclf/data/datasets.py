@@ -2,6 +2,7 @@
 import logging
 import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,18 @@ def images(train_x, train_y, test_x, test_y, class_names):
     """A static :class:`DataSet` held in memory: images [N, C, H, W] and labels [N]."""
     return DataSet(TensorDataset(train_x, train_y), TensorDataset(test_x, test_y), train_y, test_y,
                    list(class_names), tuple(train_x.shape[1:]))
+
+
+def scratch_folder(parent, prefix, flag="--cache_dir"):
+    """A new hidden temporary folder in ``parent`` (created if needed), where a cache or a
+    generated data set is written before it is renamed into place; an unwritable ``parent`` is a
+    one-line error naming ``flag``."""
+    try:
+        Path(parent).mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as err:
+        raise UsageError(f"cannot write in {parent} ({err.strerror or err}): choose another {flag} or fix "
+                         "its permissions") from None
 
 
 @contextmanager

@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .datasets import DataSet, removed_on_failure
+from .datasets import DataSet, removed_on_failure, scratch_folder
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +170,7 @@ def cached_frames(name, split, files, root_class, root, cache_dir, time_steps, d
     events = root_class(str(root), train=(split == "train"), first_saccade_only=first_saccade_only,
                         transform=transform)
     shape = frame_shape(time_steps, downsample)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = scratch_folder(folder.parent, f".{folder.name}.")
     try:
         frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(events), *shape))
@@ -217,6 +215,8 @@ def file_frames(path, time_steps, denoise_us=None, downsample=None, first_saccad
         events = tonic.io.read_mnist_file(str(path), dtype=NMNIST.dtype)
     except Exception as err:  # tonic's reader fails on malformed records
         raise UsageError(f"cannot read it as N-MNIST events ({type(err).__name__})") from None
+    if not len(events):
+        raise UsageError("it holds no events: an empty or truncated recording")
     if first_saccade_only:
         events = events[events["t"] < 1e5]  # as tonic's NMNIST(first_saccade_only=True)
     if not _inside(events):

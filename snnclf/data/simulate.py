@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .datasets import IDX_FILES, digits, mnist
+from .datasets import IDX_FILES, digits, mnist, scratch_folder
 from .events import CACHE_DIR, NMNIST, SENSOR, SPLITS, event_dataset, write_bin
 
 
@@ -119,8 +118,7 @@ def generate(folder, splits, source_key, seed=0, batch=64):
     marker = folder / "complete.json"
     if marker.is_file() and json.loads(marker.read_text()) == key:
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp = scratch_folder(folder.parent, f".{folder.name}.")
     try:
         rng = np.random.default_rng(seed)
         for split, (images, labels) in splits.items():

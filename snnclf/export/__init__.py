@@ -18,7 +18,7 @@ from ..config import EVAL_SEED, LOG_DIR, SAVE_DIR
 from ..data import make_splits
 from ..errors import UsageError
 from ..losses import predict as readout
-from ..runs import write_json
+from ..runs import RunLock, write_json
 from ..utils import seeded
 from . import nir as nir_backend, onnx as onnx_backend
 
@@ -106,18 +106,20 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
                              f"({100 * check.equal_outputs:.2f}% equal outputs, "
                              f"{100 * check.equal_predictions:.2f}% equal predictions on {n} samples; "
                              f"{100 * AGREEMENT:.1f}% needed): nothing was written")
-        os.replace(tmp, target)
+        record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target),
+                  "bytes": tmp.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
+                  "seed": seed, "check": {**asdict(check), "passed": check.passed}}
+        if fmt == "nir":
+            record.update(dt=nir_backend.DT, nodes=list(graph.nodes))
+        log = trained.run.log_dir
+        with RunLock(trained.run):  # the record first: a file is put in place only with its check kept
+            if log.is_dir():
+                write_json(log / f"export_{fmt}.json", record)
+            if out and target.exists():
+                raise UsageError(f"{target} appeared while the check ran: remove it or choose another --out")
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
-
-    record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target),
-              "bytes": target.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
-              "seed": seed, "check": {**asdict(check), "passed": check.passed}}
-    if fmt == "nir":
-        record.update(dt=nir_backend.DT, nodes=list(graph.nodes))
-    log = trained.run.log_dir
-    if log.is_dir():
-        write_json(log / f"export_{fmt}.json", record)
     return record
 
 

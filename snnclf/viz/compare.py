@@ -17,7 +17,13 @@ def _summary(run):
         raise UsageError(f"run {run.name} has no config.json and metrics.csv in {run.log_dir}: "
                          "train it first, or check --log_dir")
     cfg, metrics = read_json(run.config), read_metrics(run.metrics)
+    if not isinstance(cfg, dict) or not {"model", "dataset", "time_steps", "encoding"} <= set(cfg):
+        raise UsageError(f"{run.config} is not a run's config.json: restore it, or leave run {run.name} out")
+    if not metrics:
+        raise UsageError(f"{run.metrics} has no finished epoch yet: leave run {run.name} out until it has one")
     result = read_json(run.eval_json) if run.eval_json.is_file() else {}
+    if not isinstance(result, dict):
+        raise UsageError(f"{run.eval_json} is not an eval.json: run snnclf eval --run {run.name} again")
     return {
         "run": run.name, "model": cfg["arch"] if cfg.get("model") == "arch" else cfg["model"],
         "dataset": cfg["dataset"], "time_steps": cfg["time_steps"], "encoding": cfg["encoding"],
