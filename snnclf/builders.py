@@ -2,7 +2,7 @@
 from a checkpoint alone), its encoder, loss, optimizer and schedule, and a trained run opened
 (:func:`open_trained`). Commands import these; nothing here imports a command."""
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 import torch
@@ -42,7 +42,13 @@ class Trained:
     checkpoint: dict
     cfg: RunConfig
     run: Run  # its folders, found under the command's --save_dir/--log_dir by the run's name
-    model: torch.nn.Module  # rebuilt from the checkpoint alone, in eval mode
+    device: torch.device
+
+    @cached_property
+    def model(self):
+        """The network, rebuilt from the checkpoint alone, in eval mode on ``device`` (built when
+        first asked for, so that a command checks its data against the run first)."""
+        return load_model(self.checkpoint, self.device)
 
     class_names = property(lambda self: list(self.checkpoint["class_names"]))
     in_shape = property(lambda self: tuple(self.checkpoint["model_kwargs"]["in_shape"]))
@@ -56,7 +62,7 @@ def open_trained(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, 
     ckpt = check_keys(load_checkpoint(path), path, ("config", "model_name", "model_kwargs", "model", "class_names",
                                                     "epoch"))
     cfg = RunConfig.from_dict(ckpt["config"])
-    return Trained(path, ckpt, cfg, open_run(cfg.run, save_dir, log_dir), load_model(ckpt, device))
+    return Trained(path, ckpt, cfg, open_run(cfg.run, save_dir, log_dir), device)
 
 
 def load_model(checkpoint, device):

@@ -27,11 +27,10 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own."""
     device = resolve_device(device)
     trained = open_trained(run, checkpoint, save_dir, log_dir, device)
-    path, ckpt, cfg, run, model = trained.path, trained.checkpoint, trained.cfg, trained.run, trained.model
+    path, ckpt, cfg, run = trained.path, trained.checkpoint, trained.cfg, trained.run
     with RunLock(run):  # not while another process trains or evaluates this run
         T = check_option("time_steps", time_steps) if time_steps is not None else cfg.time_steps
         batch_size = check_option("batch_size", batch_size) if batch_size is not None else cfg.batch_size
-        check_memory(model, trained.in_shape, T, batch_size, device)
 
         other = dataset is not None and dataset != cfg.dataset
         if other and is_event_dataset(dataset) != is_event_dataset(cfg.dataset):
@@ -45,6 +44,8 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
             raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
                              f"not those run {run.name} learned ({', '.join(trained.class_names[:4])}, ...)")
         splits = make_splits(data, cfg.val_fraction, cfg.subset)
+        model = trained.model
+        check_memory(model, trained.in_shape, T, batch_size, device)
         encode = make_encoder(cfg, T)
         loss_fn = build_loss(cfg, model, T)
 

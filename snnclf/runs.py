@@ -141,11 +141,13 @@ class RunLock:
         self.path = run.ckpt_dir.parent / f".{run.name}.lock"
         self._lock = filelock.FileLock(self.path, timeout=-1 if wait else 0)
         self._held = False
+        self._made = []  # folders this lock created, removed again if the run wrote nothing there
 
     def __enter__(self):
         if not self.path.parent.is_dir():
             if not self.create:
                 return self
+            self._made = [p for p in [self.path.parent, *self.path.parent.parents] if not p.exists()]
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
@@ -166,6 +168,15 @@ class RunLock:
         if self._held:
             self._lock.release()
             self._held = False
+        if self._made and [p.name for p in self.path.parent.iterdir()] == [self.path.name]:
+            # a save_dir made for a run that wrote nothing (refused, or failed before its first
+            # file): leave no empty folders behind
+            self.path.unlink(missing_ok=True)
+            for folder in self._made:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
 
 def atomic_write(path, write, mode="w"):

@@ -187,6 +187,8 @@ def sweep(given, name=None, config=None, shard=None, *, train, evaluate, compare
     fixed, axes = split_values(values)
     points = plan(name, fixed, axes)
     mine = _shard(points, shard) if shard else points
+    for point in points:  # a point trained before with other options: refused before anything trains
+        state(point)
     _record(name, fixed, axes, Path(fixed.get("log_dir", LOG_DIR)) / name)
     run(name, mine, train, evaluate)
     done = finished(points)
