@@ -6,8 +6,11 @@ here = Path(__file__).parent
 requirements = [line.strip() for line in (here / "requirements.txt").read_text().splitlines()
                 if line.strip() and not line.startswith("#")]
 
-# snnclf export: NIR graphs (nir, and nirtorch for snnTorch's importer) and ONNX (onnxruntime checks it)
-EXPORT = ["nir>=1.0", "nirtorch>=2.0", "onnx>=1.14", "onnxruntime>=1.16"]
+# snnclf export: NIR graphs (nir with v_reset, and what SpikingJelly's importer wants; nirtorch for
+# snnTorch's and SpikingJelly's importers, which run them) and ONNX (onnxruntime checks it)
+EXPORT = ["nir>=1.0.7", "nirtorch>=2.0", "spikingjelly[nir]>=2.0", "onnx>=1.14", "onnxruntime>=1.16"]
+# snnclf tune: the search (Optuna)
+TUNE = ["optuna>=3.4"]
 
 setup(
     name="snnclf",
@@ -18,9 +21,10 @@ setup(
     packages=find_packages(include=["snnclf", "snnclf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT, *TUNE],
                     "tensorboard": ["tensorboard>=2.10"],
                     "export": EXPORT,
+                    "tune": TUNE,
                     # the manual as a site: mkdocs build --strict (mkdocs.yml)
                     "docs": ["mkdocs>=1.5,<2", "mkdocs-material>=9.5"]},
     entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},

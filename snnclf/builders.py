@@ -12,7 +12,7 @@ from .data import get_encoder, load_dataset
 from .data.augment import event_dropout, noise_events, random_shift
 from .errors import UsageError
 from .flags import given
-from .losses import get_loss
+from .losses import RateRegularizer, get_loss
 from .models import get_model
 from .optim import get_optimizer, get_scheduler
 from .runs import Run, check_keys, load_checkpoint, open_run, trained_checkpoint
@@ -169,6 +169,11 @@ def make_encoder(cfg, time_steps=None):
 
 def build_loss(cfg, model, time_steps=None):
     return get_loss(cfg.loss, time_steps or cfg.time_steps, model.spiking)
+
+
+def build_regularizer(cfg):
+    """The run's spike-rate regulariser (``--rate_reg``), or ``None``."""
+    return RateRegularizer(cfg.rate_reg, cfg.rate_target or 0.0) if cfg.rate_reg else None
 
 
 def build_optimizer(cfg, model):

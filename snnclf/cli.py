@@ -9,13 +9,14 @@ import re
 import sys
 from pathlib import Path
 
-from . import __version__, sweep
+from . import __version__, sweep, tune
 from .config import DEFAULTS, DEVICES, GROUPS, RunConfig, dump, resolve
 from .data import CACHE_DIR, list_datasets
 from .errors import Interrupted, UsageError
 from .evaluate import format_results, run_eval
-from .export import format_export, run_export
+from .export import TARGETS as NIR_TARGETS, format_export, list_consumers, run_export
 from .flags import flag_of, given, number
+from .neurobench import INSTALL as NEUROBENCH_INSTALL, table as neurobench_table
 from .predict import as_dict, format_prediction, run_predict
 from .train import train
 from .utils import keep_freed_memory
@@ -56,9 +57,11 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
     group.add_argument(*flags, dest=name, help=f"{help} (default: {default_text})", default=None, **kwargs)
 
 
-def _add_config_flags(parser, several=False):
+def _add_config_flags(parser, several=False, ranges=False):
     """One flag per :class:`RunConfig` field, in its --help section, from the field's declaration.
-    With ``several`` (sweep), a flag that takes one value takes one or more, and --run is left out."""
+    With ``several`` (sweep, tune), a flag that takes one value takes one or more, and --run is
+    left out; with ``ranges`` (tune), numbers are taken as typed, so that ``LOW:HIGH[:log]`` can
+    be a range (snnclf.tune checks them)."""
     sections = {name: parser.add_argument_group(name) for name in GROUPS[1:]}
     for f in RunConfig.ordered_fields():
         spec = flag_of(f)
@@ -66,7 +69,9 @@ def _add_config_flags(parser, several=False):
             continue
         nargs = "+" if several and spec.action is None and spec.nargs is None and spec.const is None else spec.nargs
         target = parser if spec.group == "preset" else sections[spec.group]
-        _add(target, f.name, spec.help, spec.stated_default(DEFAULTS[f.name]), spec.aliases, spec.parse, spec.choices,
+        numeric = ranges and getattr(spec.parse, "kind", None)
+        _add(target, f.name, spec.help + ("; a range: LOW:HIGH or LOW:HIGH:log" if numeric else ""),
+             spec.stated_default(DEFAULTS[f.name]), spec.aliases, None if numeric else spec.parse, spec.choices,
              action=spec.action, nargs=nargs, const=spec.const, metavar=spec.metavar)
 
 
@@ -93,13 +98,47 @@ def _sweep_parser(sub):
                        "--time_steps 1 10), then compare them. Runs are named <name>-<option>=<value>-...; "
                        "started again, a sweep skips finished runs and resumes interrupted ones.")
     _add(p, "name", "name of the sweep: the runs' prefix and <log_dir>/<name>/ for the comparison",
-         default_text="sweep")
+         default_text=_default(sweep.sweep, "name"))
     _add(p, "config", "read the options from a YAML or JSON file (a list of values is an axis); "
          "flags given with it win", default_text="none", metavar="FILE")
     _add(p, "shard", "run every N-th point from the K-th, so that N processes or machines sharing the "
          "run folders finish the sweep together", default_text="all points", metavar="K/N")
     _add_config_flags(p, several=True)
     p.set_defaults(func=_sweep)
+
+
+def _tune_parser(sub):
+    p = sub.add_parser("tune", help="search train options for accurate (and cheap) networks, with Optuna",
+                       description="Search a space of train options with Optuna: give an option a range "
+                       "(--lr 1e-4:1e-2:log, --beta 0.5:0.99) or several values (--time_steps 2 4 8); "
+                       "options given one value are fixed. Each trial is a run <name>-t<number>. "
+                       "--objective accuracy energy makes a multi-objective study whose Pareto front "
+                       "is the result. Started again, or by several processes or machines sharing "
+                       "--storage, the study goes on where it is. Needs: pip install 'snnclf[tune]'.")
+    _add(p, "name", "name of the study: its trials' prefix and <log_dir>/<name>/ for its files",
+         default_text=_default(tune.tune, "name"))
+    _add(p, "config", "read the space from a YAML or JSON file (a list of values is a choice, "
+         "{low: A, high: B, log: true} or 'A:B:log' a range); flags given with it win", default_text="none",
+         metavar="FILE")
+    _add(p, "objective", "accuracy (validation), or accuracy and one of energy, spikes, sops per sample "
+         "(a Pareto front)", default_text="accuracy", nargs="+", choices=tuple(tune.OBJECTIVES))
+    _add(p, "trials", "finished (or pruned) trials the study should have", default_text=_default(tune.tune, "trials"),
+         parse=number(int, 1))
+    _add(p, "timeout", "stop starting trials in this process after this many seconds", default_text="none",
+         parse=number(float, 0, low_open=True), metavar="SECONDS")
+    _add(p, "storage", "Optuna storage shared by the workers: a database URL (postgresql://..., "
+         "mysql://..., sqlite:///...) or a journal file (on a disk every machine sees)",
+         default_text="<log_dir>/<name>/study.journal", metavar="URL")
+    _add(p, "sampler", "Optuna sampler", default_text=_default(tune.tune, "sampler"), choices=tune.SAMPLERS)
+    _add(p, "sampler_seed", "seed of the sampler (a study run by one worker repeats its choices)",
+         default_text="none", parse=number(int, 0, 2 ** 31 - 1))
+    _add(p, "pruner", "stop unpromising trials from their per-epoch validation accuracy (Optuna's "
+         "MedianPruner; single-objective studies)", default_text=_default(tune.tune, "pruner"),
+         choices=tune.PRUNERS)
+    _add(p, "reference", "runs drawn beside the front, measured as the trials are (e.g. the default run)",
+         default_text="none", nargs="+", metavar="RUN")
+    _add_config_flags(p, several=True, ranges=True)
+    p.set_defaults(func=_tune)
 
 
 def _predict_parser(sub):
@@ -127,18 +166,24 @@ def _predict_parser(sub):
 
 def _export_parser(sub):
     p = sub.add_parser("export", help="write a run's network as NIR (spiking) or ONNX (non-spiking), checked",
-                       description="Write a run's best.pt as a NIR graph (spiking networks: for snnTorch, "
-                       "Norse, SpikingJelly, Sinabs, Rockpool, Lava-DL and the neuromorphic chips they "
-                       "reach) or an ONNX file (the non-spiking baselines). The file is read back and run "
-                       "by another framework (snnTorch's import_from_nir; onnxruntime) on test samples, "
-                       "and is kept only if its outputs agree with snnclf's on at least 99.9%. Layers "
-                       "NIR cannot express exactly (max pooling, reset by subtraction, adaptive "
-                       "thresholds) are refused before anything is written. Needs: pip install "
-                       "'snnclf[export]'.")
+                       description="Write a run's best.pt as a NIR graph (spiking networks) or an ONNX file "
+                       "(the non-spiking baselines). The file is read back and run by other frameworks "
+                       "on test samples (each NIR tool installed here, or those named by --check; "
+                       "onnxruntime) and is kept only if every one agrees with snnclf's outputs on at "
+                       "least 99.9%. Which tools run a NIR file exactly, and the --target each needs, "
+                       "is in docs/nir.md. Layers NIR cannot express exactly (max pooling, reset by "
+                       "subtraction, adaptive thresholds) are refused before anything is written. "
+                       "Needs: pip install 'snnclf[export]'.")
     _run_flags(p, run_export, "run to export", "folder where export_<format>.json (the check) is written")
     _checkpoint_flag(p, "export")
     _add(p, "format", "nir or onnx", default_text="nir for spiking models, onnx for the others",
          choices=("nir", "onnx"))
+    _add(p, "target", "the form of the NIR file, for the tools that will run it: "
+         + "; ".join(f"{name}: {NIR_TARGETS.info(name)['summary']}" for name in NIR_TARGETS.names()),
+         default_text=_default(run_export, "target"), choices=NIR_TARGETS.names())
+    _add(p, "check", "the NIR tools that run the file before it is kept (each must be installed): "
+         + ", ".join(list_consumers()), default_text="those of the target's tools installed here",
+         choices=list_consumers(), nargs="+", metavar="TOOL")
     _add(p, "out", "file to write (never replaced if it exists)",
          default_text="<save_dir>/<run>/<run>.nir or .onnx", metavar="PATH")
     _add(p, "samples", "test samples the check runs", default_text=_default(run_export, "samples"),
@@ -186,6 +231,11 @@ def _eval_parser(sub):
     _add(p, "compile", "run the model under torch.compile (see snnclf train --compile)",
          default_text="off", action="store_true")
     _seed_flag(p, run_eval, ": the same seed, the same numbers")
+    _add(p, "neurobench", "also measure NeuroBench's metrics (footprint, connection and activation sparsity, "
+         "synaptic operations, membrane updates) with NeuroBench itself, the network run step by step, beside "
+         f"snnclf's counts on the same inputs; needs: {NEUROBENCH_INSTALL}", default_text="off", action="store_true")
+    _add(p, "neurobench_samples", "test samples --neurobench measures (the first ones)",
+         default_text=_default(run_eval, "neurobench_samples"), parse=number(int, 1))
     _add(p, "json", "print the results as one JSON object on stdout", default_text="off",
          action="store_true")
     p.set_defaults(func=_eval)
@@ -268,8 +318,21 @@ def _train(args):
 def _sweep(args):
     def test(cfg):
         run_eval(run=cfg.run, save_dir=cfg.save_dir, log_dir=cfg.log_dir, test_only=True, device=cfg.device)
-    print(sweep.sweep(_given(args, "name", "config", "shard"), name=args.name, config=args.config,
-                      shard=args.shard, train=train, evaluate=test, compare=compare), end="")
+    options = {k: v for k, v in _given(args).items() if k in ("name", "config", "shard")}
+    print(sweep.sweep(_given(args, "name", "config", "shard"), **options, train=train, evaluate=test,
+                      compare=compare), end="")
+    return 0
+
+
+def _tune(args):
+    flags = _given(args)
+    given = {k: flags.pop(k) for k in list(flags) if k in DEFAULTS}
+    save_dir, log_dir = given.get("save_dir", [None])[0], given.get("log_dir", [None])[0]
+
+    def test(run):
+        return run_eval(run=run, save_dir=save_dir or _default(run_eval, "save_dir"),
+                        log_dir=log_dir or _default(run_eval, "log_dir"), test_only=True)
+    print(tune.tune(given, **flags, train=train, evaluate=test), end="")
     return 0
 
 
@@ -295,8 +358,11 @@ def _export(args):
 
 
 def _eval(args):
+    if args.neurobench_samples is not None and not args.neurobench:
+        raise UsageError("--neurobench_samples applies with --neurobench; add --neurobench or leave it out")
     results = run_eval(**_given(args, "json"))
-    print(json.dumps(results) if args.json else format_results(results))
+    lines = [format_results(results)] + (neurobench_table(results["neurobench"]) if args.neurobench else [])
+    print(json.dumps(results) if args.json else "\n".join(lines))
     return 0
 
 
@@ -312,6 +378,7 @@ def build_parser():
     _activations_parser(sub)
     _compare_parser(sub)
     _sweep_parser(sub)
+    _tune_parser(sub)
     _predict_parser(sub)
     _export_parser(sub)
     return parser

@@ -14,8 +14,8 @@ from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, is_event_dataset, 
 from .data.encoders import ENCODERS
 from .errors import UsageError
 from .flags import check, flag, flag_of, given as given_values, number, options
-from .losses import default_loss, list_losses
-from .models import MODELS, NEURON_OPTIONS, POOLINGS, NeuronFlags, list_models
+from .losses import default_loss, get_loss, list_losses
+from .models import MODELS, NEURON_OPTIONS, POOLINGS, NeuronFlags, is_spiking, list_models, model_options
 from .models.arch import CHECKS as MODEL_CHECKS
 from .optim import CHECKS as OPTIM_CHECKS, OPTIMIZERS, SCHEDULERS, list_optimizers, list_schedulers, spans_epochs
 from .presets import PRESETS, describe as describe_presets, preset_flags
@@ -112,6 +112,13 @@ class RunConfig(NeuronFlags):
     gamma: Optional[float] = flag(None, "decay factor of --scheduler step/multistep", "training",
                                   default_text=lambda: describe_defaults(SCHEDULERS, "gamma"),
                                   parse=OPTIM_CHECKS["gamma"])
+    rate_reg: Optional[float] = flag(None, "spike-rate regulariser: add W x the sum over spiking layers of "
+                                     "their mean firing rate above --rate_target to the loss (trades "
+                                     "accuracy for fewer spikes; per-layer rates go to metrics.csv)", "training",
+                                     default_text="off", metavar="W", parse=number(float, 0))
+    rate_target: Optional[float] = flag(None, "firing rate (spikes per neuron per step) below which "
+                                        "--rate_reg does not penalise", "training", default_text="0",
+                                        metavar="R", parse=number(float, 0, 1, high_open=True))
     shift: int = flag(0, "augment training images by random shifts of up to this many pixels", "training",
                       parse=number(int, 0))
     epochs: int = flag(30, "epochs", "training", resumable=True, parse=number(int, 1))
@@ -169,6 +176,8 @@ class RunConfig(NeuronFlags):
             for key in options(cls, "augment"):
                 if getattr(cfg, key):
                     raise UsageError(f"--{key} applies to event data sets only, not {cfg.dataset}")
+        if cfg.rate_target is not None and not cfg.rate_reg:
+            raise UsageError("--rate_target sets where --rate_reg starts to penalise: give --rate_reg W too")
         cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))
         return cfg if cfg.run else replace(cfg, run=cfg.default_run_name())
 
@@ -224,6 +233,20 @@ class RunConfig(NeuronFlags):
 
 
 DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+
+
+def check_options(options):
+    """The configuration ``options`` give, checked as a run checks it before it touches a file
+    (each value, the model's options, the loss the model can take), for the commands that plan
+    many runs (sweep, tune) and must refuse a bad one before the first trains."""
+    cfg = RunConfig.from_flags({**options, "run": options.get("run") or "check"})
+    name, values = cfg.model_spec()
+    refused = [k for k, v in values.items() if v is not None and k not in model_options(name)]
+    if refused:
+        raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out, or choose models that "
+                         "take it")
+    get_loss(cfg.loss, cfg.time_steps, is_spiking(name))  # a loss the model cannot take: one line
+    return cfg
 
 
 def option_field(name):

@@ -19,6 +19,7 @@ class Context:
     world: int = 1
     local_rank: int = 0
     reduce_device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # NCCL: the GPU
+    owns_group: bool = False  # this context started the process group (and ends it in teardown)
 
     @property
     def enabled(self):
@@ -53,6 +54,14 @@ class Context:
         if self.enabled:
             dist.barrier()
 
+    def broadcast(self, obj):
+        """Rank 0's ``obj`` on every rank (a search's next trial, chosen by rank 0)."""
+        if not self.enabled:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def from_environment():
     """The :class:`Context` torchrun describes in RANK, WORLD_SIZE and LOCAL_RANK (one process
@@ -77,8 +86,9 @@ def setup(ctx, device):
         backend = "gloo"
     else:
         raise UsageError(f"training on several processes needs CUDA or the CPU, not {device.type}")
-    if not dist.is_initialized():
+    if not dist.is_initialized():  # a search running trials under torchrun keeps one group for all
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+        ctx.owns_group = True
     ctx.reduce_device = device if backend == "nccl" else torch.device("cpu")
     return device
 
@@ -100,7 +110,7 @@ def wrap(ctx, model, device):
 
 
 def teardown(ctx):
-    if ctx.enabled and dist.is_initialized():
+    if ctx.enabled and ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
 
 

@@ -125,6 +125,19 @@ def merge(parts):
     return summarize(layers, rates, first["totals"]["time_steps"], spiking=first["totals"]["spiking"])
 
 
+def measure(model, dataset, encode, batch_size, device, samples=512):
+    """Per-sample SOPs, MACs, firing rates and the energy estimate over the first ``samples`` of
+    ``dataset`` (test samples for ``snnclf eval``, validation samples when ``snnclf tune``
+    selects networks), encoded by ``encode`` [B, ...] -> [T, B, ...]."""
+    parts = []
+    for start in range(0, min(samples, len(dataset)), batch_size):
+        x, _ = dataset[list(range(start, min(start + batch_size, samples, len(dataset))))]
+        parts.append((len(x), count(model, encode(x.to(device)))))
+    counts = merge(parts)
+    counts["samples"] = sum(n for n, _ in parts)
+    return counts
+
+
 def table(counts):
     """The counts as printable lines."""
     t = counts["totals"]

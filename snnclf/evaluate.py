@@ -9,6 +9,7 @@ from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
+from .neurobench import measure as measure_neurobench, require as require_neurobench
 from .runs import RunLock, write_csv, write_json
 from .utils import resolve_device, seeded
 from .viz.reports import evaluation_pictures
@@ -16,7 +17,7 @@ from .viz.reports import evaluation_pictures
 
 def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test_only=False,
              time_steps=None, batch_size=None, device="auto", data_dir=None, compile=False,
-             seed=EVAL_SEED, dataset=None):
+             seed=EVAL_SEED, dataset=None, neurobench=False, neurobench_samples=512):
     """Evaluate a run's ``best.pt`` (or the file ``checkpoint``; with neither, the most recently
     trained run). ``time_steps``, ``batch_size``, ``device`` and ``data_dir`` override the run's.
     ``compile`` runs the model under ``torch.compile``. Random input (rate spikes) is drawn from
@@ -24,7 +25,11 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
     was. Writes ``eval.json`` and ``confusion_matrix.csv`` in the run's log folder and returns the
     results as a dict. ``dataset`` evaluates on another data set with the run's input shape and
     classes (a run trained on simulated events tested on recordings); its results go to
-    ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own."""
+    ``eval_<dataset>.json`` and ``confusion_matrix_<dataset>.csv``, beside the run's own.
+    ``neurobench`` adds NeuroBench's metrics of the first ``neurobench_samples`` test samples
+    (``neurobench`` in the results; see :mod:`snnclf.neurobench`)."""
+    if neurobench:
+        require_neurobench()  # a missing package is one line before the evaluation, not after it
     device = resolve_device(device)
     trained = open_trained(run, checkpoint, save_dir, log_dir, device)
     path, ckpt, cfg, run = trained.path, trained.checkpoint, trained.cfg, trained.run
@@ -56,6 +61,10 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
         with seeded(seed, device):
             results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
                                     encode, loss_fn, device, batch_size, data.class_names))
+        if neurobench:  # drawn from the seed on its own: the same numbers with or without --test_only
+            with seeded(seed, device):
+                results["neurobench"] = measure_neurobench(model, splits["test"], encode, batch_size, device,
+                                                           neurobench_samples)
         suffix = f"_{dataset}" if other else ""
         eval_json, confusion_csv = run.log_dir / f"eval{suffix}.json", run.log_dir / f"confusion_matrix{suffix}.csv"
         names = data.class_names
@@ -81,19 +90,8 @@ def _measure(net, model, splits, which, encode, loss_fn, device, batch_size, nam
             results["per_class_accuracy"] = {n: float(a) for n, a in zip(names, per_class)}
             results["confusion_matrix"] = confusion.tolist()
     results["class_names"] = names
-    results["efficiency"] = operation_counts(model, splits["test"], encode, batch_size, device)
+    results["efficiency"] = efficiency.measure(model, splits["test"], encode, batch_size, device)
     return results
-
-
-def operation_counts(model, dataset, encode, batch_size, device, samples=512):
-    """Per-sample SOPs, MACs, firing rates and energy estimate over the first test samples."""
-    parts = []
-    for start in range(0, min(samples, len(dataset)), batch_size):
-        x, _ = dataset[list(range(start, min(start + batch_size, samples, len(dataset))))]
-        parts.append((len(x), efficiency.count(model, encode(x.to(device)))))
-    counts = efficiency.merge(parts)
-    counts["samples"] = sum(n for n, _ in parts)
-    return counts
 
 
 def format_results(results):

@@ -81,6 +81,7 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
         if high is not None and (value > high or (high_open and value == high)):
             raise argparse.ArgumentTypeError(f"must be {'below' if high_open else 'at most'} {high}, got {str(text)[:60]}")
         return value
+    parse.kind = "int" if kind is int else "float"  # what a range of this option holds (snnclf tune)
     return parse
 
 

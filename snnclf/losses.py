@@ -1,10 +1,13 @@
 """Losses and the readout: the only code besides the encoders that looks at time.
 Each loss maps (output spikes [T, B, K], output membrane [T, B, K], targets [B]) to a scalar."""
+import contextlib
+
 import snntorch.functional as SF
 import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
+from .models.neurons import SpikingLayer
 from .registry import Registry
 
 # Each loss declares whether it reads the output spikes (then a non-spiking model cannot use it).
@@ -70,6 +73,54 @@ def get_loss(name, time_steps, spiking=True):
     return fn
 
 
+class RateRegularizer:
+    """``--rate_reg W --rate_target R``: adds ``W * sum_l relu(r_l - R)`` to the loss, where
+    ``r_l`` is the mean firing rate of spiking layer ``l`` in the batch (spikes per neuron per
+    step, over every time step, sample and neuron). With ``R = 0`` this is an L1 penalty on the
+    layers' spike counts (snnTorch's ``l1_rate_sparsity`` per layer, normalised by the layer's
+    size and T, so that one weight means the same for every layer); with ``R > 0`` only rates
+    above the target are penalised, as in the upper-bound rate regularisers of Zenke and Vogels
+    (2021). The spikes are read by forward hooks while :meth:`watch` lasts, the gradient flows
+    through the surrogate. The output layer is left out: its spikes are what the loss reads."""
+
+    def __init__(self, weight, target=0.0):
+        self.weight, self.target = float(weight), float(target)
+        self._rates = {}
+
+    @contextlib.contextmanager
+    def watch(self, model):
+        """Record each spiking layer's rate in every forward call while the block lasts."""
+        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SpikingLayer)][:-1]
+        if not layers:
+            raise UsageError("--rate_reg penalises the firing rates of hidden spiking layers, and the model "
+                             "has none: leave --rate_reg out")
+
+        def hook(name, module, args, out):
+            self._rates[name] = out[0].float().mean()  # [T, B, ...] -> spikes per neuron per step
+        handles = [m.register_forward_hook(lambda mod, a, o, n=_short(name): hook(n, mod, a, o))
+                   for name, m in layers]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def penalty(self):
+        """The penalty of the last forward call, and its layers' rates (detached floats)."""
+        rates = dict(self._rates)
+        self._rates = {}
+        total = sum(torch.relu(r - self.target) for r in rates.values())
+        return self.weight * total, {n: float(r.detach()) for n, r in rates.items()}
+
+
+def _short(name):
+    """A layer's name as a metrics.csv column: ``module.fc1_lif`` (DDP, compile) -> ``fc1_lif``."""
+    for prefix in ("module.", "_orig_mod."):
+        while name.startswith(prefix):
+            name = name[len(prefix):]
+    return name
+
+
 def predict(spk, mem):
     """Predicted class [B] from outputs [T, B, K]: most output spikes, ties broken by the mean
     membrane (a model that emits no spikes is read by its membrane, i.e. its logits)."""
@@ -87,4 +138,4 @@ def scores(spk, mem):
     return torch.where(total > 0, counts / total.clamp(min=1), torch.softmax(mem.mean(0).float(), 1))
 
 
-__all__ = ["default_loss", "get_loss", "list_losses", "predict", "scores", "LOSSES"]
+__all__ = ["default_loss", "get_loss", "list_losses", "predict", "scores", "LOSSES", "RateRegularizer"]

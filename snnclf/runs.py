@@ -316,9 +316,12 @@ def read_json(path):
 
 
 def write_metrics(path, rows):
-    """All rows so far, rewritten whole (a few hundred rows at most), one per epoch."""
+    """All rows so far, rewritten whole (a few hundred rows at most), one per epoch: the columns
+    of :data:`METRIC_FIELDS`, then any others the rows have (``rate_<layer>`` with --rate_reg)."""
+    fields = METRIC_FIELDS + [k for k in (rows[0] if rows else {}) if k not in METRIC_FIELDS]
+
     def write(f):
-        out = csv.DictWriter(f, METRIC_FIELDS)
+        out = csv.DictWriter(f, fields)
         out.writeheader()
         out.writerows(rows)
     atomic_write(path, write)
@@ -331,7 +334,7 @@ def read_metrics(path):
             reader = csv.DictReader(f)
             if reader.fieldnames is None or not set(METRIC_FIELDS) <= set(reader.fieldnames):
                 raise ValueError("its header is not snnclf's")
-            return [{k: (int(row[k]) if k == "epoch" else float(row[k])) for k in METRIC_FIELDS} for row in reader]
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in reader]
     except (OSError, UnicodeDecodeError, ValueError, TypeError, csv.Error) as err:
         raise UsageError(f"{path} cannot be read ({getattr(err, 'strerror', None) or err}): it is damaged; "
                          "restore it or remove the run") from None

@@ -19,11 +19,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import LOG_DIR, SAVE_DIR, RunConfig, check_option, load_file, option_field
+from .config import LOG_DIR, SAVE_DIR, RunConfig, check_option, check_options, load_file, option_field
 from .flags import options as flagged
 from .errors import Interrupted, UsageError
-from .losses import get_loss
-from .models import NEURON_OPTIONS, is_spiking, model_options
+from .models import NEURON_OPTIONS, is_spiking
 from .data import check_files
 from .runs import RunInUse, check_name, load_checkpoint, midway, open_run, read_json, write_json
 from .viz.files import save, subplots
@@ -78,12 +77,7 @@ def _collapsed(options):
         options = {k: v for k, v in options.items() if k not in NEURON_OPTIONS}
         if probe.encoding == "direct":
             options["time_steps"] = 1
-    probe = RunConfig.from_flags({**options, "run": "probe"})
-    refused = [k for k in flagged(RunConfig, "model") if getattr(probe, k) is not None and k not in model_options(name)]
-    if refused:
-        raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out of the sweep "
-                         "or sweep models that take it")
-    get_loss(probe.loss, probe.time_steps, is_spiking(name))  # a loss the model cannot take: one line
+    check_options(options)
     return options
 
 
@@ -174,13 +168,13 @@ def state(point):
     return "done" if run.eval_json.is_file() else "trained"
 
 
-def sweep(given, name=None, config=None, shard=None, *, train, evaluate, compare):
+def sweep(given, name="sweep", config=None, shard=None, *, train, evaluate, compare):
     """The sweep ``name`` over the options ``given`` (an option given several values is an axis)
     and those of the file ``config`` (flags win): plan it, run this ``shard``'s points, compare
     the finished ones. ``train(flags)``, ``evaluate(cfg)`` and ``compare(names, log_dir, out,
     columns)`` are the commands it runs (a command never imports another). Returns what the
     command prints."""
-    name = check_name("sweep" if name is None else name, "--name")
+    name = check_name(name, "--name")
     values = {k: v if isinstance(v, list) and not is_list_option(k) else [v] for k, v in given.items()}
     if config:
         values = {**from_file(config), **values}  # flags given on the command line win

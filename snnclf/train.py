@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 
 from . import board, distributed
-from .builders import (build_augment, build_loss, build_model, build_optimizer, check_memory, load_data,
-                       make_encoder)
+from .builders import (build_augment, build_loss, build_model, build_optimizer, build_regularizer, check_memory,
+                       load_data, make_encoder)
 from .config import RunConfig, resolve
 from .data import make_loader, make_splits
 from .engine import evaluate, new_totals, summarize, train_one_epoch
@@ -55,6 +55,7 @@ class Parts:
     encode: object
     augment: object
     loss_fn: object
+    regularizer: object  # --rate_reg, or None
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: object
@@ -62,9 +63,11 @@ class Parts:
     amp: bool
 
 
-def train(flags):
+def train(flags, epoch_callback=None):
     """Train a run. ``flags`` holds the options the user gave (see :func:`resolve`), and
-    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its epoch).
+    ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its
+    epoch, and ``stopped_at``: the epoch after which ``epoch_callback(epoch, row)`` asked the run
+    to stop early, a search's pruning; ``None`` when it ran all its epochs).
 
     Nothing the user had is lost: the parts are built (and the memory the run needs checked)
     before any file is touched; the run is locked against other snnclf processes; ``--overwrite``
@@ -88,7 +91,7 @@ def train(flags):
                 checkpoint, cfg = _to_resume(run, given, ctx)
             else:
                 _check_new(run, overwrite)
-            summary = _run(parts, run, checkpoint, overwrite, ctx)
+            summary = _run(parts, run, checkpoint, overwrite, ctx, epoch_callback)
         ctx.barrier()  # rank 0 may still be writing: leave the group together
         return summary
     finally:
@@ -182,7 +185,7 @@ def _build(cfg, ctx):
     if cfg.compile:  # the state dicts saved stay those of ``model``, without compiler prefixes
         net, eval_net = compile_model(net), compile_model(model)
     return Parts(cfg, data, splits, model, name, kwargs, net, eval_net, make_encoder(cfg),
-                 build_augment(cfg), loss_fn, optimizer,
+                 build_augment(cfg), loss_fn, build_regularizer(cfg), optimizer,
                  scheduler, torch.amp.GradScaler("cuda") if amp else None, device, amp)
 
 
@@ -203,7 +206,7 @@ def _open_log(run, overwrite):
     return handler, aside
 
 
-def _run(parts, run, checkpoint, overwrite, ctx):
+def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
     """The run itself, in each of ``ctx.world`` processes (one without torchrun)."""
     cfg = parts.cfg
     if ctx.enabled:
@@ -211,7 +214,7 @@ def _run(parts, run, checkpoint, overwrite, ctx):
     ctx.barrier()  # every process has checked the run's folders before the first one writes
     file_log, aside = _open_log(run, overwrite) if ctx.is_main else (None, None)
     new = checkpoint is None
-    tensorboard = None
+    tensorboard, stopped_at = None, None
     try:
         state = _restore(checkpoint, parts, run, ctx) if checkpoint else _start(parts, run, ctx)
         if cfg.tensorboard and ctx.is_main:
@@ -223,6 +226,11 @@ def _run(parts, run, checkpoint, overwrite, ctx):
                        tensorboard=tensorboard)
                 if aside is not None:  # the new run has a checkpoint: the old one can go
                     aside.drop()
+                if epoch_callback is not None and ctx.any(ctx.is_main and bool(epoch_callback(epoch, state.rows[-1]))):
+                    stopped_at = epoch
+                    log.info("run %s: stopped after epoch %d of %d (pruned by the search)", run.name, epoch,
+                             cfg.epochs)
+                    break
                 if ctx.any(stop(epoch)) and epoch < cfg.epochs:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last,
                                 _resume_hint(cfg, run, ctx))
@@ -241,7 +249,8 @@ def _run(parts, run, checkpoint, overwrite, ctx):
             log.warning("run %s finished its %d epochs; stopping on %s", run.name, cfg.epochs,
                         signal.Signals(stop.signum).name)
             raise Interrupted(stop.signum)
-        return {"run": run.name, "best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch}
+        return {"run": run.name, "best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
+                "stopped_at": stopped_at}
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; last.pt is the last one saved
         log.warning("stopped at once: %s holds the last saved state; %s", run.last, _resume_hint(cfg, run, ctx))
         raise
@@ -359,7 +368,8 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=N
     tr = train_one_epoch(parts.net, loader, parts.encode, parts.loss_fn, parts.optimizer, parts.device,
                          scaler=parts.scaler, augment=parts.augment, amp=parts.amp, grad_clip=cfg.grad_clip,
                          epoch=epoch, totals=totals, should_stop=lambda step: ctx.any(stop(epoch, step)),
-                         any_rank=ctx.any, progress=ctx.is_main, desc=f"epoch {epoch}/{cfg.epochs}")
+                         any_rank=ctx.any, progress=ctx.is_main, desc=f"epoch {epoch}/{cfg.epochs}",
+                         regularizer=parts.regularizer)
     tr = _combined(tr, ctx)
     if ctx.any(not all(torch.isfinite(p).all() for p in parts.model.parameters())):
         # the loss can stay finite while the weights are not (a layer that no longer spikes)
@@ -384,7 +394,8 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=N
     state.rows.append({"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
                        "val_loss": va["loss"], "val_accuracy": va["accuracy"], "lr": lr,
                        "seconds": round(seconds, 3), "data_seconds": round(tr["data_seconds"], 3),
-                       "spikes_per_sample": tr["spikes_per_sample"]})
+                       "spikes_per_sample": tr["spikes_per_sample"],
+                       **{f"rate_{name}": round(rate, 6) for name, rate in tr["rates"].items()}})
     improved = state.improved_by(va["accuracy"], va["loss"])
     if improved:
         state.best_accuracy, state.best_epoch, state.best_loss = va["accuracy"], epoch, va["loss"]

@@ -44,6 +44,16 @@ def make_mnist_like(root, folder="MNIST", n_train=120, n_test=40, seed=0, gz=Fal
     return raw
 
 
+def idx_data_sets():
+    """(name, folder) of every registered static data set read from IDX files (torchvision's
+    layout), from the data set registry."""
+    from snnclf.data import DATASETS, list_datasets
+
+    infos = {name: DATASETS.info(name) for name in list_datasets()}
+    return [(name, info["reads"][1]) for name, info in infos.items()
+            if not info["events"] and info["reads"] and info["reads"][0] == "idx"]
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in an empty folder, so checkpoints/ and logs/ land there."""

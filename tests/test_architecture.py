@@ -1,7 +1,9 @@
 """The package's shape: registries whose entries declare what they need, every registered data set
 loading from small files in its real format, one configuration behind the CLI, no side effects
 at import time, and no command importing another."""
+import argparse
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -10,17 +12,21 @@ from dataclasses import fields
 import pytest
 import torch
 
+from snnclf import cli as cli_module
 from snnclf.config import DEFAULTS, RunConfig
 from snnclf.data import DATASETS, list_datasets, load_dataset
 from snnclf.errors import UsageError
-from snnclf.flags import default_text, flag_of
+from snnclf.flags import flag_of
 from snnclf.models import MODELS, NEURON_OPTIONS, NEURONS, get_model, is_spiking, list_models, model_options
 from snnclf.registry import Registry
 
 from conftest import ROOT, make_mnist_like, make_nmnist_folder
 
-COMMANDS = {"snnclf.train", "snnclf.evaluate", "snnclf.viz.activations", "snnclf.viz.data", "snnclf.viz.compare",
-            "snnclf.sweep", "snnclf.predict", "snnclf.export"}
+# The module that does each command's work (the CLI only parses flags and dispatches to it); the
+# commands themselves are read from the parser, so a new one fails below until it is named here.
+COMMAND_MODULES = {"train": "snnclf.train", "eval": "snnclf.evaluate", "visualize-activations": "snnclf.viz.activations",
+                   "visualize-data": "snnclf.viz.data", "compare": "snnclf.viz.compare", "sweep": "snnclf.sweep",
+                   "predict": "snnclf.predict", "export": "snnclf.export", "tune": "snnclf.tune"}
 
 
 def test_a_registry_refuses_an_entry_that_does_not_declare_what_it_needs():
@@ -48,7 +54,13 @@ def _write(reads, root):
         raise AssertionError(f"no test files for {reads}: teach _write this format")
 
 
-@pytest.mark.parametrize("name", list_datasets())
+def _data_set(name):
+    """A data set simulated from bundled data simulates all of it (seconds): slow."""
+    info = DATASETS.info(name)
+    return pytest.param(name, marks=pytest.mark.slow) if info["events"] and info["reads"] is None else name
+
+
+@pytest.mark.parametrize("name", [_data_set(n) for n in list_datasets()])
 def test_every_registered_data_set_loads_from_files_in_its_format(tmp_path, name):
     info = DATASETS.info(name)
     _write(info["reads"], tmp_path / "data")
@@ -84,7 +96,7 @@ def test_every_config_field_is_a_flag_with_its_default_in_the_help(cli):
         spec = flag_of(f)
         assert spec is not None, f.name
         assert f"--{f.name}" in out, f.name
-        default = default_text(spec, DEFAULTS[f.name])
+        default = spec.stated_default(DEFAULTS[f.name])
         assert f"(default: {default})" in text, f.name
     assert "learn the membrane decay (default: off)" in text and "in [0, 1] (default: 0.9)" in text
     assert "learning rate (default: adam, adamw 0.002; sgd 0.1)" in text  # read from the builders
@@ -128,6 +140,7 @@ print(json.dumps({"modules": len(names), "umask_calls": len(umasks), "before": b
 """
 
 
+@pytest.mark.slow
 def test_importing_snnclf_changes_no_process_wide_state():
     env = {"MPLBACKEND": "svg", "PATH": "/usr/bin:/bin"}
     done = subprocess.run([sys.executable, "-c", IMPORTS_CHANGE_NOTHING], capture_output=True, text=True,
@@ -156,12 +169,27 @@ def _imports(path):
     return module, found
 
 
+def _handlers():
+    """{command: the function the CLI runs for it} of every command of the snnclf parser."""
+    sub = next(a for a in cli_module.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return {name: parser.get_default("func") for name, parser in sub.choices.items()}
+
+
 def test_no_module_but_the_cli_imports_a_command():
+    handlers = _handlers()
+    assert set(handlers) == set(COMMAND_MODULES), "a command was added or removed: name its module in COMMAND_MODULES"
+    for name, handler in handlers.items():  # the handler calls into the module named for it
+        used = {getattr(cli_module, n) for n in handler.__code__.co_names if hasattr(cli_module, n)}
+        assert COMMAND_MODULES[name] in {u.__name__ if inspect.ismodule(u) else getattr(u, "__module__", None)
+                                         for u in used}, name
+    commands = set(COMMAND_MODULES.values())
     for path in sorted((ROOT / "snnclf").rglob("*.py")):
         module, found = _imports(path)
         if module in ("snnclf.cli", "snnclf.__main__"):
             continue
-        assert not (found & COMMANDS), f"{module} imports {found & COMMANDS}"
+        others = {c for c in commands if not (module == c or module.startswith(c + "."))}  # not its own package
+        hits = {f for f in found if any(f == c or f.startswith(c + ".") for c in others)}
+        assert not hits, f"{module} imports {hits}"
 
 
 def test_a_checkpoint_config_round_trips_through_the_run_config(workdir, cli):

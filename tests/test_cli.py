@@ -1,28 +1,36 @@
 """The snnclf command as a user meets it: train, eval, runs on disk, resume, and refusals."""
+import argparse
 import json
+import math
 import pickle
+import runpy
 import sys
 
 import pytest
 import torch
 
 from snnclf.builders import load_model
+from snnclf.cli import build_parser
 from snnclf.models import list_models
 from snnclf.runs import load_checkpoint, read_metrics
 
-from conftest import QUICK, make_mnist_like, run_command
+from conftest import QUICK, idx_data_sets, make_mnist_like, run_command
 
 
+@pytest.mark.slow
 def test_installed_command_trains_then_evaluates_digits(tmp_path):
     train = run_command("train", "--subset", "600", "--epochs", "5", "--time_steps", "4", cwd=tmp_path)
     assert train.returncode == 0, train.stderr
     assert "best validation accuracy" in train.stderr
     run = "digits-csnn-T4"
-    for path in [f"checkpoints/{run}/best.pt", f"checkpoints/{run}/last.pt", f"logs/{run}/config.json",
-                 f"logs/{run}/metrics.csv", f"logs/{run}/train.log"]:
-        assert (tmp_path / path).is_file(), path
     rows = read_metrics(tmp_path / f"logs/{run}/metrics.csv")
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    best, last = (load_checkpoint(tmp_path / f"checkpoints/{run}/{name}.pt") for name in ("best", "last"))
+    assert last["epoch"] == 5 and best["epoch"] == last["best_epoch"]  # best.pt: the epoch validation chose
+    assert best["best_val_accuracy"] == max(r["val_accuracy"] for r in rows)
+    config = json.loads((tmp_path / f"logs/{run}/config.json").read_text())
+    assert (config["dataset"], config["subset"], config["epochs"], config["time_steps"]) == ("digits", 600, 5, 4)
+    assert "epoch 5/5" in (tmp_path / f"logs/{run}/train.log").read_text()
     assert set(rows[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                             "seconds", "data_seconds", "spikes_per_sample"}
     assert 0 <= rows[0]["data_seconds"] < rows[0]["seconds"]
@@ -34,7 +42,7 @@ def test_installed_command_trains_then_evaluates_digits(tmp_path):
     assert result["test_accuracy"] > 0.5  # chance is 0.1
     assert len(result["per_class_accuracy"]) == 10 and "test_loss" in result
     assert "train_accuracy" not in result
-    assert (tmp_path / f"logs/{run}/eval.json").is_file()
+    assert json.loads((tmp_path / f"logs/{run}/eval.json").read_text())["test_accuracy"] == result["test_accuracy"]
     confusion = (tmp_path / f"logs/{run}/confusion_matrix.csv").read_text().splitlines()
     assert len(confusion) == 11 and sum(sum(map(int, line.split(",")[1:])) for line in confusion[1:]) == 360
 
@@ -42,6 +50,19 @@ def test_installed_command_trains_then_evaluates_digits(tmp_path):
     assert module.returncode == 0 and "train" in module.stdout and "eval" in module.stdout
 
 
+def test_the_package_runs_as_a_module(workdir, monkeypatch, capsys):
+    """python -m snnclf, in this process (its subprocess twin below is slow)."""
+    monkeypatch.setattr(sys, "argv", ["snnclf", "eval", "--help"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("snnclf", run_name="__main__", alter_sys=True)
+    assert done.value.code == 0 and "--test_only" in capsys.readouterr().out
+    monkeypatch.setattr(sys, "argv", ["snnclf", "eval", "--run", "never"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("snnclf", run_name="__main__", alter_sys=True)
+    assert done.value.code == 2 and "no checkpoint at" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_python_dash_m_runs_the_cli(tmp_path):
     import subprocess
 
@@ -50,15 +71,28 @@ def test_python_dash_m_runs_the_cli(tmp_path):
     assert out.returncode == 0 and "--test_only" in out.stdout
 
 
-def test_help_explains_every_flag_with_its_default(cli):
-    code, out, _ = cli("train", "--help")
+def _commands():
+    """{command: its parser} of every command of the snnclf parser."""
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", sorted(_commands()))
+def test_help_explains_every_flag_with_its_default(cli, command):
+    code, out, _ = cli(command, "--help")
     assert code == 0
-    for text in ("--time_steps", "--time-steps", "--batch_size", "--batch-size", "--weight_decay",
-                 "--data_dir", "(default: 8)", "(default: digits)", "(default: csnn)"):
-        assert text in out
-    flags = [line.split()[0] for line in out.splitlines() if line.strip().startswith("--")]
-    assert len(flags) >= 35
-    assert out.count("(default:") >= len(flags) - 1  # every flag but --help states its default
+    text = "".join(out.split())  # argparse wraps lines, at spaces and after hyphens
+    flags = [a for a in _commands()[command]._actions if a.option_strings and a.dest != "help"]
+    assert flags
+    for action in flags:  # shown with every spelling, and its help states the default
+        assert all(spelling in out for spelling in action.option_strings), action.option_strings
+        assert "(default: " in action.help, action.option_strings
+        assert "".join(action.help.replace("%%", "%").split()) in text, action.option_strings
+    if command == "train":
+        for shown in ("--time_steps", "--time-steps", "--batch_size", "--batch-size", "--weight_decay",
+                      "--data_dir", "(default: 8)", "(default: digits)", "(default: csnn)"):
+            assert shown in out
+        assert len(flags) >= 35
 
 
 def test_eval_without_test_only_reports_every_split(workdir, cli):
@@ -87,7 +121,14 @@ def test_every_model_trains_an_epoch_through_the_cli(workdir, cli, model):
     assert code == 0, err
     name = f"digits-{model}-T2"
     ckpt = load_checkpoint(workdir / f"checkpoints/{name}/best.pt")
-    assert ckpt["model_name"] == model and ckpt["metrics"]["train_accuracy"] > 0
+    assert ckpt["model_name"] == model and ckpt["epoch"] == 1
+    # one epoch: the optimizer stepped once per batch of the 200 training images, on every parameter
+    batches = math.ceil(200 / ckpt["config"]["batch_size"])
+    assert len(ckpt["optimizer"]["state"]) == len(ckpt["optimizer"]["param_groups"][0]["params"])
+    assert {float(s["step"]) for s in ckpt["optimizer"]["state"].values()} == {batches}
+    metrics = ckpt["metrics"]
+    assert 0 <= metrics["train_accuracy"] <= 1 and 0 <= metrics["val_accuracy"] <= 1
+    assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
 
 
 def test_checkpoint_round_trip(workdir, cli):
@@ -139,13 +180,13 @@ def test_existing_run_is_not_touched_without_resume_or_overwrite(workdir, cli):
 def test_resume_refuses_a_changed_configuration(workdir, cli):
     assert cli("train", *QUICK)[0] == 0
     code, _, err = cli("train", "--run", "digits-csnn-T2", "--resume", "--epochs", "3", "--lr", "0.1")
-    assert code == 2 and "--lr 0.1 differs" in err
+    assert code == 2 and "not with --lr 0.1" in err
     assert cli("train", *QUICK, "--scheduler", "--run", "cos")[0] == 0
     code, _, err = cli("train", "--run", "cos", "--resume", "--epochs", "4")
     assert code == 2 and "laid out over its 2 epochs" in err  # a cosine schedule cannot stretch
 
 
-@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize("name, folder", idx_data_sets())
 def test_train_and_eval_on_idx_files(workdir, cli, name, folder):
     make_mnist_like(workdir / "data", folder, n_train=300, n_test=100)
     code, _, err = cli("train", "--dataset", name, "--epochs", "3", "--time_steps", "2",
@@ -238,6 +279,7 @@ def test_bad_input_is_one_line_exit_2(workdir, cli, args, fragment):
     assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
 
 
+@pytest.mark.slow
 def test_compile_trains_and_evaluates_and_reports_its_cost(workdir, cli):
     code, _, err = cli("train", "--subset", "400", "--epochs", "3", "--time_steps", "4",
                        "--batch_size", "50", "--run", "compiled", "--compile")

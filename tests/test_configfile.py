@@ -4,7 +4,8 @@ import json
 import pytest
 import yaml
 
-from snnclf.config import RECORDED, RunConfig
+from snnclf.config import RunConfig
+from snnclf.runs import RECORDED
 from snnclf.runs import read_metrics
 
 TINY = ["--model", "snn-mlp", "--subset", "240", "--time_steps", "3", "--epochs", "2", "--batch_size", "40",

@@ -7,7 +7,7 @@ import torch
 from snnclf.data import get_encoder, list_encoders, load_dataset, make_loader, make_splits
 from snnclf.errors import UsageError
 
-from conftest import make_mnist_like
+from conftest import idx_data_sets, make_mnist_like
 
 
 def everything(dataset):
@@ -92,7 +92,7 @@ def test_rate_code_follows_intensity_and_latency_fires_once():
     assert first[2] < first[1] < first[0]  # brighter fires earlier
 
 
-@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+@pytest.mark.parametrize("name, folder", idx_data_sets())
 def test_torchvision_sets_load_from_idx_files(tmp_path, name, folder):
     make_mnist_like(tmp_path, folder, n_train=50, n_test=20)
     data = load_dataset(name, str(tmp_path))

@@ -1,12 +1,15 @@
 """Training on 2 CPU processes (torchrun, gloo on 127.0.0.1) equals one process with the same
-global batch."""
+global batch; in one process nothing of it is set up, and the cross-process batch norm's
+statistics are those of every process's batch together."""
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from torch import nn
 
+from snnclf import distributed
 from snnclf.runs import load_checkpoint, read_metrics
 
 from conftest import run_command
@@ -19,8 +22,6 @@ ARGS = ["--subset", "256", "--time_steps", "4", "--model", "snn-mlp", "--learn_b
 ENV = {**os.environ, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
        "PYTHONWARNINGS": "ignore"}
 
-pytestmark = pytest.mark.slow  # every test here starts torchrun
-
 
 def torchrun(*args, cwd):
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
@@ -28,6 +29,7 @@ def torchrun(*args, cwd):
                           timeout=300, env=ENV)
 
 
+@pytest.mark.slow  # torchrun
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     ddp = torchrun(*ARGS, "--batch_size", "32", "--run_name", "ddp", cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-3000:]
@@ -58,6 +60,7 @@ BN_ARGS = ["--subset", "192", "--time_steps", "3", "--model", "arch", "--arch", 
            "--batch_norm", "--lr", "0.01", "--epochs", "2", "--device", "cpu"]
 
 
+@pytest.mark.slow  # torchrun
 def test_batch_norm_over_two_processes_equals_one_process(tmp_path):
     ddp = torchrun(*BN_ARGS, "--batch_size", "16", "--run_name", "ddp", cwd=tmp_path)
     assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-3000:]
@@ -77,3 +80,69 @@ def test_batch_norm_over_two_processes_equals_one_process(tmp_path):
     alone = run_command("train", "--run", "ddp", "--resume", "--epochs", "3", cwd=tmp_path)
     assert alone.returncode == 2 and "was trained by 2 processes" in alone.stderr
     assert len(alone.stderr.strip().splitlines()) == 1 and "Traceback" not in alone.stderr
+
+
+def test_one_process_sets_nothing_up_and_torchrun_s_variables_say_the_rank(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    ctx = distributed.from_environment()
+    assert (ctx.rank, ctx.world, ctx.enabled, ctx.is_main) == (0, 1, False, True)
+    assert ctx.sum([1.5, 2.0]) == [1.5, 2.0] and ctx.gather("mine") == ["mine"]
+    assert ctx.any(0) is False and ctx.any(3) is True
+    cpu = torch.device("cpu")
+    model = nn.Linear(3, 2)
+    assert distributed.setup(ctx, cpu) == cpu and not torch.distributed.is_initialized()
+    assert distributed.wrap(ctx, model, cpu) is model
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    second = distributed.from_environment()
+    assert (second.rank, second.world, second.local_rank, second.enabled, second.is_main) == (1, 2, 1, True, False)
+
+
+class _Partner:
+    """``all_reduce`` as one process sees it when a second process holds batch ``theirs``:
+    CrossProcessBatchNorm reduces the channel sums and the count, then the squared deviations from
+    the mean of both batches; each call adds what the partner contributes."""
+
+    def __init__(self, theirs):
+        self.theirs, self.mean = theirs, None
+
+    def __call__(self, mine):
+        dims = [0, 2, 3]
+        if self.mean is None:
+            count = self.theirs.new_full((1,), self.theirs.numel() / self.theirs.shape[1])
+            total = mine + torch.cat([self.theirs.sum(dims), count])
+            self.mean = (total[:-1] / total[-1]).detach().view(1, -1, 1, 1)
+            return total
+        return mine + (self.theirs - self.mean).square().sum(dims)
+
+
+def test_cross_process_batch_norm_normalises_over_every_process_s_batch(monkeypatch):
+    """sync_batch_norm swaps in CrossProcessBatchNorm with the same values; alone it is BatchNorm2d,
+    and beside a second process it normalises, and keeps running statistics, as BatchNorm2d does
+    on both processes' batches at once."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Sequential(nn.BatchNorm2d(3)))
+    model[1].running_mean.fill_(0.5)  # a state to carry over
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    distributed.sync_batch_norm(model)
+    assert [type(m).__name__ for m in model.modules() if "BatchNorm" in type(m).__name__] == ["CrossProcessBatchNorm"] * 2
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    state = {k[2:]: v for k, v in before.items() if k.startswith("1.")}
+    synced, plain = model[1], nn.BatchNorm2d(3)
+    plain.load_state_dict(state)
+    mine, theirs = torch.randn(4, 3, 5, 5) * 2 + 1, torch.randn(6, 3, 5, 5) - 1
+    assert torch.allclose(synced(mine), plain(mine))  # no process group: BatchNorm2d itself
+
+    synced.load_state_dict(state)
+    plain.load_state_dict(state)
+    import torch.distributed.nn.functional as collective
+    monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    monkeypatch.setattr(collective, "all_reduce", _Partner(theirs))
+    ours, both = synced(mine), plain(torch.cat([mine, theirs]))
+    assert torch.allclose(ours, both[:4], atol=1e-5)
+    assert torch.allclose(synced.running_mean, plain.running_mean, atol=1e-6)
+    assert torch.allclose(synced.running_var, plain.running_var, atol=1e-5)  # unbiased over both batches
+    assert not torch.allclose(ours, nn.functional.batch_norm(mine, None, None, training=True), atol=1e-2)

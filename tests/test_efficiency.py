@@ -5,7 +5,7 @@ from torch import nn
 
 from snnclf import efficiency
 from snnclf.data import get_encoder
-from snnclf.models import get_model
+from snnclf.models import get_model, is_spiking, list_models
 from snnclf.models.layers import Folded, Network
 from snnclf.models.neurons import make_neuron
 
@@ -49,7 +49,7 @@ def test_static_input_computed_once_counts_once():
     assert shared["totals"]["neuron_updates"] == full["totals"]["neuron_updates"] == 4 * 5
 
 
-@pytest.mark.parametrize("name", ["ann-cnn", "ann-mlp"])
+@pytest.mark.parametrize("name", [n for n in list_models() if not is_spiking(n)])
 def test_an_ann_under_direct_encoding_is_counted_once_whatever_t(name):
     model = get_model(name, (1, 8, 8), 10).eval()
     x = torch.rand(3, 1, 8, 8)

@@ -1,7 +1,9 @@
 """Evaluation gives the same numbers every time, and leaves the process's random state alone."""
 import json
 
+import pytest
 import torch
+from PIL import Image
 
 from snnclf.evaluate import run_eval
 
@@ -11,6 +13,7 @@ from conftest import QUICK, make_mnist_like, make_nmnist_folder
 RATE = ["--subset", "400", "--batch_size", "50", "--encoding", "rate", "--time_steps", "6", "--epochs", "3"]
 
 
+@pytest.mark.slow
 def test_rate_encoded_eval_repeats_exactly_and_records_its_seed(workdir, cli):
     assert cli("train", *RATE, "--run", "r")[0] == 0
     runs = []
@@ -37,6 +40,7 @@ def test_eval_leaves_the_global_random_state_as_it_was(workdir, cli):
     assert torch.equal(torch.rand(5), expected)
 
 
+@pytest.mark.slow
 def test_eval_on_another_data_set_writes_its_own_files(workdir, cli):
     """A run trained on simulated events, tested on N-MNIST-format recordings: its results go
     beside the run's own, which stay as they were."""
@@ -53,8 +57,11 @@ def test_eval_on_another_data_set_writes_its_own_files(workdir, cli):
     assert (result["dataset"], result["trained_on"], result["num_test"]) == ("nmnist", "digits-events", 30)
     assert sum(map(sum, result["confusion_matrix"])) == 30
     assert (workdir / "logs/de/eval.json").read_bytes() == own
-    for name in ("confusion_matrix_nmnist.csv", "confusion_matrix_nmnist.png", "per_class_accuracy_nmnist.png"):
-        assert (workdir / "logs/de" / name).is_file(), name
+    rows = [line.split(",") for line in (workdir / "logs/de/confusion_matrix_nmnist.csv").read_text().splitlines()]
+    assert [list(map(int, row[1:])) for row in rows[1:]] == result["confusion_matrix"]
+    for name in ("confusion_matrix_nmnist.png", "per_class_accuracy_nmnist.png"):
+        with Image.open(workdir / "logs/de" / name) as image:
+            assert image.format == "PNG" and min(image.size) >= 150, name
 
 
 def test_eval_on_an_incompatible_data_set_is_refused_in_one_line(workdir, cli):

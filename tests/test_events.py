@@ -95,12 +95,13 @@ def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):
 
 @pytest.mark.parametrize("factor, side", [(0.25, 9), (0.7, 24), (0.1, 4)])
 def test_any_downsample_factor_fits_the_frames(tmp_path, factor, side):
-    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    written = make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
     data = load_dataset("nmnist", str(tmp_path / "data"), time_steps=3, downsample=factor,
                         cache_dir=str(tmp_path / "cache"))
     frames, _ = data.train[list(range(10))]
     assert data.in_shape == (2, side, side) and frames.shape == (10, 3, 2, side, side)
-    assert frames.sum() > 0
+    train_events = sum(len(t) for path, (_, _, _, t) in written.items() if path.parts[-3] == "Train")
+    assert frames.sum() == train_events  # every event of the 10 training files lands in one frame
 
 
 def test_too_small_downsample_is_refused(tmp_path):
@@ -210,10 +211,12 @@ def test_train_and_eval_on_an_nmnist_folder(workdir, cli):
     assert code == 0, err
     result = json.loads(out)
     assert result["dataset"] == "nmnist" and result["num_test"] == 30 and result["time_steps"] == 4
+    assert result["test_accuracy"] > 0.5  # each class is a square of its own: learnt (chance is 0.1)
     code, _, err = cli("train", "--dataset", "nmnist", "--data_dir", "nm", "--encoding", "rate")
     assert code == 2 and "--encoding rate does not apply to event data set nmnist" in err
 
 
+@pytest.mark.slow
 def test_digits_events_trains_through_the_real_loader(workdir, cli):
     code, _, err = cli("train", "--dataset", "digits-events", "--model", "snn-mlp", "--time_steps", "4",
                        "--epochs", "2", "--subset", "300")

@@ -8,7 +8,8 @@ import snntorch as snn
 import torch
 from snntorch import surrogate
 
-from snnclf.data import get_encoder
+from snnclf.data import get_encoder, list_encoders
+from snnclf.data.encoders import ENCODERS
 from snnclf.models import (
     compile_model,
     fused,
@@ -18,10 +19,22 @@ from snnclf.models import (
     make_neuron,
     step_by_step,
 )
-from snnclf.models.neurons import SURROGATES, SpikingLayer
+from snnclf.models.neurons import RESETS, SURROGATES, SpikingLayer
 
 ROOT = Path(__file__).resolve().parents[1]
 SPIKING = [name for name in list_models() if is_spiking(name)]
+IMAGE_ENCODINGS = [name for name in list_encoders() if not ENCODERS.info(name)["for_events"]]
+
+
+def _speed_benchmark():
+    """benchmarks/speed.py, whose CASES are the models it times against the tutorial's loop."""
+    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    return speed
+
+
+SPEED = _speed_benchmark()
 
 
 def record_spiking_layers(model):
@@ -51,7 +64,7 @@ def run_both(model, x):
     return results
 
 
-@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("reset", [*RESETS, "none"])  # every --reset, and snnTorch's "none"
 @pytest.mark.parametrize("learn", [False, True])
 @pytest.mark.parametrize("in_place", [False, True])  # snnclf's atan declares its derivative
 def test_fused_leaky_equals_snntorch_leaky_called_per_step(reset, learn, in_place):
@@ -103,7 +116,7 @@ def test_fused_leaky_uses_each_surrogate_gradient(surrogate):
 
 
 @pytest.mark.parametrize("name", SPIKING)
-@pytest.mark.parametrize("encoding", ["direct", "rate"])
+@pytest.mark.parametrize("encoding", IMAGE_ENCODINGS)
 def test_every_spiking_model_fast_path_equals_step_by_step(name, encoding):
     """Folded stateless layers, the first layer run once on direct input, channels-last images
     and fused neurons give the spikes and membranes of calling every layer once per step."""
@@ -124,14 +137,12 @@ def test_every_spiking_model_fast_path_equals_step_by_step(name, encoding):
         assert torch.allclose(fast[3][key], slow[3][key], rtol=1e-3, atol=1e-5), key
 
 
-@pytest.mark.parametrize("name", ["csnn", "cnn"])
+@pytest.mark.parametrize("name", sorted(SPEED.CASES))
 def test_models_equal_the_snntorch_tutorial_network(name):
-    """csnn and cnn give the output spikes of the tutorial's nn.Sequential of the same layers and
-    snn.Leaky(init_hidden=True), called once per step with the same weights (the speed
-    benchmark's reference), on its direct-encoded images and its event frames."""
-    spec = importlib.util.spec_from_file_location("speed", ROOT / "benchmarks" / "speed.py")
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
+    """Every model the speed benchmark times (csnn, cnn) gives the output spikes of the tutorial's
+    nn.Sequential of the same layers and snn.Leaky(init_hidden=True), called once per step with
+    the same weights (the benchmark's reference), on its direct-encoded images and its event frames."""
+    speed = SPEED
     shape, kind, options = speed.CASES[name]
     torch.manual_seed(0)
     model = get_model(name, shape, 10, threshold=0.5, **options)
@@ -163,6 +174,7 @@ def test_channels_last_layout_is_kept_through_the_network():
     assert folded.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.slow
 def test_compiled_model_gives_the_same_spikes():
     """Under torch.compile the neurons run as plain per-step operations the compiler can fuse."""
     torch.manual_seed(0)

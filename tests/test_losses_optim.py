@@ -1,10 +1,12 @@
 """Every loss, the readout, every optimizer and scheduler."""
+import inspect
+
 import pytest
 import torch
 
 from snnclf.errors import UsageError
 from snnclf.losses import LOSSES, default_loss, get_loss, list_losses, predict
-from snnclf.optim import get_optimizer, get_scheduler, list_optimizers, list_schedulers
+from snnclf.optim import SCHEDULERS, get_optimizer, get_scheduler, list_optimizers, list_schedulers
 
 
 @pytest.mark.parametrize("name", list_losses())
@@ -65,19 +67,26 @@ def test_optimizer_flags_are_checked():
     w = [torch.nn.Parameter(torch.ones(1))]
     with pytest.raises(UsageError, match="--momentum applies to --optimizer sgd only"):
         get_optimizer("adam", w, momentum=0.9)
-    with pytest.raises(UsageError, match="--lr must be positive"):
+    with pytest.raises(UsageError, match="--lr: must be above 0"):
         get_optimizer("sgd", w, lr=0)
     assert get_optimizer("adamw", w).defaults["weight_decay"] == 0.01
     assert get_optimizer("sgd", w, momentum=0.5).defaults["momentum"] == 0.5
 
 
-@pytest.mark.parametrize("name, kwargs, expected", [
-    ("cosine", {}, [1.0, 0.5, 0.0]),
-    ("step", {"step_size": 1, "gamma": 0.5}, [1.0, 0.5, 0.25]),
-    ("multistep", {"milestones": [2], "gamma": 0.1}, [1.0, 1.0, 0.1]),
-])
-def test_every_scheduler_decays(name, kwargs, expected):
-    assert name in list_schedulers()
+# The rates at epochs 0, 1 and 2 of a 2-epoch run from lr 1, worked out by hand, with these options.
+BY_HAND = {
+    "cosine": ({}, [1.0, 0.5, 0.0]),
+    "step": ({"step_size": 1, "gamma": 0.5}, [1.0, 0.5, 0.25]),
+    "multistep": ({"milestones": [2], "gamma": 0.1}, [1.0, 1.0, 0.1]),
+}
+
+
+@pytest.mark.parametrize("name", list_schedulers())
+def test_every_scheduler_decays(name):
+    """Every registered scheduler lowers the rate over the run and never raises it; where the
+    rates were worked out by hand, it gives exactly those."""
+    takes = inspect.signature(SCHEDULERS[name]).parameters
+    kwargs, expected = BY_HAND.get(name, ({"milestones": [1]} if "milestones" in takes else {}, None))
     opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0)
     sched = get_scheduler(name, opt, epochs=2, **kwargs)
     seen = []
@@ -85,7 +94,9 @@ def test_every_scheduler_decays(name, kwargs, expected):
         seen.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    assert seen == pytest.approx(expected, abs=1e-9)
+    assert seen[-1] < seen[0] and all(b <= a for a, b in zip(seen, seen[1:])), seen
+    if expected is not None:
+        assert seen == pytest.approx(expected, abs=1e-9)
 
 
 def test_scheduler_flags_are_checked():

@@ -1,6 +1,5 @@
 """Every registered model: shapes, learning, the folded-time fast path, and the --arch notation."""
 import pytest
-import snntorch as snn
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -72,18 +71,6 @@ def test_stride0_input_equals_materialised_input(name):
     assert torch.allclose(a[1], b[1], atol=1e-5)
 
 
-def test_spiking_layer_matches_snntorch_step_loop():
-    """Our time loop equals snnTorch's documented per-step usage of the same neuron."""
-    layer = make_neuron("leaky", beta=0.8, threshold=0.7)
-    x = torch.randn(10, 4, 16)
-    spk, mem = layer(x)
-    cell = snn.Leaky(beta=0.8, threshold=0.7, spike_grad=layer.cell.spike_grad)
-    m = cell.init_leaky()
-    for t in range(10):
-        s, m = cell(x[t], m)
-        assert torch.equal(s, spk[t]) and torch.allclose(m, mem[t])
-
-
 def test_state_does_not_leak_between_calls():
     layer = make_neuron("synaptic")
     x = torch.rand(6, 3, 5) * 2
@@ -119,11 +106,6 @@ def test_batch_norm_and_dropout_options():
     model = build("csnn", batch_norm=True, dropout=0.3)
     kinds = {type(m).__name__ for m in model.modules()}
     assert {"BatchNorm2d", "TimeDropout"} <= kinds
-
-
-def test_option_that_does_not_apply_is_refused():
-    with pytest.raises(UsageError, match="--beta does not apply to model ann-mlp"):
-        build("ann-mlp", beta=0.5)
 
 
 def test_dropout_mask_is_shared_over_time():

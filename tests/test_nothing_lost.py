@@ -123,6 +123,7 @@ def test_two_trainings_of_one_run_at_once_keep_one_whole_run(tmp_path):
     assert load_checkpoint(tmp_path / "ck/same/last.pt")["config"]["lr"] == float(winner_lr)
 
 
+@pytest.mark.slow
 def test_a_sweep_leaves_a_point_another_process_holds_and_trains_the_rest(workdir, cli):
     held = runs.open_run("s-time_steps=2", "checkpoints", "logs")
     with runs.RunLock(held, wait=False, create=True):  # as another process training it
@@ -386,6 +387,7 @@ def test_weights_that_become_non_finite_stop_the_run(workdir, cli, monkeypatch):
 
 # --- 12, 15, 16. sweeps --------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_stop_during_the_last_validation_stops_the_sweep(workdir, cli, monkeypatch):
     from snnclf import train as train_module
 

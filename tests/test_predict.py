@@ -1,15 +1,40 @@
 """snnclf predict: the user's own files classified by a trained run."""
 import csv
 import json
+import os
+import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from snnclf.cli import main
 from snnclf.data import load_dataset
 
 from conftest import make_nmnist_folder
 
 TRAIN = ["train", "--model", "snn-mlp", "--time_steps", "4", "--epochs", "6", "--run", "digits"]
+
+
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """The run TRAIN makes, trained once for the tests of this file (in a folder of its own)."""
+    root = tmp_path_factory.mktemp("trained")
+    before = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(TRAIN) == 0
+    finally:
+        os.chdir(before)
+    return root
+
+
+@pytest.fixture
+def trained(trained_once, workdir):
+    """This test's folder, holding a copy of that run's checkpoints/ and logs/."""
+    for folder in ("checkpoints", "logs"):
+        shutil.copytree(trained_once / folder, workdir / folder)
+    return workdir
 
 
 def _drawn(image, path):
@@ -18,9 +43,8 @@ def _drawn(image, path):
     Image.fromarray(pixels).resize((48, 48), Image.Resampling.BILINEAR).convert("RGB").save(path)
 
 
-def test_drawn_digits_are_converted_and_classified(workdir, cli):
-    code, _, err = cli(*TRAIN)
-    assert code == 0, err
+def test_drawn_digits_are_converted_and_classified(trained, cli):
+    workdir = trained
     test = load_dataset("digits", "data").test
     files = []
     for i in range(30):
@@ -36,8 +60,8 @@ def test_drawn_digits_are_converted_and_classified(workdir, cli):
     assert right >= 20, out  # chance is 3 of 30: the conversion gives the run what it was trained on
 
 
-def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(workdir, cli):
-    assert cli(*TRAIN)[0] == 0
+def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(trained, cli):
+    workdir = trained
     x, _ = load_dataset("digits", "data").test[0]
     np.save(workdir / "good.npy", x[0].numpy())  # [H, W]: one channel
     np.save(workdir / "wrong.npy", np.zeros((3, 5)))
@@ -64,8 +88,8 @@ def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(workdir, c
     assert [t["confidence"] for t in p["top"]] == sorted((t["confidence"] for t in p["top"]), reverse=True)
 
 
-def test_odd_inputs_are_converted_or_refused_in_one_line(workdir, cli):
-    assert cli(*TRAIN)[0] == 0
+def test_odd_inputs_are_converted_or_refused_in_one_line(trained, cli):
+    workdir = trained
     x, _ = load_dataset("digits", "data").test[0]
     np.save(workdir / "bytes.npy", (255 * x.numpy()).round().astype(np.uint8))
     np.save(workdir / "big.npy", 3 * x.numpy())
@@ -87,15 +111,19 @@ def test_odd_inputs_are_converted_or_refused_in_one_line(workdir, cli):
     assert labels["bytes.npy"] == labels["deep.png"] == labels["palette.png"]  # the same digit, however stored
 
 
+@pytest.mark.slow
 def test_an_event_run_classifies_nmnist_files(workdir, cli):
     written = make_nmnist_folder(workdir / "data", per_class=(1, 1))
     code, _, err = cli("train", "--dataset", "digits-events", "--model", "cnn", "--time_steps", "4",
                        "--subset", "200", "--epochs", "1", "--run", "ev")
     assert code == 0, err
     files = sorted(str(p) for p in written)[:3]
-    code, out, err = cli("predict", "--run", "ev", *files)
+    code, out, err = cli("predict", "--run", "ev", *files, "--json")
     assert code == 0, err
-    assert len(out.splitlines()) == 4 and all(": " in line for line in out.splitlines()[1:])
+    found = json.loads(out)
+    assert [p["file"] for p in found["predictions"]] == files
+    for p in found["predictions"]:  # a class of the run's, with its share of the output spikes
+        assert p["class"] in found["classes"] and 0 <= p["confidence"] <= 1 and not p.get("error")
     (workdir / "x.png").write_bytes(b"")
     code, _, err = cli("predict", "--run", "ev", "x.png")
     assert code == 2 and "takes events: give N-MNIST .bin files" in err

@@ -77,6 +77,10 @@ def test_nmnist_preset_trains_on_event_frames_with_shifts(workdir, cli):
     assert code == 0, err
     config = json.loads((workdir / "logs/nmnist-cnn-T3-preset/config.json").read_text())
     assert config["encoding"] == "events" and config["shift"] == 2 and config["batch_norm"] is True
+    last = torch.load(workdir / "checkpoints/nmnist-cnn-T3-preset/last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["config"]["shift"] == 2
+    means = [v for k, v in last["model"].items() if k.endswith("running_mean")]
+    assert means and all(m.abs().sum() > 0 for m in means)  # every batch norm saw the event frames
 
 
 def test_event_dropout_and_background_events_change_the_counts_as_events_would():
@@ -90,6 +94,7 @@ def test_event_dropout_and_background_events_change_the_counts_as_events_would()
     assert (added.sum(dim=(0, 2, 3, 4)) > 0).all()  # at every time step
 
 
+@pytest.mark.slow
 def test_event_augmentations_train_event_runs_and_are_refused_for_images(workdir, cli):
     code, _, err = cli("train", "--dataset", "digits-events", "--model", "cnn", "--time_steps", "4",
                        "--epochs", "2", "--subset", "300", "--event_dropout", "0.2", "--noise_events", "100")

@@ -29,6 +29,7 @@ def _start(tmp_path, *args):
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_last_pt_and_resume_equals_an_uninterrupted_run(tmp_path, signum):
     whole = run_command("train", *RUN, "--run", "whole", cwd=tmp_path)
@@ -59,27 +60,28 @@ def test_signal_saves_last_pt_and_resume_equals_an_uninterrupted_run(tmp_path, s
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
-def test_mid_epoch_resume_is_exact(workdir, cli, monkeypatch):
-    """A stop requested at a given step (as a signal would) resumes to identical metrics."""
-    args = ["--model", "snn-mlp", "--subset", "300", "--batch_size", "50", *RUN]
+@pytest.mark.parametrize("stop_at, said, resumed, steps_saved", [
+    ((2, 3), "interrupted in epoch 2 after step 3", "resuming run cut at epoch 2 of 4, step 4", 3),
+    ((2, None), "interrupted after epoch 2", "resuming run cut at epoch 3 of 4\n", None),
+], ids=["mid-epoch", "after-validation"])
+def test_a_stopped_run_resumes_exactly(workdir, cli, monkeypatch, stop_at, said, resumed, steps_saved):
+    """A Ctrl-C arriving right after a given step (or after an epoch's validation) saves last.pt
+    and exits 130; the resumed run's metrics equal those of a run never stopped."""
+    args = ["--model", "snn-mlp", "--subset", "300", "--batch_size", "50", "--time_steps", "3", *RUN]
     assert cli("train", *args, "--run", "whole")[0] == 0
     from snnclf import train as train_module
 
-    calls = {"n": 0}
-
-    def stop_at_step_9(self):
-        calls["n"] += 1
-        if calls["n"] >= 10:  # asked after each of 6 steps and after each epoch: epoch 2, step 3
-            self.signum = signal.SIGINT
-        return self.signum is not None
-    with monkeypatch.context() as patch:
-        patch.setattr(train_module.StopOnSignal, "__call__", stop_at_step_9)
+    with monkeypatch.context() as patch:  # 6 steps an epoch
+        patch.setattr(train_module.StopOnSignal, "stop_at", ("cut", *stop_at))
         code, _, err = cli("train", *args, "--run", "cut")
-    assert code == 130 and "interrupted in epoch 2 after step 3" in err
-    midway = load_checkpoint(workdir / "checkpoints/cut/last.pt")
-    assert midway["epoch"] == 1 and midway["partial"]["totals"]["steps"] == 3
+    assert code == 130 and said in err
+    stopped = load_checkpoint(workdir / "checkpoints/cut/last.pt")
+    if steps_saved is None:  # a whole epoch: nothing part-way
+        assert stopped["epoch"] == 2 and not stopped.get("midway")
+    else:
+        assert stopped["epoch"] == 1 and stopped["midway"]["totals"]["steps"] == steps_saved
     code, _, err = cli("train", "--run", "cut", "--resume")
-    assert code == 0 and "resuming run cut at epoch 2 of 4, step 4" in err
+    assert code == 0 and resumed in err
     a, b = read_metrics(workdir / "logs/whole/metrics.csv"), read_metrics(workdir / "logs/cut/metrics.csv")
     assert [{k: r[k] for k in SAME} for r in a] == [{k: r[k] for k in SAME} for r in b]
 
@@ -98,6 +100,7 @@ runs.save_checkpoint({"format": runs.FORMAT, "value": torch.ones(1000)}, path)
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path):
     path = tmp_path / "ck" / "run" / "last.pt"
     out = subprocess.run([sys.executable, "-c", KILL_DURING_WRITE, str(path)], cwd=ROOT,
@@ -135,11 +138,10 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_best(workdir, cli, monkeyp
 
 
 def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(workdir, cli, monkeypatch):
-    real_save, calls = torch.save, {"n": 0}
+    real_save = torch.save
 
-    def save(obj, f, *a, **k):
-        calls["n"] += 1
-        if calls["n"] >= 3:  # epoch 1 wrote best.pt and last.pt; the disk fills in epoch 2
+    def save(obj, f, *a, **k):  # the disk fills in epoch 2: every checkpoint of it fails
+        if isinstance(obj, dict) and obj.get("format") == runs.FORMAT and obj["epoch"] >= 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **k)
     with monkeypatch.context() as patch:
@@ -151,7 +153,9 @@ def test_full_disk_is_one_line_and_keeps_the_previous_checkpoint(workdir, cli, m
     assert load_checkpoint(ckpt_dir / "last.pt")["epoch"] == 1
     assert not list(ckpt_dir.glob("*.tmp")) and not list(ckpt_dir.glob(".*"))
     code, _, err = cli("train", "--run", "digits-csnn-T2", "--resume")
-    assert code == 0, err
+    assert code == 0 and "resuming run digits-csnn-T2 at epoch 2 of 2" in err, err
+    assert load_checkpoint(ckpt_dir / "last.pt")["epoch"] == 2  # space again: epoch 2 trained and saved
+    assert [r["epoch"] for r in read_metrics(workdir / "logs/digits-csnn-T2/metrics.csv")] == [1, 2]
 
 
 @pytest.mark.parametrize("flag", ["--save_dir", "--log_dir"])

@@ -1,11 +1,9 @@
 """snnclf sweep: a grid of runs, collapsed, resumable, shardable, then compared."""
-import signal
-
 import pytest
 import yaml
 from PIL import Image
 
-from snnclf.runs import read_json, read_metrics
+from snnclf.runs import load_checkpoint, read_json, read_metrics
 
 GRID = ["--model", "snn-mlp", "--subset", "200", "--epochs", "2", "--batch_size", "50",
         "--beta", "0.5", "0.9", "--time_steps", "2", "3"]
@@ -20,23 +18,19 @@ def _table(workdir, name="s"):
                      [c.strip() for c in line.strip("|").split("|")])) for line in lines[2:]]
 
 
+@pytest.mark.slow
 def test_a_2x2_sweep_stopped_and_started_again_finishes_and_compares(workdir, cli, monkeypatch):
     from snnclf import train as train_module
 
-    calls = {"n": 0}
-
-    def stop_in_the_third_run(self):  # asked after each of 4 steps and each epoch: 10 a run
-        calls["n"] += 1
-        if calls["n"] >= 27:  # the third run, epoch 2, step 2
-            self.signum = signal.SIGINT
-        return self.signum is not None
-    with monkeypatch.context() as patch:
-        patch.setattr(train_module.StopOnSignal, "__call__", stop_in_the_third_run)
+    with monkeypatch.context() as patch:  # Ctrl-C in the third run, epoch 2, after step 2 (of 4)
+        patch.setattr(train_module.StopOnSignal, "stop_at", (POINTS[2], 2, 2))
         code, _, err = cli("sweep", "--name", "s", *GRID)
     assert code == 130, err
     assert "sweep s stopped at point 3 of 4" in err and "run the same snnclf sweep command again" in err
     assert (workdir / "logs" / POINTS[1] / "eval.json").is_file()
     assert not (workdir / "logs" / POINTS[2] / "eval.json").exists()
+    stopped = load_checkpoint(workdir / "checkpoints" / POINTS[2] / "last.pt")
+    assert stopped["epoch"] == 1 and stopped["midway"]["totals"]["steps"] == 2
     assert not (workdir / "logs" / POINTS[3]).exists()
 
     code, out, err = cli("sweep", "--name", "s", *GRID)
@@ -49,9 +43,9 @@ def test_a_2x2_sweep_stopped_and_started_again_finishes_and_compares(workdir, cl
     assert [(r["beta"], r["T"]) for r in rows] == [("0.5", "2"), ("0.9", "2"), ("0.5", "3"), ("0.9", "3")]
     for name, row in zip(POINTS, rows):
         assert float(row["test acc. %"]) == pytest.approx(100 * read_json(workdir / f"logs/{name}/eval.json")["test_accuracy"], abs=0.006)
-    with Image.open(workdir / "logs/s/sweep_time_steps.png") as image:
-        assert image.size[0] > 300
-    assert (workdir / "logs/s/sweep_beta.png").is_file() and (workdir / "logs/s/compare_curves.png").is_file()
+    for picture in ("sweep_time_steps.png", "sweep_beta.png", "compare_curves.png"):
+        with Image.open(workdir / "logs/s" / picture) as image:
+            assert image.format == "PNG" and image.size[0] > 300, picture
 
     # the resumed point trained as if never stopped
     code, _, err = cli("train", "--model", "snn-mlp", "--subset", "200", "--epochs", "2", "--batch_size", "50",
@@ -61,6 +55,7 @@ def test_a_2x2_sweep_stopped_and_started_again_finishes_and_compares(workdir, cl
     assert [{k: r[k] for k in SAME} for r in whole] == [{k: r[k] for k in SAME} for r in resumed]
 
 
+@pytest.mark.slow
 def test_shards_split_the_points_and_compare_collects_them(workdir, cli):
     code, out, err = cli("sweep", "--name", "s", *GRID, "--shard", "2/2")
     assert code == 0, err
@@ -72,6 +67,7 @@ def test_shards_split_the_points_and_compare_collects_them(workdir, cli):
     assert [r["run"] for r in _table(workdir)] == POINTS
 
 
+@pytest.mark.slow
 def test_a_non_spiking_model_is_not_run_once_per_T(workdir, cli):
     (workdir / "study.yaml").write_text(yaml.safe_dump(
         {"model": ["ann-mlp", "snn-mlp"], "time_steps": [1, 3], "subset": 150, "epochs": 1}))
@@ -96,6 +92,7 @@ def test_bad_sweeps_are_one_line_exit_2(workdir, cli, args, fragment):
     assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_only_direct_input_collapses_T_and_a_changed_sweep_is_not_reused(workdir, cli):
     grid = ["--model", "ann-mlp", "--encoding", "rate", "--time_steps", "2", "3", "--subset", "150", "--epochs", "1"]
     code, out, err = cli("sweep", "--name", "r", *grid)

@@ -12,9 +12,9 @@ from snnclf.viz.activations import output_race_gif, record
 from conftest import QUICK
 
 
-def valid_image(path, kind="PNG", min_bytes=2000):
+def valid_image(path, kind="PNG", min_bytes=2000, min_side=150):
     with Image.open(path) as im:
-        assert im.format == kind and im.size[0] >= 150 and im.size[1] >= 150
+        assert im.format == kind and im.size[0] >= min_side and im.size[1] >= min_side, im.size
         frames = getattr(im, "n_frames", 1)
     assert min_bytes < path.stat().st_size < 5_000_000
     return frames
@@ -39,6 +39,25 @@ def test_output_race_gif_has_one_frame_per_step(tmp_path):
     assert valid_image(path, "GIF") == 6
 
 
+def test_visualize_activations_draws_every_spiking_layer_of_a_run(workdir, cli):
+    """A tiny conv run, one sample drawn (the fast share of the test below)."""
+    spec = "4C3-MP2-FC10"
+    assert cli("train", "--arch", spec, "--subset", "100", "--epochs", "1", "--time_steps", "3", "--run", "c")[0] == 0
+    code, out, err = cli("visualize-activations", "--run", "c", "--num_samples", "1")
+    assert code == 0, err
+    layers = [n for n, m in get_model("arch", (1, 8, 8), 10, spec=spec).named_modules() if isinstance(m, SpikingLayer)]
+    assert len(layers) == 2
+    folder = workdir / "activations/c"
+    pictures = [f"{kind}_{layer}.png" for layer in layers for kind in ("raster", "membrane")]
+    pictures += ["firing_rates.png", "mean_rates.png", "conv1_filters.png"]
+    assert sorted(p.name for p in folder.iterdir()) == sorted(pictures + ["output_race_0.gif"])
+    assert f"wrote {len(pictures) + 1} files" in out
+    for name in pictures:
+        valid_image(folder / name, min_side=100)  # the 4 filters are one row
+    assert valid_image(folder / "output_race_0.gif", "GIF") == 3  # one frame per time step
+
+
+@pytest.mark.slow
 def test_reports_compare_and_activations(workdir, cli):
     assert cli("train", *QUICK, "--time_steps", "4", "--run", "a")[0] == 0
     assert cli("train", *QUICK, "--model", "snn-mlp", "--run", "b")[0] == 0
@@ -53,7 +72,8 @@ def test_reports_compare_and_activations(workdir, cli):
     assert "| a | csnn | 4 | direct | 155,530 |" in out and "| b | snn-mlp | 2 |" in out
     assert "not evaluated" in out  # b has no eval.json yet
     rows = json.loads((workdir / "logs/compare/compare.json").read_text())
-    assert [r["run"] for r in rows] == ["a", "b"] and 0 <= rows[0]["test_accuracy"] <= 1
+    assert [r["run"] for r in rows] == ["a", "b"]
+    assert rows[0]["test_accuracy"] == json.loads((workdir / "logs/a/eval.json").read_text())["test_accuracy"]
     valid_image(workdir / "logs/compare/compare_accuracy.png")
     valid_image(workdir / "logs/compare/compare_curves.png")
     code, _, err = cli("compare", "a", "missing")
@@ -77,6 +97,7 @@ def test_reports_compare_and_activations(workdir, cli):
     assert code == 2 and "no spiking layers" in err
 
 
+@pytest.mark.slow
 def test_tsne_has_one_point_per_sample(workdir, cli, monkeypatch):
     import sklearn.manifold
 

@@ -1,26 +1,30 @@
 """``snnclf export``: a trained network written for other tools, then read back and run there.
 
 Spiking networks go to NIR, the Neuromorphic Intermediate Representation (the ``nir`` package,
-hdf5; :mod:`.nir`). Non-spiking baselines go to ONNX (:mod:`.onnx`). Either way the written file
-is read back and run by another framework (snnTorch's ``import_from_nir``, or onnxruntime) on
-test samples of the run's data set, and its outputs are compared with snnclf's own network; the
-file is put in place only when they agree.
+hdf5; :mod:`.nir`), in the form of a target (``--target``) that the tools reading it run
+exactly. Non-spiking baselines go to ONNX (:mod:`.onnx`). Either way the written file is read
+back and run by other frameworks (each NIR consumer that is installed, :mod:`.consumers`; or
+onnxruntime) on test samples of the run's data set, and its outputs are compared with snnclf's
+own network; the file is put in place only when every one of them agrees.
 """
+import inspect
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import snntorch as snn
 import torch
 
 from ..builders import check_fits, load_data, make_encoder, open_trained
 from ..config import EVAL_SEED, LOG_DIR, SAVE_DIR
-from ..data import make_splits
+from ..data import DATASETS, make_splits
+from ..data.encoders import ENCODERS
 from ..errors import UsageError
 from ..losses import predict as readout
 from ..runs import RunLock, write_json
 from ..utils import seeded
-from . import nir as nir_backend, onnx as onnx_backend
+from . import consumers, nir as nir_backend, onnx as onnx_backend
+from .consumers import list_consumers
+from .nir import TARGETS
 
 FORMATS = ("nir", "onnx")
 AGREEMENT = 0.999  # the least share of equal outputs (and of equal predictions) accepted
@@ -28,7 +32,7 @@ AGREEMENT = 0.999  # the least share of equal outputs (and of equal predictions)
 
 @dataclass
 class Check:
-    """How the exported file, run elsewhere, compares with snnclf's network on ``samples``."""
+    """How the exported file, run by one framework, compares with snnclf's network on ``samples``."""
     framework: str
     samples: int
     outputs: int  # compared values: (sample, step, neuron) spikes, or logits
@@ -37,10 +41,38 @@ class Check:
     accuracy_snnclf: float
     accuracy_other: float
     max_logit_difference: float = None  # ONNX only
+    tool: str = ""  # the consumer's name (NIR)
+    convention: dict = None  # how the tool was run: dt, batch dimension, what it needed (NIR)
+    max_membrane_difference: float = None  # output membrane, where the tool keeps it (NIR)
 
     @property
     def passed(self):
         return self.equal_outputs >= AGREEMENT and self.equal_predictions >= AGREEMENT
+
+
+@dataclass
+class Reference:
+    """snnclf's own network on the first test samples: what every exported file is compared with."""
+    inputs: torch.Tensor  # [T, N, ...], as snnclf eval encodes them
+    spikes: torch.Tensor  # output spikes [T, N, K]; for a baseline, zeros
+    membrane: torch.Tensor  # output membrane [T, N, K] (before its reset), or a baseline's logits
+    predicted: torch.Tensor  # [N]
+    labels: torch.Tensor  # [N]
+
+
+def reference(trained, samples, data_dir=None, seed=EVAL_SEED):
+    """The :class:`Reference` of the opened run ``trained`` (:func:`~snnclf.builders.open_trained`)
+    on its first ``samples`` test samples, the input encoded with ``seed``."""
+    cfg = trained.cfg
+    data = load_data(cfg, data_dir=data_dir)
+    check_fits(trained.checkpoint, data, trained.path, cfg.dataset)
+    test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
+    x, y = test[list(range(min(samples, len(test))))]
+    with seeded(seed):
+        inputs = make_encoder(cfg)(x)
+    with torch.no_grad():
+        spk, mem = trained.model(inputs)
+    return Reference(inputs, spk, mem, readout(spk, mem), y)
 
 
 def default_format(model):
@@ -48,14 +80,15 @@ def default_format(model):
 
 
 def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_DIR, log_dir=LOG_DIR,
-               samples=1000, data_dir=None, seed=EVAL_SEED):
+               samples=1000, data_dir=None, seed=EVAL_SEED, target=nir_backend.DEFAULT_TARGET, check=None):
     """Export a run's ``best.pt`` (or ``checkpoint``) as ``format`` (default: nir for spiking
     models, onnx for the others) to ``out`` (default: beside the checkpoint), check it on the
     first ``samples`` test samples, and write the check to ``<log_dir>/<run>/export_<fmt>.json``.
-    Returns that record. The file is put in place only if the check passes; an existing
-    ``out`` given by the user is never replaced."""
+    A NIR file is written in the form of ``target`` and run by each consumer in ``check``
+    (default: those of the target's tools that are installed). Returns that record. The file is
+    put in place only if every check passes; an existing ``out`` given by the user is never replaced."""
     trained = open_trained(run, checkpoint, save_dir, log_dir)
-    path, ckpt, cfg, model = trained.path, trained.checkpoint, trained.cfg, trained.model
+    path, cfg, model = trained.path, trained.cfg, trained.model
     fmt = format or default_format(model)
     if fmt not in FORMATS:
         raise UsageError(f"unknown --format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -67,75 +100,118 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
                          "--format nir")
     if samples < 1:
         raise UsageError("--samples must be at least 1: the export is always checked")
-    target = Path(out) if out else path.with_name(f"{cfg.run}.{fmt}")
-    if out and target.exists():
-        raise UsageError(f"{target} exists: remove it or choose another --out")
-    if not target.parent.is_dir():
-        raise UsageError(f"no folder {target.parent} for --out: create it first")
+    tools = _tools(fmt, target, check)
+    target_path = Path(out) if out else path.with_name(f"{cfg.run}.{fmt}")
+    if out and target_path.exists():
+        raise UsageError(f"{target_path} exists: remove it or choose another --out")
+    if not target_path.parent.is_dir():
+        raise UsageError(f"no folder {target_path.parent} for --out: create it first")
     in_shape = trained.in_shape
 
     # check the layers before the data set is loaded: a refusal costs nothing
-    metadata = {"snnclf_run": cfg.run, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
-                "encoding": cfg.encoding or "", "class_names": trained.class_names}
     if fmt == "nir":
-        metadata.update(dt=nir_backend.DT, readout="the class with the most output spikes over the time "
-                        "steps; ties: the highest mean membrane of the output layer")
-        graph = nir_backend.nir_graph(model, in_shape, metadata)
+        encoding_text = " ".join(inspect.getdoc(ENCODERS[cfg.encoding]).split("\n\n")[0].split())
+        metadata = nir_backend.describe(cfg.run, cfg.dataset, in_shape, cfg.time_steps, cfg.encoding, encoding_text,
+                                        DATASETS.info(cfg.dataset)["events"], trained.class_names, target)
+        graph = nir_backend.nir_graph(model, in_shape, metadata, target)
         nir_backend.require("nirtorch")
     else:
         net = onnx_backend.onnx_network(model)
         onnx_backend.require("onnxruntime")
 
-    data = load_data(cfg, data_dir=data_dir)
-    check_fits(ckpt, data, path, cfg.dataset)
-    test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
-    n = min(samples, len(test))
-    x, y = test[list(range(n))]
-    with seeded(seed):
-        inputs = make_encoder(cfg)(x)  # [T, N, ...], as snnclf eval makes them
-    with torch.no_grad():
-        spk, mem = model(inputs)
-    ours = readout(spk, mem)
+    ref = reference(trained, samples, data_dir, seed)
+    inputs, spk, mem, ours, y, n = ref.inputs, ref.spikes, ref.membrane, ref.predicted, ref.labels, len(ref.labels)
 
-    tmp = target.with_name(f".{target.name}.check")
+    tmp = target_path.with_name(f".{target_path.name}.check")
     try:
-        check = (_check_nir(graph, tmp, inputs, spk, ours, y) if fmt == "nir"
-                 else _check_onnx(net, tmp, inputs, mem, ours, y))
-        if not check.passed:
-            raise UsageError(f"the exported {fmt} file disagrees with snnclf's network "
-                             f"({100 * check.equal_outputs:.2f}% equal outputs, "
-                             f"{100 * check.equal_predictions:.2f}% equal predictions on {n} samples; "
-                             f"{100 * AGREEMENT:.1f}% needed): nothing was written")
-        record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target),
-                  "bytes": tmp.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
-                  "seed": seed, "check": {**asdict(check), "passed": check.passed}}
         if fmt == "nir":
-            record.update(dt=nir_backend.DT, nodes=list(graph.nodes))
+            nir_backend.require("nir").write(str(tmp), graph)
+            checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y) for tool in tools]
+        else:
+            checks = [_check_onnx(net, tmp, inputs, mem, ours, y)]
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            raise UsageError(f"the exported {fmt} file disagrees with snnclf's network: "
+                             + "; ".join(_failure(c, n) for c in failed) + ": nothing was written")
+        record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target_path),
+                  "bytes": tmp.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
+                  "seed": seed, "checks": [{**asdict(c), "passed": c.passed} for c in checks]}
+        if fmt == "nir":
+            record.update(target=target, form=nir_backend.TARGETS.info(target)["summary"], dt=nir_backend.DT,
+                          nodes=list(graph.nodes))
         log = trained.run.log_dir
         with RunLock(trained.run):  # the record first: a file is put in place only with its check kept
             if log.is_dir():
                 write_json(log / f"export_{fmt}.json", record)
-            if out and target.exists():
-                raise UsageError(f"{target} appeared while the check ran: remove it or choose another --out")
-            os.replace(tmp, target)
+            if out and target_path.exists():
+                raise UsageError(f"{target_path} appeared while the check ran: remove it or choose another --out")
+            os.replace(tmp, target_path)
     finally:
         tmp.unlink(missing_ok=True)
     return record
+
+
+def _tools(fmt, target, check):
+    """The NIR consumers that check the file: those named by ``check``, each installed, or the
+    installed ones among the target's tools. Refused in one line before anything is read."""
+    if fmt != "nir":
+        if check or target != nir_backend.DEFAULT_TARGET:
+            raise UsageError(f"--target and --check apply to --format nir; an ONNX file is checked by onnxruntime")
+        return []
+    nir_backend.TARGETS.lookup(target, "--target")
+    if check:
+        for tool in check:
+            consumers.CONSUMERS.lookup(tool, "--check")
+        missing = [t for t in check if not consumers.installed(t)]
+        if missing:
+            raise UsageError(f"--check {' '.join(missing)}: not installed here ("
+                             + "; ".join(f"{t}: {_install(t)}" for t in missing) + ")")
+        return list(dict.fromkeys(check))
+    return [t for t in nir_backend.TARGETS.info(target)["consumers"] if consumers.installed(t)]
+
+
+def _install(tool):
+    info = consumers.CONSUMERS.info(tool)
+    return f"pip install --no-deps {' '.join(info['install'])}" if info["install"] else f"pip install {info['module']}"
+
+
+def _failure(check, n):
+    error = (check.convention or {}).get("error")
+    if error:
+        return f"{check.framework} cannot run it ({error})"
+    return (f"{check.framework} gives {100 * check.equal_outputs:.2f}% identical outputs and "
+            f"{100 * check.equal_predictions:.2f}% equal predictions on {n} samples ({100 * AGREEMENT:.1f}% needed)")
 
 
 def _accuracy(predicted, labels):
     return float((predicted == labels).float().mean())
 
 
-def _check_nir(graph, path, inputs, spk, ours, labels):
-    """Write ``graph`` to ``path``, run it through snnTorch, and compare with snnclf's output
-    spikes ``spk`` and predictions ``ours``."""
-    nir_backend.require("nir").write(str(path), graph)
-    o_spk, o_mem = nir_backend.snntorch_outputs(path, inputs)
-    theirs = readout(o_spk, o_mem)
-    return Check(f"snnTorch {snn.__version__} (import_from_nir)", len(labels), spk.numel(),
-                 float((o_spk == spk).float().mean()), _accuracy(theirs, ours),
-                 _accuracy(ours, labels), _accuracy(theirs, labels))
+def compare(tool, outputs, spk, mem, ours, labels):
+    """The :class:`Check` of consumer ``tool``'s :class:`~.consumers.Outputs` against snnclf's
+    output spikes ``spk`` and membrane ``mem`` [T, N, K] and predictions ``ours`` [N]. A tool
+    that keeps no membrane breaks ties between equal spike counts towards the lowest class."""
+    o_spk, o_mem = outputs.spikes, outputs.membrane
+    theirs = readout(o_spk, o_mem if o_mem is not None else torch.zeros_like(o_spk))
+    same = o_spk.shape == spk.shape
+    version = consumers.version(tool)
+    return Check(f"{tool} {version}".strip(), len(labels), spk.numel(),
+                 float((o_spk == spk).float().mean()) if same else 0.0, _accuracy(theirs, ours),
+                 _accuracy(ours, labels), _accuracy(theirs, labels), tool=tool, convention=outputs.convention,
+                 max_membrane_difference=(float((o_mem - mem).abs().max()) if o_mem is not None and same else None))
+
+
+def check_nir(tool, path, inputs, spk, mem, ours, labels):
+    """Run the NIR file ``path`` in consumer ``tool`` and compare it with snnclf's outputs; an
+    error of the tool's is a failed check that names it."""
+    try:
+        outputs = consumers.run(tool, path, inputs, nir_backend.DT)
+    except Exception as err:  # the tool cannot read or run the file: its error is the finding
+        first = (str(err).strip().splitlines() or [""])[0]
+        return Check(f"{tool} {consumers.version(tool)}".strip(), len(labels), spk.numel(), 0.0, 0.0,
+                     _accuracy(ours, labels), 0.0, tool=tool,
+                     convention={"error": f"{type(err).__name__}: {first}"[:300]})
+    return compare(tool, outputs, spk, mem, ours, labels)
 
 
 def _check_onnx(net, path, inputs, logits, ours, labels):
@@ -153,17 +229,27 @@ def _check_onnx(net, path, inputs, logits, ours, labels):
                  _accuracy(ours, labels), _accuracy(theirs, labels), float(gap.max()))
 
 
+def _convention(conv):
+    """How a tool was run, in words: ' (dt 0.0001 s, one sample at a time; a note)'."""
+    if not conv or "dt" not in conv:
+        return ""
+    batch = "with a batch dimension" if conv.get("batch") else "one sample at a time"
+    return f" (dt {conv['dt']:g} s, {batch}" + (f"; {conv['note']}" if conv.get("note") else "") + ")"
+
+
 def format_export(r):
-    """What ``snnclf export`` prints."""
-    c = r["check"]
+    """What ``snnclf export`` prints: the file, then one block per framework that ran it."""
     lines = [f"wrote {r['file']} ({r['format'].upper()}, {r['bytes']:,} bytes) from {r['checkpoint']}"]
     if r["format"] == "nir":
-        lines.append(f"  graph: {' -> '.join(r['nodes'])}; LIF time step dt = {r['dt']:g} s")
-    lines.append(f"checked with {c['framework']} on {c['samples']:,} test samples of {r['dataset']} "
-                 f"(T={r['time_steps']}):")
+        lines.append(f"  graph: {' -> '.join(r['nodes'])}; LIF time step dt = {r['dt']:g} s; target {r['target']}")
+    first = r["checks"][0]
+    lines.append(f"checked on {first['samples']:,} test samples of {r['dataset']} (T={r['time_steps']}) with:")
     what = "output spikes identical" if r["format"] == "nir" else "logits within 1e-4"
-    lines.append(f"  {what}: {100 * c['equal_outputs']:.2f}% of {c['outputs']:,}"
-                 + (f" (largest difference {c['max_logit_difference']:.2e})" if c["max_logit_difference"] is not None else ""))
-    lines.append(f"  same predicted class: {100 * c['equal_predictions']:.2f}% of {c['samples']:,} samples "
-                 f"(accuracy: snnclf {100 * c['accuracy_snnclf']:.2f}%, exported {100 * c['accuracy_other']:.2f}%)")
+    for c in r["checks"]:
+        lines.append(f"  {c['framework']}{_convention(c.get('convention'))}:")
+        lines.append(f"    {what}: {100 * c['equal_outputs']:.2f}% of {c['outputs']:,}"
+                     + (f" (largest difference {c['max_logit_difference']:.2e})"
+                        if c["max_logit_difference"] is not None else ""))
+        lines.append(f"    same predicted class: {100 * c['equal_predictions']:.2f}% of {c['samples']:,} samples "
+                     f"(accuracy: snnclf {100 * c['accuracy_snnclf']:.2f}%, exported {100 * c['accuracy_other']:.2f}%)")
     return "\n".join(lines)
