@@ -19,6 +19,7 @@ import itertools
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .builders import load_data, make_encoder, open_trained
 from .config import LOG_DIR, SAVE_DIR, check_option, check_options, load_file, option_field
 from .data import check_files, make_splits
 from .errors import Interrupted, UsageError
-from .runs import check_name, read_json, write_csv, write_json, write_text
+from .runs import RunInUse, check_name, read_json, write_csv, write_json, write_text
 from .utils import need, resolve_device, seeded
 from .viz.files import save, subplots
 
@@ -340,7 +341,7 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
     if not chosen:
         return f"study {name}: no trial finished yet ({states}); run the command again to go on\n"
     cost = objectives[1] if len(objectives) > 1 else "energy"
-    tested = {t.number: evaluate(t.user_attrs["run"]) for t in chosen}  # reported, never selected on
+    tested = {t.number: _tested(evaluate, t.user_attrs["run"]) for t in chosen}  # reported, never selected on
     params = list(dict.fromkeys(k for t in chosen for k in t.params))
     head = ["trial", "run", "val. acc. %", "test acc. %", "energy uJ", "spikes", "SOPs", *params]
     rows = [[t.number, t.user_attrs["run"], f"{100 * t.user_attrs['val_accuracy']:.2f}",
@@ -376,6 +377,17 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
              _draw_front(study, objectives, chosen, refs, folder / "front.png", cost)]
     lines.append("wrote " + ", ".join(map(str, files)))
     return "\n".join(lines) + "\n"
+
+
+def _tested(evaluate, run, patience=300):
+    """``evaluate(run)``; another worker of the study may be evaluating the same run for its own
+    report (its lock held for seconds): wait for it rather than fail."""
+    for _ in range(patience):
+        try:
+            return evaluate(run)
+        except RunInUse:
+            time.sleep(1)
+    return evaluate(run)
 
 
 def _value(v):

@@ -23,7 +23,7 @@ from ..losses import predict as readout
 from ..runs import RunLock, write_json
 from ..utils import seeded
 from . import consumers, nir as nir_backend, onnx as onnx_backend
-from .consumers import list_consumers
+from .consumers import list_consumers  # noqa: F401 -- the CLI lists the consumers from here
 from .nir import TARGETS
 
 FORMATS = ("nir", "onnx")
