@@ -24,7 +24,7 @@ from ..runs import RunLock, write_json
 from ..utils import seeded
 from . import consumers, nir as nir_backend, onnx as onnx_backend
 from .consumers import list_consumers  # noqa: F401 -- the CLI lists the consumers from here
-from .nir import TARGETS
+from .nir import TARGETS  # noqa: F401 -- the CLI reads the --target choices from here
 
 FORMATS = ("nir", "onnx")
 AGREEMENT = 0.999  # the least share of equal outputs (and of equal predictions) accepted
@@ -156,7 +156,7 @@ def _tools(fmt, target, check):
     installed ones among the target's tools. Refused in one line before anything is read."""
     if fmt != "nir":
         if check or target != nir_backend.DEFAULT_TARGET:
-            raise UsageError(f"--target and --check apply to --format nir; an ONNX file is checked by onnxruntime")
+            raise UsageError("--target and --check apply to --format nir; an ONNX file is checked by onnxruntime")
         return []
     nir_backend.TARGETS.lookup(target, "--target")
     if check:
