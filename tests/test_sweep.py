@@ -55,6 +55,22 @@ def test_a_2x2_sweep_stopped_and_started_again_finishes_and_compares(workdir, cl
     assert [{k: r[k] for k in SAME} for r in whole] == [{k: r[k] for k in SAME} for r in resumed]
 
 
+def test_a_shard_trains_and_tests_its_points_and_compares_them(workdir, cli):
+    """One point of two, tiny (the fast share of the tests around it): trained, tested, compared
+    and drawn against the axis; the other point is left to the other shard."""
+    grid = ["--model", "snn-mlp", "--subset", "100", "--epochs", "1", "--batch_size", "50", "--time_steps", "1", "2"]
+    code, out, err = cli("sweep", "--name", "q", *grid, "--shard", "2/2")
+    assert code == 0, err
+    assert "point 1 of 1, q-time_steps=2 (training)" in err and "1 of 2 points done" in out and "left to other shards" in out
+    row, = _table(workdir, "q")
+    assert row["run"] == "q-time_steps=2" and row["T"] == "2"
+    result = read_json(workdir / "logs/q-time_steps=2/eval.json")
+    assert result["time_steps"] == 2 and float(row["test acc. %"]) == pytest.approx(100 * result["test_accuracy"], abs=0.006)
+    assert not (workdir / "logs/q-time_steps=1").exists()
+    with Image.open(workdir / "logs/q/sweep_time_steps.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+
+
 @pytest.mark.slow
 def test_shards_split_the_points_and_compare_collects_them(workdir, cli):
     code, out, err = cli("sweep", "--name", "s", *GRID, "--shard", "2/2")

@@ -70,6 +70,21 @@ def test_the_regulariser_lowers_the_spike_count_at_the_same_accuracy(workdir, cl
     assert reg["efficiency"]["totals"]["sops"] <= 0.95 * plain["efficiency"]["totals"]["sops"]
 
 
+def test_a_one_trial_study_trains_an_ordinary_run_from_its_space(workdir, cli):
+    """The fast share of the studies below: one tiny trial, whose value is its run's."""
+    code, out, err = cli("tune", "--name", "one", "--trials", "1", "--model", "snn-mlp", "--subset", "100",
+                         "--batch_size", "50", "--time_steps", "2", "--epochs", "1", "--lr", "1e-3", "2e-3",
+                         "--sampler_seed", "0")
+    assert code == 0, err
+    assert "study one: 1 trials (1 complete)" in out
+    trial, = _trials(workdir, "one")
+    assert trial["state"] == "COMPLETE" and float(trial["lr"]) in (1e-3, 2e-3)
+    config = read_json(workdir / "logs" / trial["run"] / "config.json")
+    assert config["lr"] == float(trial["lr"]) and config["time_steps"] == 2 and config["subset"] == 100
+    row, = read_metrics(workdir / "logs" / trial["run"] / "metrics.csv")
+    assert float(trial["val_accuracy"]) == pytest.approx(row["val_accuracy"]) and float(trial["energy_uj"]) > 0
+
+
 @pytest.mark.slow
 def test_a_small_study_trains_ordinary_runs_and_reports(workdir, cli):
     code, out, err = cli("tune", "--name", "s", "--trials", "3", *SMALL, "--epochs", "1",
