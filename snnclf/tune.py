@@ -208,10 +208,9 @@ def _study(optuna, name, space, objectives, storage, folder, sampler, sampler_se
     return study
 
 
-def _measure(run, save_dir, log_dir, device):
-    """Validation accuracy's companions for the trial's best checkpoint: energy, spikes and SOPs
-    per sample on the first validation samples (the test split is not read)."""
-    trained = open_trained(run, None, save_dir, log_dir, device)
+def _measure(trained, device):
+    """Validation accuracy's companions for a run's best checkpoint (``open_trained``): energy,
+    spikes and SOPs per sample on the first validation samples (the test split is not read)."""
     cfg = trained.cfg
     data = load_data(cfg)
     val = make_splits(data, cfg.val_fraction, cfg.subset)["val"]
@@ -251,7 +250,8 @@ def _objective(optuna, study, name, space, objectives, train, save_dir, log_dir,
         trial.set_user_attr("best_epoch", summary["best_epoch"])
         if summary["stopped_at"] is not None:
             raise optuna.TrialPruned(f"pruned after epoch {summary['stopped_at']}")
-        found = {"val_accuracy": summary["best_val_accuracy"], **_measure(run, save_dir, log_dir, device)}
+        found = {"val_accuracy": summary["best_val_accuracy"],
+                 **_measure(open_trained(run, None, save_dir, log_dir, device), device)}
         for key, value in found.items():
             trial.set_user_attr(key, value)
         return tuple(found[OBJECTIVES[o][1]] for o in objectives)
@@ -398,8 +398,8 @@ def _reference(run, save_dir, log_dir, device):
     """A reference run measured as the trials are (validation accuracy of its best epoch; the
     operation counts on validation samples), with its test accuracy from its eval.json."""
     metrics = read_json(Path(log_dir) / run / "eval.json") if (Path(log_dir) / run / "eval.json").is_file() else {}
-    ckpt = open_trained(run, None, save_dir, log_dir, device).checkpoint
-    return {**_measure(run, save_dir, log_dir, device), "val_accuracy": ckpt["best_val_accuracy"],
+    trained = open_trained(run, None, save_dir, log_dir, device)  # opened once, measured and read
+    return {**_measure(trained, device), "val_accuracy": trained.checkpoint["best_val_accuracy"],
             "test_accuracy": metrics.get("test_accuracy", float("nan"))}
 
 
