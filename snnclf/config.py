@@ -12,6 +12,7 @@ from typing import Optional
 from . import configfile
 from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, is_event_dataset, list_datasets, list_encoders
 from .data.encoders import ENCODERS
+from .data.event_sets import downsample_defaults
 from .errors import UsageError
 from .flags import check, flag, flag_of, given as given_values, number, options
 from .losses import default_loss, get_loss, list_losses
@@ -43,8 +44,9 @@ class RunConfig(NeuronFlags):
         default_text="none", choices=PRESETS.names)
     # data
     dataset: str = flag("digits", "data set", "data", choices=list_datasets)
-    data_dir: str = flag(DATA_DIR, "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout), "
-                         "NMNIST/ (tonic's)", "data", resumable=True, hparam=False)
+    data_dir: str = flag(DATA_DIR, "folder holding MNIST/raw, FashionMNIST/raw (torchvision's layout) and "
+                         "the event data sets' folders (tonic's: NMNIST/, CIFAR10DVS/, DVSGesture/, ...)", "data",
+                         resumable=True, hparam=False)
     val_fraction: float = flag(0.1, "fraction of the training images held out to select the best epoch",
                                "data", parse=DATA_CHECKS["val_fraction"])
     subset: Optional[int] = flag(None, "train on this many training images (the validation split "
@@ -56,13 +58,19 @@ class RunConfig(NeuronFlags):
     time_steps: int = flag(8, "number of time steps T (1: a single-step SNN); event data sets: frames "
                            "per sample", "data", parse=number(int, 1))
     # event data
-    first_saccade_only: Optional[bool] = flag(None, "keep only the first of the three saccades (t < 100 ms)",
-                                              EVENTS, event=True, default_text="off", action="store_true")
+    first_saccade_only: Optional[bool] = flag(None, "N-MNIST and the simulated sets: keep only the first of the "
+                                              "three saccades (t < 100 ms)", EVENTS, event=True, default_text="off",
+                                              action="store_true")
+    frame_ms: Optional[float] = flag(None, "make each of the T frames this many milliseconds from the start of "
+                                     "a recording (later events are left out)", EVENTS, event=True,
+                                     default_text="T frames over the whole recording",
+                                     parse=number(float, 0, low_open=True))
     denoise_us: Optional[float] = flag(None, "drop events with no neighbour within this many "
                                        "microseconds (tonic Denoise)", EVENTS, event=True, default_text="off",
                                        parse=number(float, 0, low_open=True))
-    downsample: Optional[float] = flag(None, "spatial factor, e.g. 0.5 for 17x17 frames (tonic "
-                                       "Downsample)", EVENTS, event=True, default_text="1",
+    downsample: Optional[float] = flag(None, "spatial factor, e.g. 0.5 for 17x17 N-MNIST frames (tonic "
+                                       "Downsample)", EVENTS, event=True,
+                                       default_text=f"the data set's: {downsample_defaults()}",
                                        parse=number(float, 0, 1, low_open=True))
     cache_dir: Optional[str] = flag(None, "folder of the frame cache and the simulated event data sets",
                                     EVENTS, event=True, default_text=CACHE_DIR, resumable=True,

@@ -4,8 +4,9 @@ Images (PNG, JPEG, anything Pillow opens) are turned into the run's input the wa
 grey or colour as its channels are, resized to its size, scaled to [0, 1], and inverted when the
 digit is dark on a light background (the data sets' digits are light on dark); each change is
 reported. ``.npy`` arrays are taken as they are, in the run's shape ([C, H, W], or [H, W] for one
-channel; for event runs [T, P, H, W] frames). Event runs read N-MNIST ``.bin`` files through tonic
-and make their frames as the data set does. The run's encoder then makes the input over time, as
+channel; for event runs [T, P, H, W] frames). Event runs read their data set's recording files
+(N-MNIST ``.bin``, CIFAR10-DVS ``.aedat4``, DVS Gesture ``.npy`` events [N, 4], ...) through
+tonic and make their frames as the data set does. The run's encoder then makes the input over time, as
 in ``snnclf eval`` (random encoders from ``--seed``)."""
 import math
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .builders import make_encoder, open_trained
 from .config import EVAL_SEED, SAVE_DIR
-from .data import is_event_dataset
+from .data import event_set
 from .data.events import file_frames
 from .errors import UsageError
 from .losses import predict as readout, scores as readout_scores
@@ -99,6 +100,17 @@ def _array(path, shape, events=False):
     return x, notes
 
 
+def _frames_file(path):
+    """Whether a ``.npy`` file holds frames [T, P, H, W] rather than a recording's events
+    ([N, 4] columns, as DVS Gesture and POKER-DVS keep them)."""
+    if path.suffix.lower() != ".npy":
+        return False
+    try:
+        return np.load(path, mmap_mode="r").ndim != 2
+    except (ValueError, OSError):
+        return True  # not an array: said so where arrays are read
+
+
 def load_input(path, cfg, in_shape):
     """One input of the run's shape from ``path``, and the notes on what was done to it."""
     path = Path(path)
@@ -106,16 +118,17 @@ def load_input(path, cfg, in_shape):
         raise UsageError("it is a folder, not a file: name the files in it")
     if not path.is_file():
         raise UsageError("no such file")
-    events = is_event_dataset(cfg.dataset)
+    entry = event_set(cfg.dataset)
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return _array(path, (cfg.time_steps, *in_shape) if events else in_shape, events)
-    if events:
-        if suffix != ".bin":
-            raise UsageError(f"run {cfg.run} takes events: give N-MNIST .bin files or .npy frames "
-                             f"[{cfg.time_steps}, {', '.join(map(str, in_shape))}]")
-        frames = file_frames(path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only)
+    if entry is not None and suffix == entry.suffix and not _frames_file(path):
+        frames = file_frames(entry, path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only,
+                             cfg.frame_ms)
         return torch.from_numpy(frames).float(), []
+    if suffix == ".npy":
+        return _array(path, (cfg.time_steps, *in_shape) if entry else in_shape, entry is not None)
+    if entry is not None:
+        raise UsageError(f"run {cfg.run} takes events: give {entry.title} {entry.suffix} recordings or .npy "
+                         f"frames [{cfg.time_steps}, {', '.join(map(str, in_shape))}]")
     try:
         return _image(path, in_shape)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:

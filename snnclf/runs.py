@@ -27,7 +27,7 @@ FORMAT = "snnclf-checkpoint"
 VERSION = 1
 # What a run's config.json records beside its options (see :func:`config_record`); a config file
 # that is a run's config.json may hold these, and they are not options.
-RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "num_params", "num_train", "num_val",
+RECORDED = ("model_name", "in_shape", "num_classes", "class_names", "data_split", "num_params", "num_train", "num_val",
             "num_test", "processes", "global_batch_size", "snnclf_version", "torch_version")
 METRIC_FIELDS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
                  "seconds", "data_seconds", "spikes_per_sample"]
@@ -392,7 +392,8 @@ class RunState:
 def config_record(options, model_name, data, splits, num_params, processes, batch_size):
     """What ``config.json`` holds: the run's ``options`` and the facts of :data:`RECORDED`."""
     record = {**options, "model_name": model_name, "in_shape": list(data.in_shape),
-              "num_classes": data.num_classes, "class_names": data.class_names, "num_params": num_params,
+              "num_classes": data.num_classes, "class_names": data.class_names, "data_split": data.split,
+              "num_params": num_params,
               "num_train": len(splits["train"]), "num_val": len(splits["val"]), "num_test": len(splits["test"]),
               "processes": processes, "global_batch_size": batch_size * processes,
               "snnclf_version": __version__, "torch_version": torch.__version__}

@@ -5,6 +5,7 @@ import argparse
 import ast
 import inspect
 import json
+import re
 import subprocess
 import sys
 from dataclasses import fields
@@ -15,11 +16,13 @@ import torch
 from snnclf import cli as cli_module
 from snnclf.config import DEFAULTS, RunConfig
 from snnclf.data import DATASETS, list_datasets, load_dataset
+from snnclf.data.events import EventSet
 from snnclf.errors import UsageError
 from snnclf.flags import flag_of
 from snnclf.models import MODELS, NEURON_OPTIONS, NEURONS, get_model, is_spiking, list_models, model_options
 from snnclf.registry import Registry
 
+import event_formats
 from conftest import ROOT, make_mnist_like, make_nmnist_folder
 
 # The module that does each command's work (the CLI only parses flags and dispatches to it); the
@@ -45,13 +48,15 @@ def test_a_registry_refuses_an_entry_that_does_not_declare_what_it_needs():
 def _write(reads, root):
     if reads is None:
         return
+    if isinstance(reads, EventSet):
+        if reads.name == "nmnist":
+            make_nmnist_folder(root, reads.folder, per_class=(2, 1))
+        else:
+            event_formats.make_dataset(reads.name, root)  # an unknown one: add its writer to event_formats
+        return
     kind, folder = reads
-    if kind == "idx":
-        make_mnist_like(root, folder, n_train=60, n_test=20)
-    elif kind == "nmnist":
-        make_nmnist_folder(root, folder, per_class=(2, 1))
-    else:
-        raise AssertionError(f"no test files for {reads}: teach _write this format")
+    assert kind == "idx", f"no test files for {reads}: teach _write this format"
+    make_mnist_like(root, folder, n_train=60, n_test=20)
 
 
 def _data_set(name):
@@ -68,8 +73,8 @@ def test_every_registered_data_set_loads_from_files_in_its_format(tmp_path, name
     data = load_dataset(name, str(tmp_path / "data"), **options)
     x, y = data.train[list(range(4))]
     expected = (4, 3, *data.in_shape) if info["events"] else (4, *data.in_shape)
-    assert tuple(x.shape) == expected and data.events == info["events"]
-    assert len(data.class_names) == 10 and 0 <= int(y.min()) and int(y.max()) < 10
+    assert tuple(x.shape) == expected and data.events == (info["events"] is not None)
+    assert len(data.class_names) >= 2 and 0 <= int(y.min()) and int(y.max()) < len(data.class_names)
     assert len(data.train) > 0 and len(data.test) > 0 and x.sum() > 0
 
 
@@ -91,7 +96,7 @@ def test_every_model_is_what_it_declares(name):
 def test_every_config_field_is_a_flag_with_its_default_in_the_help(cli):
     code, out, _ = cli("train", "--help")
     assert code == 0
-    text = " ".join(out.split())
+    text = re.sub(r"(\w)- (\w)", r"\1-\2", " ".join(out.split()))  # argparse wraps lines after hyphens
     for f in fields(RunConfig):
         spec = flag_of(f)
         assert spec is not None, f.name

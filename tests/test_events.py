@@ -7,6 +7,7 @@ import tonic
 import torch
 
 from snnclf.data import load_dataset
+from snnclf.data.event_sets import NMNIST
 from snnclf.data.events import encode_bin, frame_key, scan
 from snnclf.data.simulate import DURATION_MS, saccade_offsets, simulate, to_28
 from snnclf.errors import UsageError
@@ -61,15 +62,15 @@ def test_nmnist_folder_of_any_size_gives_frames(tmp_path):
 
 def test_frame_cache_is_keyed_by_every_parameter(tmp_path):
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
-    files = scan(tmp_path / "data/NMNIST", "nmnist")["train"]
-    base = dict(time_steps=5, denoise_us=None, downsample=None, first_saccade_only=False)
+    files = scan(NMNIST, tmp_path / "data")[0]["train"]
+    base = dict(time_steps=5, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None)
     keys = {frame_key("nmnist", "train", files, **base)[1]}
     for change in ({"time_steps": 6}, {"denoise_us": 5000.0}, {"downsample": 0.5},
-                   {"first_saccade_only": True}):
+                   {"first_saccade_only": True}, {"frame_ms": 10.0}):
         keys.add(frame_key("nmnist", "train", files, **{**base, **change})[1])
     keys.add(frame_key("nmnist", "test", files, **base)[1])
     keys.add(frame_key("nmnist-sim", "train", files, **base)[1])
-    assert len(keys) == 7
+    assert len(keys) == 8
     before = frame_key("nmnist", "train", files, **base)[1]
     files[0].write_bytes(files[0].read_bytes()[:-5])  # a file replaced
     assert frame_key("nmnist", "train", files, **base)[1] != before
@@ -135,17 +136,18 @@ def test_corrupt_bin_file_is_named(tmp_path):
 def test_empty_folder_only_one_split_and_bad_labels(tmp_path):
     (tmp_path / "data/NMNIST/Train").mkdir(parents=True)
     (tmp_path / "data/NMNIST/Test").mkdir(parents=True)
-    _bad(tmp_path, "no N-MNIST files in")
+    _bad(tmp_path, "no N-MNIST recordings in")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 0))
-    _bad(tmp_path, r"no .bin files in .*Test")
+    _bad(tmp_path, r"no N-MNIST recordings in .*NMNIST: download them from https://\S+ and put them there as "
+                   r"NMNIST/Train/\*/\*.bin, NMNIST/Test/\*/\*.bin")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
     (tmp_path / "data/NMNIST/Train/12").mkdir()
     (tmp_path / "data/NMNIST/Train/12/x.bin").write_bytes(encode_bin([1], [1], [0], [5]))
-    _bad(tmp_path, r"folder .*Train/12 is not a label 0-9")
+    _bad(tmp_path, r"Train/12/x.bin is of class '12', which N-MNIST does not have \(0, 1, .*, 9\): move or remove it")
 
 
 def test_missing_nmnist_says_where_the_files_go(tmp_path):
-    with pytest.raises(UsageError, match=r"no N-MNIST files in .*NMNIST and downloading them failed"):
+    with pytest.raises(UsageError, match=r"no N-MNIST recordings in .*NMNIST and downloading them failed .* download them from https://"):
         load_dataset("nmnist", str(tmp_path / "nothing"), time_steps=4, cache_dir=str(tmp_path / "c"))
     assert not (tmp_path / "nothing").exists()
 

@@ -9,22 +9,23 @@ from torch.utils.data import (BatchSampler, DataLoader, DistributedSampler, Rand
 from ..errors import UsageError
 from ..flags import checked, number
 from ..registry import Registry
-from . import datasets, events, simulate
-from .datasets import DataSet
+from . import datasets, event_sets, events, simulate
+from .datasets import SPLIT_SEED, DataSet
 from .encoders import ENCODERS
 from .events import CACHE_DIR
 
-# Every data set, in one place. Each declares whether it gives event frames (then it takes the
-# event options and is its own encoding) and which files it reads under --data_dir:
-# ("idx", folder) for <folder>/raw/*-ubyte in torchvision's layout, ("nmnist", folder) for
-# N-MNIST's <folder>/{Train,Test}/<digit>/*.bin, None for data bundled with a library.
+# Every data set, in one place. Each declares its event entry (an EventSet: it gives event frames,
+# takes the event options and is its own encoding; None for images) and which files it reads under
+# --data_dir: ("idx", folder) for <folder>/raw/*-ubyte in torchvision's layout, an EventSet for the
+# recordings it names, None for data bundled with a library or made by snnclf.
 DATASETS = Registry("data set", declares=("events", "reads"))
-DATASETS.register("digits", events=False, reads=None)(datasets.digits)
-DATASETS.register("mnist", events=False, reads=("idx", "MNIST"))(datasets.mnist)
-DATASETS.register("fashion-mnist", events=False, reads=("idx", "FashionMNIST"))(datasets.fashion_mnist)
-DATASETS.register("nmnist", events=True, reads=("nmnist", "NMNIST"))(events.nmnist)
-DATASETS.register("digits-events", events=True, reads=None)(simulate.digits_events)
-DATASETS.register("nmnist-sim", events=True, reads=("idx", "MNIST"))(simulate.nmnist_sim)
+DATASETS.register("digits", events=None, reads=None)(datasets.digits)
+DATASETS.register("mnist", events=None, reads=("idx", "MNIST"))(datasets.mnist)
+DATASETS.register("fashion-mnist", events=None, reads=("idx", "FashionMNIST"))(datasets.fashion_mnist)
+for _entry in event_sets.REAL:
+    DATASETS.register(_entry.name, events=_entry, reads=_entry)(event_sets.loader(_entry))
+DATASETS.register("digits-events", events=simulate.DIGITS_EVENTS, reads=None)(simulate.digits_events)
+DATASETS.register("nmnist-sim", events=simulate.NMNIST_SIM, reads=("idx", "MNIST"))(simulate.nmnist_sim)
 
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,6 @@ CHECKS = {"val_fraction": number(float, 0, 1, True, True), "subset": number(int,
           "batch_size": number(int, 1)}
 
 DATA_DIR = "data"  # where data files are looked for unless --data_dir says otherwise
-SPLIT_SEED = 0  # the validation split is fixed, whatever --seed, so runs stay comparable
 
 
 def list_datasets():
@@ -51,12 +51,17 @@ def get_encoder(name):
 
 def is_event_dataset(name):
     """Whether data set ``name`` gives event frames (its frames are the input: no encoding)."""
+    return event_set(name) is not None
+
+
+def event_set(name):
+    """The :class:`~snnclf.data.events.EventSet` of data set ``name``, or None for images."""
     return DATASETS.info(name, "--dataset")["events"]
 
 
 def load_dataset(name, data_dir=DATA_DIR, time_steps=None, **event_options):
     """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
-    sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, cache_dir);
+    sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, frame_ms, cache_dir);
     given to a static data set, those are refused."""
     builder = DATASETS.lookup(name, "--dataset")
     given = {k: v for k, v in event_options.items() if v is not None and v is not False}  # a switch left off is not given
@@ -74,19 +79,17 @@ def check_files(name, data_dir=DATA_DIR):
     reads = DATASETS.info(name, "--dataset")["reads"]
     if reads is None:
         return
+    if isinstance(reads, events.EventSet):
+        problem = events.missing(reads, data_dir)
+        if problem:
+            raise UsageError(f"--dataset {problem}")
+        return
     kind, folder = reads
-    if kind == "idx":
-        raw = Path(data_dir) / folder / "raw"
-        missing = [f for f in datasets.IDX_FILES if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
-        if missing:
-            raise UsageError(f"--dataset {name}: {', '.join(missing)} are not in {raw}: put them there (or their "
-                             f".gz), or pass --data_dir to the folder that holds {folder}/raw")
-    else:
-        root = Path(data_dir) / folder
-        missing = [s for s in events.SPLITS.values() if not (root / s).is_dir()]
-        if missing:
-            raise UsageError(f"--dataset {name}: no {' or '.join(missing)} folder in {root}: put the recordings "
-                             f"there ({folder}/Train/<digit>/*.bin, {folder}/Test/...), or pass --data_dir")
+    raw = Path(data_dir) / folder / "raw"
+    missing = [f for f in datasets.IDX_FILES if not (raw / f).is_file() and not (raw / f"{f}.gz").is_file()]
+    if missing:
+        raise UsageError(f"--dataset {name}: {', '.join(missing)} are not in {raw}: put them there (or their "
+                         f".gz), or pass --data_dir to the folder that holds {folder}/raw")
 
 
 def _stratified(labels, size, seed):
@@ -162,5 +165,5 @@ def make_loader(dataset, batch_size, shuffle=False, seed=0, epoch=0, skip=0, ran
     return DataLoader(dataset, sampler=batches, batch_size=None, generator=torch.Generator().manual_seed(seed))
 
 
-__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "check_files", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
+__all__ = ["CACHE_DIR", "DATA_DIR", "DATASETS", "CHECKS", "DataSet", "check_files", "event_set", "get_encoder", "is_event_dataset", "list_datasets", "list_encoders", "load_dataset",
            "make_loader", "make_splits"]

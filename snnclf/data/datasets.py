@@ -14,6 +14,8 @@ from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 
+SPLIT_SEED = 0  # the seed of every split snnclf makes, whatever --seed: runs stay comparable
+
 @dataclass
 class DataSet:
     """A data set's train and test parts as torch ``Dataset`` s whose items are (input, label);
@@ -27,16 +29,17 @@ class DataSet:
     class_names: list
     in_shape: tuple  # (C, H, W) of one image or one frame
     events: bool = False
+    split: str = "official"  # how train and test were divided: recorded in each run's config.json
 
     @property
     def num_classes(self):
         return len(self.class_names)
 
 
-def images(train_x, train_y, test_x, test_y, class_names):
+def images(train_x, train_y, test_x, test_y, class_names, split="official"):
     """A static :class:`DataSet` held in memory: images [N, C, H, W] and labels [N]."""
     return DataSet(TensorDataset(train_x, train_y), TensorDataset(test_x, test_y), train_y, test_y,
-                   list(class_names), tuple(train_x.shape[1:]))
+                   list(class_names), tuple(train_x.shape[1:]), split=split)
 
 
 def scratch_folder(parent, prefix, flag="--cache_dir"):
@@ -74,10 +77,11 @@ def digits(data_dir=None):
     x = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # pixel values are 0..16
     y = torch.tensor(bunch.target, dtype=torch.int64)
     train_idx, test_idx = train_test_split(
-        torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=0
+        torch.arange(len(y)).numpy(), test_size=0.2, stratify=y.numpy(), random_state=SPLIT_SEED
     )
     train_idx, test_idx = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
-    return images(x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)])
+    return images(x[train_idx], y[train_idx], x[test_idx], y[test_idx], [str(i) for i in range(10)],
+                  split=f"seeded: stratified 80%/20% of the images (seed {SPLIT_SEED})")
 
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",

@@ -1,11 +1,16 @@
-"""Event-camera data sets: N-MNIST's ``.bin`` files read through tonic, checked file by file, and
-turned into frames [T, 2, H, W] kept in an on-disk cache keyed by every frame parameter."""
+"""Event-camera data sets, any of them: each is an :class:`EventSet` entry (``event_sets.py``) that
+declares its sensor, classes, file layout, split and tonic class. Here the files an entry names
+are found and checked, read one by one through tonic's own class, split when the data set has no
+official split, and turned into frames [T, P, H, W] kept in an on-disk cache keyed by every frame
+parameter."""
 import hashlib
 import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 import tonic
@@ -14,65 +19,91 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .datasets import DataSet, removed_on_failure, scratch_folder
+from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder
 
 log = logging.getLogger(__name__)
 
-SENSOR = (34, 34, 2)  # N-MNIST's ATIS crop: width, height, polarities (tonic's order)
-SPLITS = {"train": "Train", "test": "Test"}
-CACHE_VERSION = 1  # bump when the way frames are made changes
-CACHE_DIR = "data/cache"  # where frames and simulated recordings are kept unless told otherwise
+CACHE_VERSION = 2  # bump when the way frames are made changes (2: any data set, --frame_ms)
+CACHE_DIR = "data/cache"  # where frames, splits and simulated recordings are kept unless told otherwise
+EVENTS = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 
 
-# --- the file format -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EventSet:
+    """What snnclf needs to know about one event data set; everything else is shared.
 
-def encode_bin(x, y, p, t):
-    """Events as N-MNIST's 5-byte records: x, y, then polarity (bit 7) and a 23-bit microsecond
-    timestamp over three bytes. Timestamps must lie below 2**23 (N-MNIST's ~0.3 s do)."""
-    x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t))
-    if len(t) and (t.min() < 0 or t.max() >= 2 ** 23):
-        raise ValueError("timestamps must lie in [0, 2**23) microseconds")
-    if len(x) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 255):
-        raise ValueError("coordinates must lie in 0..255 (y = 240 marks a timestamp overflow)")
-    records = np.empty((len(t), 5), dtype=np.uint8)
-    records[:, 0] = x
-    records[:, 1] = y
-    records[:, 2] = ((p & 1) << 7) | ((t >> 16) & 0x7F)
-    records[:, 3] = (t >> 8) & 0xFF
-    records[:, 4] = t & 0xFF
-    return records.tobytes()
+    ``files`` maps each split to the files of it (a glob under ``<data_dir>/<folder>/``); a data
+    set without an official split has one key, ``"all"``, and is split by snnclf (stratified,
+    ``test_fraction``, seed :data:`SPLIT_SEED`). ``label`` gives a file's class name, ``item`` what
+    tonic's ``__getitem__`` expects in its ``data`` list for that file."""
+
+    name: str
+    title: str  # the data set's own name, for messages
+    reader: type  # tonic's data set class: its __getitem__ reads (and converts) one recording
+    sensor: tuple  # (width, height, polarities), tonic's order; frames are made on it
+    files: dict  # split -> glob of its recordings under <data_dir>/<folder>
+    classes: Optional[tuple]  # class names (label k is classes[k]); None: the class folders found, sorted
+    page: str  # where the files come from
+    label: Callable = lambda path: path.parent.name  # noqa: E731  a file's class name (its folder's)
+    item: Callable = str  # what tonic's data list holds for one file
+    test_fraction: float = 0.2  # the held-out share when there is no official split
+    starts_at_zero: bool = False  # timestamps count from the recording's start (else: from its first event)
+    crop: bool = False  # recordings vary in size: events outside the sensor are cropped, not refused
+    downsample: Optional[float] = None  # the spatial factor used unless --downsample says otherwise
+    saccades: bool = False  # N-MNIST-style recordings: tonic's first_saccade_only applies
+    download: bool = False  # whether tonic is asked to download the files when none are there
+    needs: tuple = ()  # (module, pip requirement) pairs the reader imports
+    reference: str = ""  # a published accuracy to compare with, and where it is from
+
+    @property
+    def folder(self):
+        return self.reader.__name__  # tonic names the folder after its class
+
+    @property
+    def suffix(self):
+        return Path(next(iter(self.files.values()))).suffix
+
+    @property
+    def official_split(self):
+        return "all" not in self.files
+
+    def layout(self):
+        return ", ".join(f"{self.folder}/{pattern}" for pattern in self.files.values())
+
+    def frame_size(self, downsample=None):
+        """(width, height) of the frames at spatial factor ``downsample`` (None: the entry's)."""
+        factor = self.downsample if downsample is None else downsample
+        return _side(self.sensor[0], factor or 1.0), _side(self.sensor[1], factor or 1.0)
 
 
-def write_bin(path, x, y, p, t):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_bin(x, y, p, t))
+# --- finding and reading the files -----------------------------------------------------------
 
-
-# --- folders of .bin files -------------------------------------------------------------------
-
-def scan(root, name):
-    """The ``.bin`` files of each split under ``root`` (``Train/<digit>/``, ``Test/<digit>/``),
-    checked before tonic reads them: one line names the folder or file that is wrong."""
-    found = {}
-    for split, folder in SPLITS.items():
-        base = Path(root) / folder
-        files = sorted(base.glob("*/*.bin")) if base.is_dir() else []
+def scan(entry, root):
+    """The files of each split (``"all"`` when there is no official split) under
+    ``root/<folder>``, and the class names in order, checked before tonic reads them: one line
+    names the folder or file that is wrong."""
+    base = Path(root) / entry.folder
+    found, names = {}, set()
+    for split, pattern in entry.files.items():
+        files = sorted(base.glob(pattern))
         if not files:
-            other = [f for s, f in SPLITS.items() if s != split]
-            raise UsageError(f"{name}: no .bin files in {base} (expected {folder}/<digit>/*.bin beside "
-                             f"{other[0]}/): the data set needs both splits")
-        for label_dir in sorted({f.parent for f in files}):
-            if label_dir.name not in {str(d) for d in range(10)}:
-                raise UsageError(f"{name}: folder {label_dir} is not a label 0-9: N-MNIST keeps each "
-                                 "class in a folder named by its digit")
+            raise UsageError(f"{entry.name}: no {entry.title} files matching {pattern} in {base}: {entry.title} "
+                             f"keeps its recordings as {entry.layout()}")
         for f in files:
             size = f.stat().st_size
-            if size == 0 or size % 5:
-                raise UsageError(f"{name}: {f} is truncated or not an N-MNIST file ({size} bytes, "
-                                 "not a whole number of 5-byte events); replace it")
+            if size == 0 or (entry.suffix == ".bin" and size % 5):
+                raise UsageError(f"{entry.name}: {f} is truncated or not an {entry.title} file ({size} bytes"
+                                 f"{', not a whole number of 5-byte events' if entry.suffix == '.bin' else ''}); "
+                                 "replace it")
+            names.add(entry.label(f))
         found[split] = files
-    return found
+    classes = list(entry.classes or sorted(names))
+    unknown = sorted(names - set(classes))
+    if unknown:
+        bad = next(f for files in found.values() for f in files if entry.label(f) == unknown[0])
+        raise UsageError(f"{entry.name}: {bad} is of class {unknown[0]!r}, which {entry.title} does not have "
+                         f"({', '.join(classes)}): move or remove it")
+    return found, classes
 
 
 def fingerprint(files):
@@ -84,25 +115,99 @@ def fingerprint(files):
     return digest.hexdigest()
 
 
-class NMNIST(tonic.datasets.NMNIST):
-    """tonic's N-MNIST over the extracted files that are present, whatever their number.
+def tonic_reader(entry, **options):
+    """An instance of the entry's tonic class that reads the files put into its ``data`` list.
 
-    tonic trusts a folder only when it also holds its zip files and at least 10,000 ``.bin``
-    files, and downloads otherwise; snnclf checks the folder itself (:func:`scan`) and reads the
-    files through tonic. Subclasses read other folders of the same format: tonic names the folder
-    after the class (``<root>/<ClassName>/``)."""
+    tonic's class finds its files only when the download archive lies beside them, and downloads
+    otherwise; this one is told its files are there, looks for them in a folder that does not
+    exist, and is handed one file at a time by :func:`read_events`."""
+    for module, requirement in entry.needs:
+        try:
+            __import__(module)
+        except ImportError:
+            raise UsageError(f"{entry.name} needs the {module} package to read its files: "
+                             f"pip install \"{requirement}\"") from None
+    present = type(entry.reader.__name__, (entry.reader,), {"_check_exists": lambda self: True})
+    return present(os.devnull, **options)
 
-    def _check_exists(self):
-        return True
+
+def read_events(entry, reader, path):
+    """The events of one recording, read by tonic, as an array of :data:`EVENTS` sorted by time
+    (with timestamps from the recording's start), or a one-line error naming the file."""
+    try:
+        reader.data, reader.targets = [entry.item(str(path))], [0]
+        raw, _ = reader[0]
+        raw = raw.ravel()  # ASL-DVS's come as a column [N, 1], the shape of its MATLAB vectors
+        events = np.empty(len(raw), dtype=EVENTS)
+        for field in EVENTS.names:
+            events[field] = raw[field]
+    except Exception as err:  # tonic's readers fail in many ways on a malformed file
+        raise UsageError(f"{entry.name}: cannot read {path} as an {entry.title} recording "
+                         f"({type(err).__name__}); replace the file") from None
+    events = events[np.argsort(events["t"], kind="stable")]
+    if len(events) and not entry.starts_at_zero:
+        events["t"] -= events["t"][0]
+    return events
+
+
+def inside(entry, events, path):
+    """The events on the entry's sensor: outside it they are cropped (recordings of varying
+    size) or the file is refused as corrupt."""
+    width, height = entry.sensor[:2]
+    on = ((events["x"] >= 0) & (events["x"] < width) & (events["y"] >= 0) & (events["y"] < height)
+          & (events["p"] >= 0) & (events["p"] < entry.sensor[2]))
+    if entry.crop or on.all():
+        return events[on]
+    raise UsageError(f"{entry.name}: {path} has events outside the {width}x{height} sensor: it is corrupt "
+                     f"or not {entry.title}; replace it")
+
+
+# --- the split ---------------------------------------------------------------------------------
+
+def seeded_split(entry, files, classes, cache_dir):
+    """Train and test files of a data set without an official split: a stratified split of
+    ``test_fraction`` with seed :data:`SPLIT_SEED`, written once to
+    ``<cache_dir>/splits/<name>-<hash>.json`` (the test files) and read from there afterwards.
+    Returns (train files, test files, the split file)."""
+    from sklearn.model_selection import train_test_split
+
+    folder = Path(cache_dir) / "splits"
+    digest = fingerprint(files)[:12]
+    path = folder / f"{entry.name}-{digest}.json"
+    base = Path(files[0]).parents[len(Path(entry.files["all"]).parts) - 1]  # <data_dir>/<folder>
+    if path.is_file():
+        test = {base / name for name in json.loads(path.read_text())["test"]}
+    else:
+        labels = [classes.index(entry.label(f)) for f in files]
+        counts = np.bincount(labels)
+        n_test = max(1, round(len(files) * entry.test_fraction))
+        stratify = labels if counts[counts > 0].min() >= 2 and min(n_test, len(files) - n_test) >= len(classes) else None
+        if stratify is None:
+            log.warning("%s: too few recordings for a class-balanced split; taking a random one", entry.name)
+        if len(files) < 2:
+            raise UsageError(f"{entry.name}: {len(files)} recording in {base}: a train/test split needs at least two")
+        _, held = train_test_split(np.arange(len(files)), test_size=n_test, stratify=stratify,
+                                   random_state=SPLIT_SEED)
+        test = {files[i] for i in held}
+        record = {"data_set": entry.name, "seed": SPLIT_SEED, "test_fraction": entry.test_fraction,
+                  "stratified": stratify is not None, "files": len(files),
+                  "test": sorted(str(f.relative_to(base)) for f in test)}
+        tmp = scratch_folder(folder, f".{path.name}.")
+        try:
+            (tmp / "split.json").write_text(json.dumps(record, indent=1))
+            os.replace(tmp / "split.json", path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return [f for f in files if f not in test], [f for f in files if f in test], path
 
 
 # --- frames and their cache ------------------------------------------------------------------
 
 def frame_key(name, split, files, time_steps, denoise_us=None, downsample=None,
-              first_saccade_only=False):
+              first_saccade_only=False, frame_ms=None):
     """Every parameter that changes the frames, and the hash that names their cache folder."""
     params = {"dataset": name, "split": split, "time_steps": int(time_steps),
-              "denoise_us": denoise_us, "downsample": downsample,
+              "denoise_us": denoise_us, "downsample": downsample, "frame_ms": frame_ms,
               "first_saccade_only": bool(first_saccade_only), "files": fingerprint(files),
               "version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
@@ -114,27 +219,43 @@ def _side(pixels, factor):
     return int((pixels - 1) * factor) + 1
 
 
-def frame_shape(time_steps, downsample=None):
-    factor = downsample or 1.0
-    return (time_steps, SENSOR[2], _side(SENSOR[1], factor), _side(SENSOR[0], factor))
+def frame_shape(entry, time_steps, downsample=None):
+    width, height = entry.frame_size(downsample)
+    return (time_steps, entry.sensor[2], height, width)
 
 
-def _to_frames(events, time_steps, downsample):
-    """Events -> counts [T, P, H, W] in T equal windows from 0 past the last event, so every event
-    is counted (tonic's ``ToFrame(n_time_bins=T)`` ends its last bin at the last timestamp,
-    exclusive, and drops the events there)."""
-    sensor = SENSOR
-    if downsample:
-        events = tonic.transforms.Downsample(spatial_factor=downsample)(events)
-        sensor = (_side(SENSOR[0], downsample), _side(SENSOR[1], downsample), SENSOR[2])
-    if len(events) == 0:
+def to_frames(entry, events, time_steps, downsample=None, frame_ms=None):
+    """Events -> counts [T, P, H, W]. By default T equal windows from 0 past the last event, so
+    every event is counted (tonic's ``ToFrame(n_time_bins=T)`` ends its last bin at the last
+    timestamp, exclusive, and drops the events there); with ``frame_ms``, T windows of that many
+    milliseconds from the start, and later events are left out."""
+    factor = entry.downsample if downsample is None else downsample
+    width, height = entry.frame_size(factor)
+    sensor = (width, height, entry.sensor[2])
+    if factor and factor != 1:
+        events = tonic.transforms.Downsample(spatial_factor=factor)(events)
+    if frame_ms:
+        window = int(round(frame_ms * 1000))
+    elif len(events):
+        window = -(-(int(events["t"].max()) + 1) // time_steps)  # ceil: T windows cover [0, last]
+    if len(events) == 0 or (frame_ms and events["t"].min() >= window * time_steps):
         return np.zeros((time_steps, sensor[2], sensor[1], sensor[0]), dtype=np.int16)
-    window = -(-(int(events["t"].max()) + 1) // time_steps)  # ceil: T windows cover [0, last]
     to_frame = tonic.transforms.ToFrame(sensor_size=sensor, time_window=window, start_time=0,
                                         end_time=window * time_steps)
-    frames = to_frame(events)
-    assert frames.shape[0] == time_steps, frames.shape
+    frames = to_frame(events[events["t"] < window * time_steps])
+    if len(frames) < time_steps:  # tonic stops at the last window that has events
+        frames = np.concatenate([frames, np.zeros((time_steps - len(frames), *frames.shape[1:]), frames.dtype)])
     return frames
+
+
+class _SafeDenoise:
+    """tonic's ``Denoise``, which fails on a sample without events."""
+
+    def __init__(self, filter_time):
+        self.denoise = tonic.transforms.Denoise(filter_time=filter_time)
+
+    def __call__(self, events):
+        return self.denoise(events) if len(events) else events
 
 
 class EventFrames(Dataset):
@@ -157,38 +278,48 @@ class EventFrames(Dataset):
         return torch.from_numpy(np.array(self.frames[index])).float(), self.labels[index]
 
 
-def cached_frames(name, split, files, root_class, root, cache_dir, time_steps, denoise_us=None,
-                  downsample=None, first_saccade_only=False):
-    """The split's frames, built once (with a progress bar) under
+@dataclass(frozen=True)
+class Framing:
+    """How recordings become frames: every option that changes them."""
+
+    time_steps: int
+    denoise_us: Optional[float] = None
+    downsample: Optional[float] = None
+    first_saccade_only: bool = False
+    frame_ms: Optional[float] = None
+
+    def frames(self, entry, reader, path):
+        """The frames [T, P, H, W] of one recording, counts capped at 255, and how many were capped."""
+        events = inside(entry, read_events(entry, reader, path), path)
+        if self.denoise_us:
+            events = _SafeDenoise(self.denoise_us)(events)
+        counts = to_frames(entry, events, self.time_steps, self.downsample, self.frame_ms)
+        return np.minimum(counts, 255), int((counts > 255).sum())
+
+    def reader(self, entry):
+        return tonic_reader(entry, **({"first_saccade_only": self.first_saccade_only} if entry.saccades else {}))
+
+
+def cached_frames(entry, split, files, classes, cache_dir, framing):
+    """The frames of ``files`` (one split), built once (with a progress bar) under
     ``<cache_dir>/frames/<name>-<split>-T<T>-<hash>/`` and read from there afterwards."""
-    params, digest = frame_key(name, split, files, time_steps, denoise_us, downsample,
-                               first_saccade_only)
-    folder = Path(cache_dir) / "frames" / f"{name}-{split}-T{time_steps}-{digest}"
+    params, digest = frame_key(entry.name, split, files, framing.time_steps, framing.denoise_us,
+                               framing.downsample, framing.first_saccade_only, framing.frame_ms)
+    folder = Path(cache_dir) / "frames" / f"{entry.name}-{split}-T{framing.time_steps}-{digest}"
     if (folder / "key.json").is_file():
         return EventFrames(folder)
-    transform = _SafeDenoise(denoise_us) if denoise_us else None
-    events = root_class(str(root), train=(split == "train"), first_saccade_only=first_saccade_only,
-                        transform=transform)
-    shape = frame_shape(time_steps, downsample)
+    reader = framing.reader(entry)
+    shape = frame_shape(entry, framing.time_steps, framing.downsample)
     tmp = scratch_folder(folder.parent, f".{folder.name}.")
     try:
         frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(events), *shape))
-        labels = np.asarray(events.targets, dtype=np.int64)
+                                           shape=(len(files), *shape))
+        labels = np.asarray([classes.index(entry.label(f)) for f in files], dtype=np.int64)
         clipped = 0
-        for i in tqdm(range(len(events)), desc=f"{name} {split}: events -> {time_steps} frames",
-                      unit="sample", dynamic_ncols=True, mininterval=1.0):
-            try:
-                sample, _ = events[i]
-            except Exception as err:  # tonic's reader fails on malformed records
-                raise UsageError(f"{name}: cannot read {events.data[i]} ({type(err).__name__}); "
-                                 "replace the file") from None
-            if not _inside(sample):
-                raise UsageError(f"{name}: {events.data[i]} has events outside the {SENSOR[0]}x"
-                                 f"{SENSOR[1]} sensor: it is corrupt or not N-MNIST; replace it")
-            counts = _to_frames(sample, time_steps, downsample)
-            clipped += int((counts > 255).sum())
-            frames[i] = np.minimum(counts, 255)
+        for i, path in enumerate(tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
+                                      unit="sample", dynamic_ncols=True, mininterval=1.0)):
+            frames[i], capped = framing.frames(entry, reader, path)
+            clipped += capped
         frames.flush()
         del frames
         np.save(tmp / "labels.npy", labels)
@@ -199,74 +330,107 @@ def cached_frames(name, split, files, root_class, root, cache_dir, time_steps, d
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if clipped:
-        log.warning("%s %s: %d frame counts above 255 were clipped", name, split, clipped)
+        log.warning("%s %s: %d frame counts above 255 were clipped", entry.name, split, clipped)
     return EventFrames(folder)
 
 
-def _inside(events):
-    return not len(events) or (events["x"].max() < SENSOR[0] and events["y"].max() < SENSOR[1]
-                               and events["x"].min() >= 0 and events["y"].min() >= 0)
-
-
-def file_frames(path, time_steps, denoise_us=None, downsample=None, first_saccade_only=False):
-    """The frames [T, P, H, W] of one N-MNIST ``.bin`` file, made as the data sets make theirs
-    (read by tonic, first saccade, denoising, counts capped at 255), or a one-line error."""
-    try:
-        events = tonic.io.read_mnist_file(str(path), dtype=NMNIST.dtype)
-    except Exception as err:  # tonic's reader fails on malformed records
-        raise UsageError(f"cannot read it as N-MNIST events ({type(err).__name__})") from None
-    if not len(events):
+def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first_saccade_only=False,
+                frame_ms=None):
+    """The frames [T, P, H, W] of one recording file, made as the data set makes its frames
+    (read by tonic, the same options, counts capped at 255), or a one-line error."""
+    framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
+    if Path(path).stat().st_size == 0:
         raise UsageError("it holds no events: an empty or truncated recording")
-    if first_saccade_only:
-        events = events[events["t"] < 1e5]  # as tonic's NMNIST(first_saccade_only=True)
-    if not _inside(events):
-        raise UsageError(f"it has events outside the {SENSOR[0]}x{SENSOR[1]} sensor: corrupt or not N-MNIST")
-    if denoise_us:
-        events = _SafeDenoise(denoise_us)(events)
-    return np.minimum(_to_frames(events, time_steps, downsample), 255)
+    try:
+        frames, _ = framing.frames(entry, framing.reader(entry), path)
+    except UsageError as err:  # said of the file the user named: drop the data set's prefix
+        raise UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1)) from None
+    return frames
 
 
-# --- the registered event data sets --------------------------------------------------------
+# --- the data set ------------------------------------------------------------------------------
 
-class _SafeDenoise:
-    """tonic's ``Denoise``, which fails on a sample without events."""
-
-    def __init__(self, filter_time):
-        self.denoise = tonic.transforms.Denoise(filter_time=filter_time)
-
-    def __call__(self, events):
-        return self.denoise(events) if len(events) else events
-
-
-def event_dataset(name, root_class, root, *, time_steps, cache_dir, denoise_us=None,
-                  downsample=None, first_saccade_only=False):
-    """A :class:`DataSet` of frames from the N-MNIST-format folder ``<root>/<root_class name>``."""
+def check_options(entry, time_steps, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None):
+    """Refuse, in one line, event options that do not fit the entry."""
     if denoise_us is not None and denoise_us <= 0:
         raise UsageError(f"--denoise_us must be positive, got {denoise_us}")
-    if downsample is not None and not (0 < downsample <= 1 and _side(SENSOR[0], downsample) >= 4):
-        raise UsageError(f"--downsample must lie in (0, 1] and leave frames of at least 4x4 (0.1 or more), "
-                         f"e.g. 0.5 for 17x17 frames; got {downsample}")
-    files = scan(Path(root) / root_class.__name__, name)
-    parts = {split: cached_frames(name, split, files[split], root_class, root, cache_dir, time_steps,
-                                  denoise_us, downsample, first_saccade_only) for split in SPLITS}
-    for split, part in parts.items():
+    if downsample is not None and not (0 < downsample <= 1 and min(entry.frame_size(downsample)) >= 4):
+        smallest = 4 / min(entry.sensor[:2])
+        raise UsageError(f"--downsample must lie in (0, 1] and leave frames of at least 4x4 on the {entry.sensor[0]}x"
+                         f"{entry.sensor[1]} sensor of {entry.name} ({smallest:.2g} or more); got {downsample}")
+    if frame_ms is not None and frame_ms <= 0:
+        raise UsageError(f"--frame_ms must be positive, got {frame_ms}")
+    if first_saccade_only and not entry.saccades:
+        raise UsageError(f"--first_saccade_only applies to saccade recordings (N-MNIST and the simulated sets), "
+                         f"not {entry.name}")
+
+
+def missing(entry, data_dir):
+    """A one-line error for a data set whose files are not under ``data_dir``, or None."""
+    base = Path(data_dir) / entry.folder
+    if all(any(base.glob(pattern)) for pattern in entry.files.values()):
+        return None
+    return (f"{entry.name}: no {entry.title} recordings in {base}: download them from {entry.page} and put "
+            f"them there as {entry.layout()} (or pass --data_dir to the folder that holds {entry.folder}/)")
+
+
+def download(entry, data_dir):
+    """Ask tonic to download the data set, for an entry that allows it; a failure is one line."""
+    base = Path(data_dir) / entry.folder
+    try:
+        with removed_on_failure(base):
+            for train in (True, False):
+                entry.reader(str(data_dir), train=train)
+    except Exception as err:  # offline, or a broken archive
+        raise UsageError(f"{missing(entry, data_dir).split(': download')[0]} and downloading them failed "
+                         f"({type(err).__name__}); download them from {entry.page} and put them there as "
+                         f"{entry.layout()} (or pass --data_dir to the folder that holds {entry.folder}/)") from None
+
+
+def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,
+                  first_saccade_only=False, frame_ms=None):
+    """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``."""
+    check_options(entry, time_steps, denoise_us, downsample, first_saccade_only, frame_ms)
+    if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
+        download(entry, root)
+    elif missing(entry, root):
+        raise UsageError(missing(entry, root))
+    found, classes = scan(entry, root)
+    split = "official"
+    if not entry.official_split:
+        train, test, path = seeded_split(entry, found["all"], classes, cache_dir)
+        found = {"train": train, "test": test}
+        split = (f"seeded: stratified {1 - entry.test_fraction:.0%}/{entry.test_fraction:.0%} of the recordings "
+                 f"(seed {SPLIT_SEED}), test files listed in {path}")
+    framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
+    parts = {s: cached_frames(entry, s, found[s], classes, cache_dir, framing) for s in ("train", "test")}
+    for s, part in parts.items():
         if len(part) == 0:
-            raise UsageError(f"{name}: the {split} split has no samples")
-    return DataSet(parts["train"], parts["test"], parts["train"].labels, parts["test"].labels,
-                   [str(d) for d in range(10)], frame_shape(time_steps, downsample)[1:], events=True)
+            raise UsageError(f"{entry.name}: the {s} split has no samples")
+    return DataSet(parts["train"], parts["test"], parts["train"].labels, parts["test"].labels, classes,
+                   frame_shape(entry, time_steps, downsample)[1:], events=True, split=split)
 
 
-def nmnist(data_dir, *, cache_dir=CACHE_DIR, **options):
-    """N-MNIST from ``<data_dir>/NMNIST/{Train,Test}/<digit>/*.bin`` (tonic's layout, extracted);
-    with no files there, tonic is asked to download them."""
-    folder = Path(data_dir) / "NMNIST"
-    if not any(folder.glob("*/*/*.bin")):
-        try:
-            with removed_on_failure(folder):
-                tonic.datasets.NMNIST(str(data_dir), train=True)  # downloads and extracts train.zip
-                tonic.datasets.NMNIST(str(data_dir), train=False)
-        except Exception as err:  # offline, or a broken archive
-            raise UsageError(f"nmnist: no N-MNIST files in {folder} and downloading them failed "
-                             f"({type(err).__name__}); put the extracted Train/<digit>/*.bin and "
-                             f"Test/<digit>/*.bin there (or pass --data_dir to the folder that holds NMNIST/)") from None
-    return event_dataset("nmnist", NMNIST, data_dir, cache_dir=cache_dir, **options)
+# --- the N-MNIST file format (the simulator writes it) ---------------------------------------
+
+def encode_bin(x, y, p, t):
+    """Events as N-MNIST's 5-byte records: x, y, then polarity (bit 7) and a 23-bit microsecond
+    timestamp over three bytes. Timestamps must lie below 2**23 (N-MNIST's ~0.3 s do)."""
+    x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t))
+    if len(t) and (t.min() < 0 or t.max() >= 2 ** 23):
+        raise ValueError("timestamps must lie in [0, 2**23) microseconds")
+    if len(x) and (min(x.min(), y.min()) < 0 or max(x.max(), y.max()) > 255):
+        raise ValueError("coordinates must lie in 0..255 (y = 240 marks a timestamp overflow)")
+    records = np.empty((len(t), 5), dtype=np.uint8)
+    records[:, 0] = x
+    records[:, 1] = y
+    records[:, 2] = ((p & 1) << 7) | ((t >> 16) & 0x7F)
+    records[:, 3] = (t >> 8) & 0xFF
+    records[:, 4] = t & 0xFF
+    return records.tobytes()
+
+
+def write_bin(path, x, y, p, t):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_bin(x, y, p, t))

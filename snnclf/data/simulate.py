@@ -14,7 +14,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .datasets import IDX_FILES, digits, mnist, scratch_folder
-from .events import CACHE_DIR, NMNIST, SENSOR, SPLITS, event_dataset, write_bin
+from .event_sets import NMNIST, simulated
+from .events import CACHE_DIR, event_dataset, write_bin
+
+SENSOR = NMNIST.sensor  # the simulated camera: N-MNIST's 34x34 ATIS crop (width, height, polarities)
+SPLITS = {"train": "Train", "test": "Test"}  # the split folders of N-MNIST's layout
 
 
 SIM_VERSION = 2  # 2: the image moves the way N-MNIST's recordings show it (1 had it reversed)
@@ -142,12 +146,8 @@ def source_key(*parts):
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-class DigitsEvents(NMNIST):
-    """The simulated event version of the bundled digits, read like N-MNIST."""
-
-
-class NMNISTSim(NMNIST):
-    """The simulated event version of MNIST, read like N-MNIST."""
+DIGITS_EVENTS = simulated("digits-events", "DigitsEvents", "the simulated event version of the bundled digits")
+NMNIST_SIM = simulated("nmnist-sim", "NMNISTSim", "the simulated event version of MNIST")
 
 
 def digits_events(data_dir=None, *, cache_dir=CACHE_DIR, **options):
@@ -157,7 +157,7 @@ def digits_events(data_dir=None, *, cache_dir=CACHE_DIR, **options):
     parts = {"train": static.train.tensors, "test": static.test.tensors}
     import sklearn
     generate(Path(cache_dir) / "DigitsEvents", parts, source_key("digits", sklearn.__version__))
-    return event_dataset("digits-events", DigitsEvents, cache_dir, cache_dir=cache_dir, **options)
+    return event_dataset(DIGITS_EVENTS, cache_dir, cache_dir=cache_dir, **options)
 
 
 def nmnist_sim(data_dir, *, cache_dir=CACHE_DIR, **options):
@@ -169,4 +169,4 @@ def nmnist_sim(data_dir, *, cache_dir=CACHE_DIR, **options):
     key = source_key("mnist", *(f"{f}:{(raw / f).stat().st_size}:{(raw / f).stat().st_mtime_ns}"
                                 for f in IDX_FILES))
     generate(Path(cache_dir) / "NMNISTSim", parts, key)
-    return event_dataset("nmnist-sim", NMNISTSim, cache_dir, cache_dir=cache_dir, **options)
+    return event_dataset(NMNIST_SIM, cache_dir, cache_dir=cache_dir, **options)

@@ -16,7 +16,7 @@ import torch
 
 from ..builders import check_fits, load_data, make_encoder, open_trained
 from ..config import EVAL_SEED, LOG_DIR, SAVE_DIR
-from ..data import DATASETS, make_splits
+from ..data import is_event_dataset, make_splits
 from ..data.encoders import ENCODERS
 from ..errors import UsageError
 from ..losses import predict as readout
@@ -112,7 +112,7 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
     if fmt == "nir":
         encoding_text = " ".join(inspect.getdoc(ENCODERS[cfg.encoding]).split("\n\n")[0].split())
         metadata = nir_backend.describe(cfg.run, cfg.dataset, in_shape, cfg.time_steps, cfg.encoding, encoding_text,
-                                        DATASETS.info(cfg.dataset)["events"], trained.class_names, target)
+                                        is_event_dataset(cfg.dataset), trained.class_names, target)
         graph = nir_backend.nir_graph(model, in_shape, metadata, target)
         nir_backend.require("nirtorch")
     else:

@@ -1,0 +1,72 @@
+"""The event-camera data sets, one :class:`~snnclf.data.events.EventSet` entry each, read through
+tonic's own classes from the files its download leaves (``--data_dir`` holds the folder tonic names
+after the class). Adding a data set tonic reads is one entry here; ``snnclf.data`` registers them.
+
+Sensor sizes, classes and file layouts are tonic's. The default ``downsample`` keeps frames small
+enough for a small convolutional SNN on a laptop CPU; ``--downsample 1`` gives the full sensor."""
+from dataclasses import replace
+
+import numpy as np
+import tonic
+
+from .events import CACHE_DIR, EventSet, event_dataset
+
+NMNIST = EventSet(
+    "nmnist", "N-MNIST", tonic.datasets.NMNIST, (34, 34, 2),
+    {"train": "Train/*/*.bin", "test": "Test/*/*.bin"}, tuple(str(d) for d in range(10)),
+    "https://www.garrickorchard.com/datasets/n-mnist", starts_at_zero=True, saccades=True, download=True,
+    reference="99.6%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785)")
+
+CIFAR10_DVS = EventSet(
+    "cifar10-dvs", "CIFAR10-DVS", tonic.datasets.CIFAR10DVS, (128, 128, 2), {"all": "*/*.aedat4"},
+    tuple(tonic.datasets.CIFAR10DVS.classes), "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671",
+    test_fraction=0.1, downsample=0.5, needs=(("aedat", "aedat>=2"),),
+    reference="74.8%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, 90/10 split")
+
+DVS_GESTURE = EventSet(
+    "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
+    {"train": "ibmGestureTrain/*/*.npy", "test": "ibmGestureTest/*/*.npy"},
+    tuple(tonic.datasets.DVSGesture.classes), "https://research.ibm.com/interactive/dvsgesture/",
+    label=lambda path: tonic.datasets.DVSGesture.classes[int(path.stem)], downsample=0.25,
+    reference="97.6%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128")
+
+N_CALTECH101 = EventSet(
+    "n-caltech101", "N-Caltech101", tonic.datasets.NCALTECH101, (240, 180, 2), {"all": "Caltech101/*/*.bin"},
+    None, "https://www.garrickorchard.com/datasets/n-caltech101", crop=True, downsample=0.25,
+    reference="")
+
+POKER_DVS = EventSet(
+    "poker-dvs", "POKER-DVS", tonic.datasets.POKERDVS, (35, 35, 2),
+    {"train": "pips_train/*/*.npy", "test": "pips_test/*/*.npy"}, tuple(tonic.datasets.POKERDVS.classes),
+    "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html", item=np.load, reference="")
+
+ASL_DVS = EventSet(
+    "asl-dvs", "ASL-DVS", tonic.datasets.ASLDVS, (240, 180, 2), {"all": "*/*.mat"},
+    tuple(c for c in "abcdefghiklmnopqrstuvwxy"), "https://github.com/PIX2NVS/NVS2Graph", downsample=0.25,
+    reference="")
+
+REAL = (NMNIST, CIFAR10_DVS, DVS_GESTURE, N_CALTECH101, POKER_DVS, ASL_DVS)
+
+
+def downsample_defaults():
+    """The data sets' default ``--downsample`` factors in words, for ``--help``."""
+    by_factor = {}
+    for entry in REAL:
+        by_factor.setdefault(entry.downsample or 1, []).append(entry.name)
+    return "; ".join(f"{factor:g} for {', '.join(names)}" for factor, names in sorted(by_factor.items(), reverse=True))
+
+
+def simulated(name, folder, title):
+    """An entry for N-MNIST-format recordings that snnclf simulates into ``<cache_dir>/<folder>``."""
+    reader = type(folder, (tonic.datasets.NMNIST,), {"__doc__": f"{title}, read like N-MNIST."})
+    return replace(NMNIST, name=name, title=title, reader=reader, download=False,
+                   page="snnclf simulate", reference="")
+
+
+def loader(entry):
+    """The data set builder of ``entry``: ``loader(entry)(data_dir, time_steps=T, **event_options)``."""
+    def load(data_dir, *, time_steps, cache_dir=CACHE_DIR, **options):
+        return event_dataset(entry, data_dir, time_steps=time_steps, cache_dir=cache_dir, **options)
+
+    load.__doc__ = f"{entry.title} from <data_dir>/{entry.folder}/ ({entry.layout()})."
+    return load

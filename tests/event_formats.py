@@ -1,0 +1,250 @@
+"""Tiny event-camera data sets in the real file formats, for tests that run tonic's own readers.
+
+Each ``write_<name>(path, x, y, p, t)`` writes one recording the way the downloaded data set holds
+it (``t`` is always in microseconds, ``p`` is 0/1), so that the tonic 1.7 class of that data set
+reads it back unchanged, without any download:
+
+=============  ==================================================  ===============================
+data set       layout under ``root`` (the ``--data_dir``)           file format
+=============  ==================================================  ===============================
+CIFAR10-DVS    ``CIFAR10DVS/<class>/<n>.aedat4``                    AEDAT 4.0 (``aedat`` decoder)
+DVS Gesture    ``DVSGesture/ibmGesture{Train,Test}/userNN_<light>/  .npy float64 [N, 4]: x, y, p,
+               <label>.npy``                                        t in milliseconds
+N-Caltech101   ``NCALTECH101/Caltech101/<category>/image_NNNN.bin`` 40-bit ATIS events
+POKER-DVS      ``POKERDVS/pips_{train,test}/<cl|he|di|sp>/<n>.npy`` .npy int64 [N, 4]: t, x, y, p
+ASL-DVS        ``ASLDVS/<letter>/<letter>_NNNN.mat``                MATLAB v5: ts, x, y, pol [N, 1]
+=============  ==================================================  ===============================
+
+``make_dataset(name, root)`` writes a small learnable data set of one of them (each class is a
+blob of events at its own place on the sensor), ``corrupt_file(name, root)`` spoils one recording
+the way a cut-short download would.
+"""
+import struct
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+# --- CIFAR10-DVS: AEDAT 4.0 ---------------------------------------------------------------------
+# The file is the magic line, a uint32 size, an IOHeader flatbuffer (compression, data table
+# position, and an XML description of the streams), then packets: int32 stream id, uint32 size,
+# and a *size-prefixed* EventPacket flatbuffer (identifier "EVTS") holding a vector of 16-byte
+# Event structs. The flatbuffers are laid out by hand; the aedat decoder verifies the packets.
+
+AEDAT4_EVENT = np.dtype({"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "u1"],
+                         "offsets": [0, 8, 10, 12], "itemsize": 16})  # struct Event, 8-aligned
+AEDAT4_XML = (
+    '<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">'
+    '<node name="0" path="/mainloop/Recorder/outInfo/0/">'
+    '<attr key="compression" type="string">NONE</attr>'
+    '<attr key="originalOutputName" type="string">events</attr>'
+    '<attr key="typeDescription" type="string">Array of events (polarity ON/OFF).</attr>'
+    '<attr key="typeIdentifier" type="string">EVTS</attr>'
+    '<node name="info" path="/mainloop/Recorder/outInfo/0/info/">'
+    '<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
+    '<attr key="source" type="string">DVS128</attr></node></node></node></dv>')
+
+
+def _aedat4_header(description):
+    """uint32 size + IOHeader table {compression: int32 = 0 (NONE), dataTablePosition: int64 = -1
+    (no table: read to the end), infoNode: string}."""
+    text = description.encode()
+    fb = struct.pack("<I4s", 24, b"IOHE")                # root table at 24; file identifier
+    fb += struct.pack("<5H6x", 10, 24, 4, 16, 8)         # vtable at 8: field offsets in the table
+    fb += struct.pack("<iiI4xq", 16, 0, 16, -1)          # table at 24: vtable, NONE, ->string, -1
+    fb += struct.pack("<I", len(text)) + text + b"\0"    # string at 48
+    fb += b"\0" * (-len(fb) % 4)
+    return struct.pack("<I", len(fb)) + fb
+
+
+def _aedat4_packet(events, stream_id=0):
+    """One packet of a stream: its id, its size, and a size-prefixed EventPacket flatbuffer."""
+    fb = struct.pack("<I4s", 16, b"EVTS")                # root table at 4 + 16 = 20; identifier
+    fb += struct.pack("<3H2x", 6, 8, 4)                  # vtable at 12: one field, at 4 in the table
+    fb += struct.pack("<iII", 8, 4, len(events))         # table at 20: vtable, ->vector; vector length
+    fb += events.tobytes()                               # elements at 32 (8-aligned)
+    fb = struct.pack("<I", len(fb)) + fb
+    return struct.pack("<iI", stream_id, len(fb)) + fb
+
+
+def write_cifar10dvs(path, x, y, p, t, width=128, height=128, events_per_packet=1000):
+    """One CIFAR10-DVS recording, an uncompressed AEDAT 4.0 file with one event stream, as
+    ``tonic.io.read_aedat4`` reads it (fields t, x, y, on). ``t``: any int64 microseconds (the real
+    files count from the epoch). Packets hold ``events_per_packet`` events; none is empty."""
+    events = np.zeros(len(t), AEDAT4_EVENT)
+    events["t"], events["x"], events["y"], events["on"] = t, x, y, p
+    with _create(path) as f:
+        f.write(b"#!AER-DAT4.0\r\n")
+        f.write(_aedat4_header(AEDAT4_XML.format(width=width, height=height)))
+        for start in range(0, len(events), events_per_packet):
+            f.write(_aedat4_packet(events[start:start + events_per_packet]))
+
+
+# --- DVS Gesture, POKER-DVS, ASL-DVS: numpy and MATLAB arrays ---------------------------------
+
+def write_dvsgesture(path, x, y, p, t):
+    """One DVS Gesture recording as tonic's preprocessed files hold it: float64 [N, 4] columns x,
+    y, p, t in milliseconds. tonic multiplies t by 1000 in float and truncates to int64, which
+    loses 1 us on ~1% of plain ``t / 1000`` values, so those are nudged up by one ulp: tonic then
+    gives back ``t`` exactly."""
+    t = np.asarray(t, dtype=np.int64)
+    ms = t / 1000.0
+    low = ms * 1000.0 < t
+    ms[low] = np.nextafter(ms[low], np.inf)
+    _save_npy(path, np.column_stack([x, y, p, ms]).astype(np.float64))
+
+
+def write_pokerdvs(path, x, y, p, t):
+    """One POKER-DVS recording: int64 [N, 4] columns t, x, y, p (tonic's field order)."""
+    _save_npy(path, np.column_stack([t, x, y, p]).astype(np.int64))
+
+
+def write_asldvs(path, x, y, p, t):
+    """One ASL-DVS recording: a MATLAB v5 file of column vectors [N, 1] ts (uint32 us), x, y, pol
+    (uint8; y counted from the bottom: tonic flips it with ``179 - y``). The MATLAB classes are a
+    guess; tonic converts them all to int."""
+    column = lambda a, dtype: np.asarray(a, dtype=dtype).reshape(-1, 1)
+    with _create(path) as f:
+        scipy.io.savemat(f, {"ts": column(t, np.uint32), "x": column(x, np.uint8),
+                             "y": column(y, np.uint8), "pol": column(p, np.uint8)})
+
+
+# --- N-Caltech101: 40-bit ATIS events -----------------------------------------------------------
+
+def write_ncaltech101(path, x, y, p, t):
+    """One N-Caltech101 recording: 5 bytes an event, x, y, then polarity (bit 7) and a 23-bit
+    microsecond timestamp, big-endian, as ``tonic.io.read_mnist_file`` reads it. A y of 240 marks
+    a timestamp-overflow event there, so recordings stay below y 240 and t 2**23 (8.4 s)."""
+    x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t))
+    if (x.min(initial=0) < 0 or x.max(initial=0) > 255 or y.min(initial=0) < 0
+            or y.max(initial=0) >= 240 or t.min(initial=0) < 0 or t.max(initial=0) >= 2 ** 23):
+        raise ValueError("N-Caltech101 events need 0 <= x < 256, 0 <= y < 240, 0 <= t < 2**23")
+    raw = np.empty((len(t), 5), np.uint8)
+    raw[:, 0], raw[:, 1] = x, y
+    raw[:, 2] = (p << 7) | (t >> 16)
+    raw[:, 3], raw[:, 4] = (t >> 8) & 0xFF, t & 0xFF
+    with _create(path) as f:
+        f.write(raw.tobytes())
+
+
+def _create(path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "wb")
+
+
+def _save_npy(path, array):
+    with _create(path) as f:
+        np.save(f, array)
+
+
+# --- tiny learnable data sets -------------------------------------------------------------------
+
+WRITERS = {"cifar10dvs": write_cifar10dvs, "dvsgesture": write_dvsgesture,
+           "ncaltech101": write_ncaltech101, "pokerdvs": write_pokerdvs, "asldvs": write_asldvs}
+FOLDERS = {"cifar10dvs": "CIFAR10DVS", "dvsgesture": "DVSGesture", "ncaltech101": "NCALTECH101",
+           "pokerdvs": "POKERDVS", "asldvs": "ASLDVS"}
+SENSORS = {"cifar10dvs": (128, 128), "dvsgesture": (128, 128), "ncaltech101": (240, 180),
+           "pokerdvs": (35, 35), "asldvs": (240, 180)}  # (width, height)
+CLASSES = {"cifar10dvs": ("airplane", "automobile", "bird"), "dvsgesture": (0, 1, 2, 3),
+           "ncaltech101": ("Faces_easy", "accordion", "airplanes"),
+           "pokerdvs": ("cl", "he", "di", "sp"), "asldvs": ("a", "b", "c")}
+LIGHTS = ("fluorescent", "led", "fluorescent_led", "natural", "lab")
+SUFFIX = {"cifar10dvs": ".aedat4", "dvsgesture": ".npy", "ncaltech101": ".bin",
+          "pokerdvs": ".npy", "asldvs": ".mat"}
+
+
+def _key(name):
+    """'CIFAR10-DVS', 'cifar10dvs', 'N-Caltech101', 'NCALTECH101', ... -> the key used here."""
+    key = name.lower().replace("-", "").replace("_", "")
+    key = {"caltech101": "ncaltech101", "dvsgestures": "dvsgesture", "ibmgesture": "dvsgesture",
+           "poker": "pokerdvs", "asl": "asldvs", "cifar10": "cifar10dvs"}.get(key, key)
+    if key not in WRITERS:
+        raise ValueError(f"unknown event data set {name!r}: one of {', '.join(WRITERS)}")
+    return key
+
+
+def _recording(rng, k, n_classes, width, height, t0):
+    """Events of class ``k``: ~85% a Gaussian blob whose centre sits on a circle at angle
+    2*pi*k/n_classes (jittered), the rest uniform noise; 200-800 events over 100-300 ms."""
+    n = int(rng.integers(200, 800))
+    side = min(width, height)
+    angle = 2 * np.pi * k / n_classes
+    cx = width / 2 + 0.3 * side * np.cos(angle) + rng.normal(0, 0.03 * side)
+    cy = height / 2 + 0.3 * side * np.sin(angle) + rng.normal(0, 0.03 * side)
+    blob = rng.random(n) < 0.85
+    sigma = max(1.0, 0.07 * side)
+    x = np.where(blob, rng.normal(cx, sigma, n), rng.uniform(0, width, n))
+    y = np.where(blob, rng.normal(cy, sigma, n), rng.uniform(0, height, n))
+    x = np.clip(np.round(x), 0, width - 1).astype(np.int64)
+    y = np.clip(np.round(y), 0, height - 1).astype(np.int64)
+    t = t0 + np.sort(rng.integers(0, int(rng.uniform(100e3, 300e3)), n))
+    return x, y, rng.integers(0, 2, n), t
+
+
+def _files(key, classes, samples_per_class):
+    """(split, class index, relative path) of every recording of the data set's real layout."""
+    spc, n_test = samples_per_class, max(2, samples_per_class // 2)
+    for k, c in enumerate(classes):
+        if key == "cifar10dvs":
+            yield from (("all", k, f"{c}/{i}.aedat4") for i in range(spc))
+        elif key == "ncaltech101":
+            yield from (("all", k, f"Caltech101/{c}/image_{i + 1:04d}.bin") for i in range(spc))
+        elif key == "asldvs":
+            yield from (("all", k, f"{c}/{c}_{i + 1:04d}.mat") for i in range(spc))
+        elif key == "pokerdvs":
+            for split, n in (("train", spc), ("test", n_test)):
+                yield from ((split, k, f"pips_{split}/{c}/{i}.npy") for i in range(n))
+        else:  # DVS Gesture: one file per label in each user/lighting folder, two users a split
+            for split, n, first, shift in (("Train", spc, 1, 0), ("Test", n_test, 24, 1)):
+                for i in range(n):
+                    user, light = first + i % 2 + 2 * (i // 10), LIGHTS[(i + shift) % len(LIGHTS)]
+                    yield split.lower(), k, f"ibmGesture{split}/user{user:02d}_{light}/{c}.npy"
+
+
+def make_dataset(name, root, samples_per_class=5, classes=None, seed=0):
+    """Write a tiny learnable data set ``name`` under ``root/<tonic's folder>`` and return
+    ``{split: [paths]}`` (split "all" for the sets without an official split, else "train" and
+    "test").
+
+    ``samples_per_class`` recordings a class (in the training split where there is one, and half
+    as many, at least 2, in the test split). For DVS Gesture it is the number of user/lighting
+    folders of the training split (users 01 and 02; the test split has users 24 and 25), each
+    holding one ``<label>.npy`` a class. The default of 5 is the least that lets a stratified
+    80/20 split hold out one recording of every class. ``classes``: class names (DVS Gesture:
+    integer labels 0-10) instead of the small default list. N-Caltech101 recordings get a random
+    size up to 240x180 (tonic moves each to the origin); CIFAR10-DVS timestamps are absolute."""
+    key = _key(name)
+    classes = tuple(CLASSES[key] if classes is None else classes)
+    rng = np.random.default_rng([seed, list(WRITERS).index(key)])  # data sets differ
+    width, height = SENSORS[key]
+    base = Path(root) / FOLDERS[key]
+    written = {}
+    for split, k, rel in _files(key, classes, samples_per_class):
+        if key == "ncaltech101":
+            width, height = int(rng.integers(160, 241)), int(rng.integers(120, 181))
+        t0 = {"cifar10dvs": 1_600_000_000_000_000 + int(rng.integers(0, 10 ** 12)),
+              "ncaltech101": int(rng.integers(0, 1000))}.get(key, int(rng.integers(0, 5_000_000)))
+        x, y, p, t = _recording(rng, k, len(classes), width, height, t0)
+        WRITERS[key](base / rel, x, y, p, t)
+        written.setdefault(split, []).append(base / rel)
+    return written
+
+
+def corrupt_file(name, root):
+    """Cut short the first recording (in sorted order) of data set ``name`` under ``root``, as an
+    interrupted download leaves it, and return its path: a .bin loses its last 3 bytes (no longer
+    whole 5-byte events), an .aedat4 is cut inside its last packet (cut at a packet boundary, the
+    aedat decoder would quietly read fewer events), a .npy or .mat keeps its first half. tonic's
+    reader then raises (RuntimeError, IndexError, ValueError, OSError respectively)."""
+    key = _key(name)
+    path = sorted((Path(root) / FOLDERS[key]).rglob("*" + SUFFIX[key]))[0]
+    data = path.read_bytes()
+    if key == "ncaltech101":
+        data = data[:-3]
+    elif key == "cifar10dvs":
+        data = data[:-24]  # inside the last event struct of the last packet
+    else:
+        data = data[:len(data) // 2]
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,119 @@
+"""The writers of event_formats.py round-trip through tonic's own readers, exactly."""
+import numpy as np
+import pytest
+import tonic
+
+import event_formats as ef
+
+
+def tonic_set(cls, root, **options):
+    """tonic's data set class, told its files are there (no download, no archive check)."""
+    return type(cls.__name__, (cls,), {"_check_exists": lambda self: True})(str(root), **options)
+
+
+def random_events(n, width, height, t0=0, seed=1):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n),
+            t0 + np.sort(rng.integers(0, 300_000, n)))
+
+
+def same(events, x, y, p, t, p_field="p"):
+    for field, want in (("x", x), ("y", y), (p_field, p), ("t", t)):
+        np.testing.assert_array_equal(np.ravel(events[field]), want, err_msg=field)
+
+
+def test_cifar10dvs_round_trip(tmp_path):
+    x, y, p, t = random_events(2500, 128, 128, t0=1_600_000_000_000_000)  # 3 packets
+    ef.write_cifar10dvs(tmp_path / "r.aedat4", x, y, p, t)
+    events = tonic.io.read_aedat4(str(tmp_path / "r.aedat4"))
+    assert events.dtype.names == ("t", "x", "y", "on")
+    same(events, x, y, p, t, p_field="on")
+
+
+def test_dvsgesture_round_trip(tmp_path):
+    x, y, p, t = random_events(3000, 128, 128, t0=8_000_000)  # ~9% of these lose 1 us un-nudged
+    ef.write_dvsgesture(tmp_path / "DVSGesture/ibmGestureTrain/user03_lab/5.npy", x, y, p, t)
+    assert np.load(tmp_path / "DVSGesture/ibmGestureTrain/user03_lab/5.npy").dtype == np.float64
+    data = tonic_set(tonic.datasets.DVSGesture, tmp_path, train=True)
+    events, label = data[0]
+    assert (label, data.users, data.lighting) == (5, [3], ["lab"])
+    same(events, x, y, p, t)  # tonic's ms -> us conversion gives back every microsecond
+
+
+def test_ncaltech101_round_trip(tmp_path):
+    x, y, p, t = random_events(1000, 240, 180)
+    x, y = x + 3, y + 2  # recordings do not start at the origin; tonic moves them there
+    ef.write_ncaltech101(tmp_path / "NCALTECH101/Caltech101/accordion/image_0001.bin", x, y, p, t)
+    path = tmp_path / "NCALTECH101/Caltech101/accordion/image_0001.bin"
+    assert path.stat().st_size == 5 * 1000
+    same(tonic.io.read_mnist_file(str(path), dtype=tonic.datasets.NCALTECH101.dtype), x, y, p, t)
+    events, label = tonic_set(tonic.datasets.NCALTECH101, tmp_path)[0]
+    assert label == "accordion"
+    same(events, x - x.min(), y - y.min(), p, t)
+    with pytest.raises(ValueError):
+        ef.write_ncaltech101(tmp_path / "bad.bin", [0], [240], [0], [0])  # y 240: overflow marker
+
+
+def test_pokerdvs_round_trip(tmp_path):
+    x, y, p, t = random_events(500, 35, 35, t0=12_345)
+    ef.write_pokerdvs(tmp_path / "POKERDVS/pips_test/he/0.npy", x, y, p, t)
+    events, label = tonic_set(tonic.datasets.POKERDVS, tmp_path, train=False)[0]
+    assert label == tonic.datasets.POKERDVS.int_classes["he"]
+    same(events, x, y, p, t)
+
+
+def test_asldvs_round_trip(tmp_path):
+    x, y, p, t = random_events(800, 240, 180, t0=5_000_000)
+    ef.write_asldvs(tmp_path / "ASLDVS/c/c_0001.mat", x, y, p, t)
+    events, label = tonic_set(tonic.datasets.ASLDVS, tmp_path)[0]
+    assert label == 2 and events.shape == (800, 1)  # tonic keeps MATLAB's column shape
+    same(events, x, 179 - y, p, t)
+
+
+SETS = {"cifar10dvs": tonic.datasets.CIFAR10DVS, "dvsgesture": tonic.datasets.DVSGesture,
+        "ncaltech101": tonic.datasets.NCALTECH101, "pokerdvs": tonic.datasets.POKERDVS,
+        "asldvs": tonic.datasets.ASLDVS}
+
+
+def tonic_sets(name, root):
+    """tonic's data set(s) of ``name`` under ``root``: train and test where there is a split."""
+    if name in ("dvsgesture", "pokerdvs"):
+        return [tonic_set(SETS[name], root, train=True), tonic_set(SETS[name], root, train=False)]
+    return [tonic_set(SETS[name], root)]
+
+
+@pytest.mark.parametrize("name", list(ef.WRITERS))
+def test_make_dataset_reads_and_separates_classes(tmp_path, name):
+    """Every recording reads through tonic's class, and a nearest-centroid rule on each
+    recording's mean position tells the classes apart."""
+    written = ef.make_dataset(name, tmp_path)
+    data = tonic_sets(name, tmp_path)
+    if len(data) == 2:
+        assert [len(d) for d in data] == [len(written["train"]), len(written["test"])]
+    if name == "dvsgesture":
+        assert set(data[0].users) == {1, 2} and set(data[1].users) == {24, 25}
+        assert len(set(data[0].lighting)) >= 2 and len(set(data[1].lighting)) >= 2
+    samples = [d[i] for d in data for i in range(len(d))]
+    assert len(samples) == sum(map(len, written.values()))
+    labels = np.array([str(label) for _, label in samples])
+    means = np.array([[np.mean(ev["x"]), np.mean(ev["y"])] for ev, _ in samples])
+    for ev, _ in samples:
+        assert 200 <= ev.size <= 800 and set(np.unique(ev["p"])) == {0, 1}
+        assert 50_000 <= np.ptp(ev["t"]) <= 300_000
+    classes = sorted(set(labels))
+    assert len(classes) == len(ef.CLASSES[name]) and all((labels == c).sum() >= 2 for c in classes)
+    centroids = np.array([means[labels == c].mean(0) for c in classes])
+    nearest = np.argmin(((means[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    assert (np.array(classes)[nearest] == labels).all()
+
+
+@pytest.mark.parametrize("name", list(ef.WRITERS))
+def test_corrupt_file_breaks_tonic(tmp_path, name):
+    ef.make_dataset(name, tmp_path, samples_per_class=2)
+    data = tonic_sets(name, tmp_path)
+    [d[i] for d in data for i in range(len(d))]  # all readable before
+    path = ef.corrupt_file(name, tmp_path)
+    assert path.is_file() and path.suffix == ef.SUFFIX[name]
+    with pytest.raises(Exception):
+        data = tonic_sets(name, tmp_path)  # POKERDVS loads its files here
+        [d[i] for d in data for i in range(len(d))]
