@@ -11,6 +11,8 @@ requirements = [line.strip() for line in (here / "requirements.txt").read_text()
 EXPORT = ["nir>=1.0.7", "nirtorch>=2.0", "spikingjelly[nir]>=2.0", "onnx>=1.14", "onnxruntime>=1.16"]
 # snnclf tune: the search (Optuna)
 TUNE = ["optuna>=3.4"]
+# CIFAR10-DVS's .aedat4 files: the decoder tonic reads them with
+EVENTS = ["aedat>=2"]
 
 setup(
     name="snnclf",
@@ -21,10 +23,11 @@ setup(
     packages=find_packages(include=["snnclf", "snnclf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT, *TUNE],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT, *TUNE, *EVENTS],
                     "tensorboard": ["tensorboard>=2.10"],
                     "export": EXPORT,
                     "tune": TUNE,
+                    "events": EVENTS,
                     # the manual as a site: mkdocs build --strict (mkdocs.yml)
                     "docs": ["mkdocs>=1.5,<2", "mkdocs-material>=9.5"]},
     entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},

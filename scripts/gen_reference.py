@@ -26,8 +26,9 @@ def _row(action):
     name = " ".join(f"`{s}`" for s in spellings)
     if action.nargs not in (0, None) or action.option_strings == []:
         name += f" {_cell(action.metavar or action.dest.upper())}" if action.option_strings else ""
-    found = DEFAULT.search(action.help or "")
-    help_text = DEFAULT.sub("", action.help or "") if found else (action.help or "")
+    raw = (action.help or "").replace("%%", "%")  # as --help prints it
+    found = DEFAULT.search(raw)
+    help_text = DEFAULT.sub("", raw) if found else raw
     default = found.group(1) if found else ""
     if action.choices and action.option_strings:
         help_text += f" (one of: {', '.join(map(str, action.choices))})"

@@ -54,7 +54,8 @@ def _add(group, name, help, default_text=None, aliases=(), parse=None, choices=N
         kwargs["type"] = parse
     if choices is not None:
         kwargs["choices"] = list(choices() if callable(choices) else choices)
-    group.add_argument(*flags, dest=name, help=f"{help} (default: {default_text})", default=None, **kwargs)
+    text = f"{help} (default: {default_text})".replace("%", "%%")  # argparse formats help with %
+    group.add_argument(*flags, dest=name, help=text, default=None, **kwargs)
 
 
 def _add_config_flags(parser, several=False, ranges=False):

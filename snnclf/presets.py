@@ -5,6 +5,7 @@ override them, and ``config.json`` records the values the run used together with
 name. The recipes follow published small convolutional SNNs (direct input, batch norm, learnable
 membrane decay as in Fang et al.'s PLIF, few time steps, a cosine schedule) plus small random
 shifts; the README gives what each reached here and how long it took."""
+from .data.event_sets import REAL as EVENT_SETS
 from .registry import Registry
 
 PRESETS = Registry("preset")
@@ -27,15 +28,21 @@ _register("mnist", "csnn with batch norm and learnable beta, T=4, AdamW 2e-3 cos
 _register("fashion-mnist", "the mnist recipe on Fashion-MNIST: T=4, 1-pixel shifts, 40 epochs",
           dataset="fashion-mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=1, epochs=40,
           batch_size=128, **_COMMON)
-_register("nmnist", "the mnist recipe on N-MNIST frames: cnn with batch norm and learnable beta, T=10 "
-          "frames, 2-pixel shifts, 25 epochs",
-          dataset="nmnist", time_steps=10, lr=2e-3, weight_decay=0.01, shift=2, epochs=25, batch_size=128,
-          **{**_COMMON, "model": "cnn", "encoding": None})
+# The event data sets' recipes are declared by their entries (snnclf.data.event_sets): a cnn with
+# batch norm and learnable beta on T frames, as published small convolutional SNNs are.
+_EVENTS = {**_COMMON, "model": "cnn", "encoding": None, "lr": 2e-3, "weight_decay": 0.01}
+for _entry in EVENT_SETS:
+    if _entry.recipe:
+        _r = _entry.recipe
+        _width, _height = _entry.frame_size()
+        _register(_entry.name, f"cnn with batch norm and learnable beta on {_entry.title}: T={_r['time_steps']} frames "
+                  f"of {_width}x{_height}, AdamW 2e-3 cosine, {_r['shift']}-pixel shifts, {_r['epochs']} epochs"
+                  + (f" (published: {_entry.reference.split(',')[0].replace(':', ',')})" if _entry.reference else ""),
+                  dataset=_entry.name, **_r, **_EVENTS)
 _register("nmnist-sim", "the nmnist recipe trained on simulated events, to classify real N-MNIST "
           "recordings: plus event dropout 0.2 and 200 background events a sample (not measured on "
           "real recordings here)",
-          dataset="nmnist-sim", time_steps=10, lr=2e-3, weight_decay=0.01, shift=2, epochs=25, batch_size=128,
-          event_dropout=0.2, noise_events=200.0, **{**_COMMON, "model": "cnn", "encoding": None})
+          dataset="nmnist-sim", **EVENT_SETS[0].recipe, event_dropout=0.2, noise_events=200.0, **_EVENTS)
 
 
 def preset_flags(name):

@@ -54,6 +54,7 @@ class EventSet:
     download: bool = False  # whether tonic is asked to download the files when none are there
     needs: tuple = ()  # (module, pip requirement) pairs the reader imports
     reference: str = ""  # a published accuracy to compare with, and where it is from
+    recipe: Optional[dict] = None  # the train flags of its preset (``--preset <name>``), beside the shared ones
 
     @property
     def folder(self):
