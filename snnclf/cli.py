@@ -18,6 +18,7 @@ from .export import TARGETS as NIR_TARGETS, format_export, list_consumers, run_e
 from .flags import flag_of, given, number
 from .neurobench import INSTALL as NEUROBENCH_INSTALL, table as neurobench_table
 from .predict import as_dict, format_prediction, run_predict
+from .simulate import CHECKS as simulate_checks, format_record, simulate_events
 from .train import train
 from .utils import keep_freed_memory
 from .viz.activations import visualize
@@ -163,6 +164,30 @@ def _predict_parser(sub):
          choices=DEVICES)
     _seed_flag(p, run_predict)
     p.set_defaults(func=_predict)
+
+
+def _simulate_parser(sub):
+    p = sub.add_parser("simulate", help="make an event-camera version of an image set (N-MNIST recordings)",
+                       description="Show each image to a simulated event camera making N-MNIST's three "
+                       "saccades, and write the recordings as N-MNIST .bin files in OUT/Train/<class>/ and "
+                       "OUT/Test/<class>/. Train on them with snnclf train --dataset event-folder --data_dir OUT.")
+    _add(p, "dataset", "an image data set (digits, mnist, fashion-mnist) or a folder with one folder of images a "
+         "class", default_text="required", required=True, metavar="NAME|FOLDER")
+    _add(p, "out", "the new folder to write the recordings in", default_text="required", required=True)
+    _add(p, "data_dir", "folder of the data set's files", default_text=_default(simulate_events, "data_dir"))
+    _add(p, "subset", "simulate this many training images (class-balanced) and the test split in proportion",
+         default_text="all", parse=simulate_checks["subset"])
+    _add(p, "test_fraction", "a folder of images: the share held out as the test split (stratified, seed 0)",
+         default_text=_default(simulate_events, "test_fraction"), parse=simulate_checks["test_fraction"])
+    _add(p, "seed", "seed of the simulated camera's noise", default_text=_default(simulate_events, "seed"),
+         parse=number(int))
+    p.set_defaults(func=_simulate)
+
+
+def _simulate(args):
+    record = simulate_events(**_given(args))
+    print(format_record(record, args.out))
+    return 0
 
 
 def _export_parser(sub):
@@ -382,6 +407,7 @@ def build_parser():
     _tune_parser(sub)
     _predict_parser(sub)
     _export_parser(sub)
+    _simulate_parser(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 
 import pytest
+import tonic
 import torch
 
 from snnclf import cli as cli_module
@@ -29,7 +30,8 @@ from conftest import ROOT, make_mnist_like, make_nmnist_folder
 # commands themselves are read from the parser, so a new one fails below until it is named here.
 COMMAND_MODULES = {"train": "snnclf.train", "eval": "snnclf.evaluate", "visualize-activations": "snnclf.viz.activations",
                    "visualize-data": "snnclf.viz.data", "compare": "snnclf.viz.compare", "sweep": "snnclf.sweep",
-                   "predict": "snnclf.predict", "export": "snnclf.export", "tune": "snnclf.tune"}
+                   "predict": "snnclf.predict", "export": "snnclf.export", "tune": "snnclf.tune",
+                   "simulate": "snnclf.simulate"}
 
 
 def test_a_registry_refuses_an_entry_that_does_not_declare_what_it_needs():
@@ -49,7 +51,7 @@ def _write(reads, root):
     if reads is None:
         return
     if isinstance(reads, EventSet):
-        if reads.name == "nmnist":
+        if issubclass(reads.reader, tonic.datasets.NMNIST):  # N-MNIST's format and layout
             make_nmnist_folder(root, reads.folder, per_class=(2, 1))
         else:
             event_formats.make_dataset(reads.name, root)  # an unknown one: add its writer to event_formats

@@ -181,13 +181,15 @@ def test_three_saccades_show_in_the_event_rate():
     for busy, quiet in ((slice(4, 6), slice(9, 11)), (slice(14, 16), slice(20, 22))):
         assert rate[busy].min() > 4 * rate[quiet].max(), rate  # each saccade ends in a pause
     assert rate[25:27].min() > 4 * rate[20:22].max(), rate
-    offsets = saccade_offsets(np.array([0.0, 100.0, 217.0, DURATION_MS]))
-    assert np.allclose(offsets, [[0, 0], [-2, -7], [-7, 0], [0, 0]])  # a closed triangle
+    offsets = saccade_offsets(np.array([0.0, 88.0, 218.0, DURATION_MS]))
+    assert np.allclose(offsets, [[0, 0], [2.2, 5.5], [5.9, 0], [0, 0]], atol=0.01)  # a closed triangle
 
 
 def test_simulated_edges_move_the_way_the_recordings_show():
-    """In N-MNIST the camera moves, so the image moves the other way: up, down and left, then
-    right (x right, y down). A bright edge moving that way fires ON events ahead of OFF events."""
+    """The recordings' ON events lie above their OFF events in the first saccade, then below and
+    to the left, then to the right (x right, y down). With the digit moving down, up and right,
+    then left (where each saccade's events are centred), these are the events behind each moving
+    bright edge: N-MNIST's ON events are those of pixels getting darker (simulate.ON_WHEN_DARKER)."""
     def on_minus_off(start_ms, end_ms):
         found = []
         for x, y, p, t in simulate(_images(20), np.random.default_rng(0)):

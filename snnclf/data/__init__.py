@@ -26,6 +26,9 @@ for _entry in event_sets.REAL:
     DATASETS.register(_entry.name, events=_entry, reads=_entry)(event_sets.loader(_entry))
 DATASETS.register("digits-events", events=simulate.DIGITS_EVENTS, reads=None)(simulate.digits_events)
 DATASETS.register("nmnist-sim", events=simulate.NMNIST_SIM, reads=("idx", "MNIST"))(simulate.nmnist_sim)
+DATASETS.register("fashion-events", events=simulate.FASHION_EVENTS, reads=("idx", "FashionMNIST"))(
+    simulate.fashion_events)
+DATASETS.register("event-folder", events=simulate.EVENT_FOLDER, reads=simulate.EVENT_FOLDER)(simulate.event_folder)
 
 
 log = logging.getLogger(__name__)

@@ -69,11 +69,11 @@ def downsample_defaults():
     return "; ".join(f"{factor:g} for {', '.join(names)}" for factor, names in sorted(by_factor.items(), reverse=True))
 
 
-def simulated(name, folder, title):
+def simulated(name, folder, title, **changes):
     """An entry for N-MNIST-format recordings that snnclf simulates into ``<cache_dir>/<folder>``."""
     reader = type(folder, (tonic.datasets.NMNIST,), {"__doc__": f"{title}, read like N-MNIST."})
-    return replace(NMNIST, name=name, title=title, reader=reader, download=False,
-                   page="snnclf simulate", reference="", recipe=None)
+    return replace(NMNIST, **{"name": name, "title": title, "reader": reader, "download": False,
+                              "page": "snnclf simulate", "reference": "", "recipe": None, **changes})
 
 
 def loader(entry):

@@ -55,10 +55,12 @@ class EventSet:
     needs: tuple = ()  # (module, pip requirement) pairs the reader imports
     reference: str = ""  # a published accuracy to compare with, and where it is from
     recipe: Optional[dict] = None  # the train flags of its preset (``--preset <name>``), beside the shared ones
+    subfolder: Optional[str] = None  # the folder under --data_dir ("": --data_dir itself); None: tonic's
+    obtain: Optional[str] = None  # how a user gets the files, in words; None: "download them from <page>"
 
     @property
     def folder(self):
-        return self.reader.__name__  # tonic names the folder after its class
+        return self.reader.__name__ if self.subfolder is None else self.subfolder  # tonic's: the class name
 
     @property
     def suffix(self):
@@ -69,7 +71,11 @@ class EventSet:
         return "all" not in self.files
 
     def layout(self):
-        return ", ".join(f"{self.folder}/{pattern}" for pattern in self.files.values())
+        return ", ".join(str(Path(self.folder) / pattern) for pattern in self.files.values())
+
+    def holds(self):
+        """What the folder --data_dir names holds, in words."""
+        return f"{self.folder}/" if self.folder else " and ".join(f"{Path(p).parts[0]}/" for p in self.files.values())
 
     def frame_size(self, downsample=None):
         """(width, height) of the frames at spatial factor ``downsample`` (None: the entry's)."""
@@ -93,7 +99,7 @@ def scan(entry, root):
         for f in files:
             size = f.stat().st_size
             if size == 0 or (entry.suffix == ".bin" and size % 5):
-                raise UsageError(f"{entry.name}: {f} is truncated or not an {entry.title} file ({size} bytes"
+                raise UsageError(f"{entry.name}: {f} is truncated or not {entry.title} data ({size} bytes"
                                  f"{', not a whole number of 5-byte events' if entry.suffix == '.bin' else ''}); "
                                  "replace it")
             names.add(entry.label(f))
@@ -143,7 +149,7 @@ def read_events(entry, reader, path):
         for field in EVENTS.names:
             events[field] = raw[field]
     except Exception as err:  # tonic's readers fail in many ways on a malformed file
-        raise UsageError(f"{entry.name}: cannot read {path} as an {entry.title} recording "
+        raise UsageError(f"{entry.name}: cannot read {path} as {entry.title} events "
                          f"({type(err).__name__}); replace the file") from None
     events = events[np.argsort(events["t"], kind="stable")]
     if len(events) and not entry.starts_at_zero:
@@ -371,8 +377,8 @@ def missing(entry, data_dir):
     base = Path(data_dir) / entry.folder
     if all(any(base.glob(pattern)) for pattern in entry.files.values()):
         return None
-    return (f"{entry.name}: no {entry.title} recordings in {base}: download them from {entry.page} and put "
-            f"them there as {entry.layout()} (or pass --data_dir to the folder that holds {entry.folder}/)")
+    return (f"{entry.name}: no {entry.title} recordings in {base}: {entry.obtain or 'download them from ' + entry.page} "
+            f"and put them there as {entry.layout()} (or pass --data_dir to the folder that holds {entry.holds()})")
 
 
 def download(entry, data_dir):
@@ -385,7 +391,7 @@ def download(entry, data_dir):
     except Exception as err:  # offline, or a broken archive
         raise UsageError(f"{missing(entry, data_dir).split(': download')[0]} and downloading them failed "
                          f"({type(err).__name__}); download them from {entry.page} and put them there as "
-                         f"{entry.layout()} (or pass --data_dir to the folder that holds {entry.folder}/)") from None
+                         f"{entry.layout()} (or pass --data_dir to the folder that holds {entry.holds()})") from None
 
 
 def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,

@@ -1,0 +1,122 @@
+"""``snnclf simulate``: an event-camera version of any image set, written as N-MNIST recordings.
+
+The images (a registered static data set, or a folder with one subfolder of images per class) are
+shown to the simulated camera of :mod:`snnclf.data.simulate`, which makes N-MNIST's three saccades
+in front of each, and every recording is written as an N-MNIST ``.bin`` file under
+``<out>/Train/<class>/`` and ``<out>/Test/<class>/``. ``snnclf train --dataset event-folder
+--data_dir <out>`` then trains on them, and any tool that reads N-MNIST reads them."""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import DATA_DIR, DATASETS, SPLIT_SEED, is_event_dataset, load_dataset
+from .data.simulate import SIM_VERSION, generate, source_key
+from .errors import UsageError
+from .flags import checked, number
+
+CHECKS = {"subset": number(int, 1), "test_fraction": number(float, 0, 1, True, True)}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _folder_images(folder, test_fraction):
+    """The images of ``folder/<class>/*`` as grey [N, 1, 28, 28] in [0, 1] (torchvision's
+    ImageFolder finds the classes and reads the files), split into train and test: stratified,
+    ``test_fraction``, seed 0."""
+    from sklearn.model_selection import train_test_split
+    from torchvision import datasets, transforms
+
+    folder = Path(folder)
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise UsageError(f"--dataset {folder}: no class folders in it: put each class's images in a folder "
+                         "of its own (FOLDER/<class>/*.png)")
+    to_input = transforms.Compose([transforms.Grayscale(), transforms.Resize((28, 28), antialias=True),
+                                   transforms.ToTensor()])
+    try:
+        found = datasets.ImageFolder(str(folder), transform=to_input,
+                                     is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    except FileNotFoundError as err:  # a class folder without images
+        raise UsageError(f"--dataset {folder}: {err}") from None
+    images, labels = [], []
+    for i, (path, label) in enumerate(found.samples):
+        try:
+            images.append(found[i][0])
+        except OSError as err:  # not an image Pillow can read
+            raise UsageError(f"--dataset {folder}: cannot read {path} as an image ({type(err).__name__}); "
+                             "remove or replace it") from None
+        labels.append(label)
+    x, y = torch.stack(images), torch.tensor(labels)
+    counts = np.bincount(labels)
+    n_test = max(1, round(len(y) * test_fraction))
+    if len(y) < 2 or n_test >= len(y):
+        raise UsageError(f"--dataset {folder}: {len(y)} images are too few for a train and a test split")
+    stratify = labels if counts.min() >= 2 and min(n_test, len(y) - n_test) >= len(classes) else None
+    train, test = train_test_split(np.arange(len(y)), test_size=n_test, stratify=stratify, random_state=SPLIT_SEED)
+    key = source_key("folder", *(f"{p}:{Path(p).stat().st_size}:{Path(p).stat().st_mtime_ns}" for p, _ in found.samples))
+    return {"train": (x[train], y[train]), "test": (x[test], y[test])}, found.classes, key
+
+
+def _registered_images(name, data_dir):
+    if is_event_dataset(name):
+        raise UsageError(f"--dataset {name} is already events: give an image data set "
+                         f"({', '.join(n for n in DATASETS.names() if not is_event_dataset(n))}) or a folder of images")
+    data = load_dataset(name, data_dir)
+    if data.in_shape[0] != 1:
+        raise UsageError(f"--dataset {name} has {data.in_shape[0]} channels: the simulated camera sees grey images")
+    splits = {"train": data.train.tensors, "test": data.test.tensors}
+    return splits, data.class_names, source_key(name, data_dir)
+
+
+def _balanced(images, labels, size):
+    """A class-balanced sample of ``size`` of the images (seed 0), or all of them."""
+    if size >= len(labels):
+        return images, labels
+    from sklearn.model_selection import train_test_split
+
+    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=SPLIT_SEED,
+                               stratify=labels.numpy() if np.bincount(labels.numpy()).min() >= 2 else None)
+    keep = np.sort(keep)
+    return images[keep], labels[keep]
+
+
+def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=0.2, seed=0):
+    """Write the event version of ``dataset`` (a registered image data set, or a folder of class
+    folders of images) into the new folder ``out``; returns what was written (also saved as
+    ``<out>/simulation.json``)."""
+    checked("test_fraction", CHECKS["test_fraction"], test_fraction)
+    if subset is not None:
+        checked("subset", CHECKS["subset"], subset)
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out} already exists and is not empty: choose a new folder (nothing in it was changed)")
+    if dataset in DATASETS:
+        splits, names, key = _registered_images(dataset, data_dir)
+    elif Path(dataset).is_dir():
+        splits, names, key = _folder_images(dataset, test_fraction)
+    else:
+        raise UsageError(f"--dataset {dataset}: neither a data set ({', '.join(DATASETS.names())}) nor a folder")
+    if subset is not None:  # the test split shrinks in proportion
+        n_train = len(splits["train"][1])
+        splits = {s: _balanced(*part, subset if s == "train" else max(1, round(subset * len(part[1]) / n_train)))
+                  for s, part in splits.items()}
+    start = time.perf_counter()
+    generate(out, splits, key, seed=seed, class_names=names, flag="--out")
+    seconds = time.perf_counter() - start
+    files = {s: sorted((out / folder).glob("*/*.bin")) for s, folder in (("train", "Train"), ("test", "Test"))}
+    events = [f.stat().st_size // 5 for fs in files.values() for f in fs]
+    record = {"source": str(dataset), "simulator_version": SIM_VERSION, "seed": seed,
+              "classes": sorted({f.parent.name for fs in files.values() for f in fs}),
+              "recordings": {s: len(fs) for s, fs in files.items()},
+              "events_per_recording": round(float(np.mean(events)), 1), "seconds": round(seconds, 1)}
+    (out / "simulation.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def format_record(record, out):
+    return (f"wrote {record['recordings']['train']:,} training and {record['recordings']['test']:,} test recordings "
+            f"of {len(record['classes'])} classes in {out} ({record['events_per_recording']:,.0f} events a "
+            f"recording, {record['seconds']:.1f} s); train on them with: snnclf train --dataset event-folder "
+            f"--data_dir {out}")

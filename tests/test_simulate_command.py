@@ -1,0 +1,87 @@
+"""``snnclf simulate``: N-MNIST-format recordings of any image set, read back through tonic, and
+trained on with --dataset event-folder; what it refuses, it refuses in one line and changes nothing."""
+import json
+
+import numpy as np
+import pytest
+import tonic
+from PIL import Image
+
+from snnclf.data import load_dataset
+from snnclf.data.event_sets import NMNIST
+
+
+def _image_folder(root, classes=("circle", "bar", "cross"), per_class=6, size=40):
+    """Class folders of PNG images of different sizes, a shape per class (light on dark)."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(classes):
+        for i in range(per_class):
+            picture = np.zeros((size + i, size), np.uint8)
+            h, w = picture.shape
+            yy, xx = np.indices(picture.shape)
+            if k == 0:
+                picture[(yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (w / 4) ** 2] = 255
+            elif k == 1:
+                picture[:, w // 2 - 3: w // 2 + 3] = 255
+            else:
+                picture[np.abs(yy - xx * h / w) < 3] = 255
+                picture[np.abs(yy - (w - xx) * h / w) < 3] = 255
+            picture = np.clip(picture + rng.integers(0, 30, picture.shape), 0, 255).astype(np.uint8)
+            path = root / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture).save(path)
+
+
+def test_simulate_a_data_set_into_nmnist_files(workdir, cli):
+    code, out, err = cli("simulate", "--dataset", "digits", "--out", "ev", "--subset", "40")
+    assert code == 0, err
+    assert "wrote 40 training and 10 test recordings of 10 classes in ev" in out
+    assert "snnclf train --dataset event-folder --data_dir ev" in out
+    record = json.loads((workdir / "ev/simulation.json").read_text())
+    assert record["recordings"] == {"train": 40, "test": 10} and record["classes"] == [str(d) for d in range(10)]
+    files = sorted((workdir / "ev/Train").glob("*/*.bin"))
+    assert len(files) == 40 and {f.parent.name for f in files} == set(record["classes"])
+    events = tonic.io.read_mnist_file(str(files[0]), dtype=NMNIST.reader.dtype)  # real N-MNIST files
+    assert 500 < len(events) and events["x"].max() < 34 and set(events["p"].tolist()) == {0, 1}
+    data = load_dataset("event-folder", str(workdir / "ev"), time_steps=3, cache_dir=str(workdir / "cache"))
+    assert len(data.train) == 40 and len(data.test) == 10 and data.class_names == record["classes"]
+
+
+def test_simulate_a_folder_of_images(workdir, cli):
+    _image_folder(workdir / "shapes")
+    code, out, err = cli("simulate", "--dataset", "shapes", "--out", "shape-events", "--test_fraction", "0.5")
+    assert code == 0, err
+    record = json.loads((workdir / "shape-events/simulation.json").read_text())
+    assert record["classes"] == ["bar", "circle", "cross"] and record["recordings"] == {"train": 9, "test": 9}
+    data = load_dataset("event-folder", "shape-events", time_steps=2, cache_dir="cache")
+    x, y = data.test[list(range(len(data.test)))]
+    assert sorted(y.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2] and x.sum() > 0  # stratified, all classes
+
+
+def test_simulate_refuses_in_one_line_and_changes_nothing(workdir, cli):
+    (workdir / "taken").mkdir()
+    (workdir / "taken/mine.txt").write_text("keep")
+    code, _, err = cli("simulate", "--dataset", "digits", "--out", "taken")
+    assert code == 2 and "--out taken already exists and is not empty" in err
+    assert (workdir / "taken/mine.txt").read_text() == "keep" and len(list((workdir / "taken").iterdir())) == 1
+    code, _, err = cli("simulate", "--dataset", "nmnist", "--out", "x")
+    assert code == 2 and "--dataset nmnist is already events" in err
+    code, _, err = cli("simulate", "--dataset", "no-such-thing", "--out", "x")
+    assert code == 2 and "neither a data set" in err
+    _image_folder(workdir / "shapes", per_class=2)
+    (workdir / "shapes/bar/broken.png").write_bytes(b"not a png")
+    code, _, err = cli("simulate", "--dataset", "shapes", "--out", "x")
+    assert code == 2 and "broken.png as an image" in err and len(err.strip().splitlines()) == 1
+    assert not (workdir / "x").exists() and not list(workdir.glob(".x.*"))
+
+
+@pytest.mark.slow
+def test_a_network_learns_from_simulated_folder_events(workdir, cli):
+    _image_folder(workdir / "shapes", per_class=20)
+    assert cli("simulate", "--dataset", "shapes", "--out", "ev")[0] == 0
+    code, _, err = cli("train", "--dataset", "event-folder", "--data_dir", "ev", "--model", "cnn", "--time_steps", "4",
+                       "--epochs", "4", "--batch_size", "8", "--run", "r")
+    assert code == 0, err
+    code, out, err = cli("eval", "--run", "r", "--test_only", "--json")
+    assert code == 0, err
+    assert json.loads(out)["test_accuracy"] > 0.6  # three shapes: chance is a third
