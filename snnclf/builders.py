@@ -9,7 +9,9 @@ import torch
 
 from .config import LOG_DIR, SAVE_DIR, RunConfig
 from .data import get_encoder, load_dataset
-from .data.augment import event_dropout, noise_events, random_shift
+from .data import event_set
+from .data.augment import event_dropout, noise_events, random_shift, saccade_shift
+from .data.events import saccade_frames
 from .errors import UsageError
 from .flags import given
 from .losses import RateRegularizer, get_loss
@@ -148,10 +150,15 @@ def check_fits(checkpoint, data, where, dataset):
 
 def build_augment(cfg):
     """``augment(x)`` of the run's training batches (``None`` without augmentation): events
-    dropped, background events added, then the random shift (which moves them all together)."""
+    dropped, background events added, each saccade moved on its own, then the random shift (which
+    moves them all together)."""
     steps = [partial(f, **{arg: v}) for f, arg, v in ((event_dropout, "p", cfg.event_dropout),
-                                                        (noise_events, "n", cfg.noise_events),
-                                                        (random_shift, "pixels", cfg.shift)) if v]
+                                                        (noise_events, "n", cfg.noise_events)) if v]
+    if cfg.saccade_shift:
+        saccades = saccade_frames(event_set(cfg.dataset), cfg.time_steps, cfg.first_saccade_only, cfg.frame_ms)
+        steps.append(partial(saccade_shift, pixels=cfg.saccade_shift, saccades=saccades))
+    if cfg.shift:
+        steps.append(partial(random_shift, pixels=cfg.shift))
     if not steps:
         return None
 

@@ -10,7 +10,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 from . import configfile
-from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, is_event_dataset, list_datasets, list_encoders
+from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, event_set, is_event_dataset, list_datasets, list_encoders
+from .data.events import saccade_frames
 from .data.encoders import ENCODERS
 from .data.event_sets import downsample_defaults
 from .errors import UsageError
@@ -78,6 +79,9 @@ class RunConfig(NeuronFlags):
     event_dropout: Optional[float] = flag(None, "augment training samples by dropping each event with this "
                                           "probability", EVENTS, augment=True, default_text="off",
                                           parse=number(float, 0, 1, high_open=True))
+    saccade_shift: Optional[int] = flag(None, "N-MNIST and the simulated sets: augment training samples by "
+                                        "moving each saccade's frames by its own random offset of up to this many "
+                                        "pixels", EVENTS, augment=True, default_text="off", parse=number(int, 0))
     noise_events: Optional[float] = flag(None, "augment training samples with this many background events "
                                          "each on average, anywhere and any time", EVENTS, augment=True, default_text="off",
                                          parse=number(float, 0))
@@ -184,6 +188,8 @@ class RunConfig(NeuronFlags):
             for key in options(cls, "augment"):
                 if getattr(cfg, key):
                     raise UsageError(f"--{key} applies to event data sets only, not {cfg.dataset}")
+        if cfg.saccade_shift:
+            saccade_frames(event_set(cfg.dataset), cfg.time_steps, cfg.first_saccade_only, cfg.frame_ms)  # a check
         if cfg.rate_target is not None and not cfg.rate_reg:
             raise UsageError("--rate_target sets where --rate_reg starts to penalise: give --rate_reg W too")
         cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))

@@ -40,9 +40,10 @@ for _entry in EVENT_SETS:
                   + (f" (published: {_entry.reference.split(',')[0].replace(':', ',')})" if _entry.reference else ""),
                   dataset=_entry.name, **_r, **_EVENTS)
 _register("nmnist-sim", "the nmnist recipe trained on simulated events, to classify real N-MNIST "
-          "recordings: plus event dropout 0.2 and 200 background events a sample (not measured on "
-          "real recordings here)",
-          dataset="nmnist-sim", **EVENT_SETS[0].recipe, event_dropout=0.2, noise_events=200.0, **_EVENTS)
+          "recordings: plus each saccade moved by up to 1 pixel on its own, event dropout 0.2 and 200 "
+          "background events a sample",
+          dataset="nmnist-sim", **EVENT_SETS[0].recipe, saccade_shift=1, event_dropout=0.2, noise_events=200.0,
+          **_EVENTS)
 
 
 def preset_flags(name):

@@ -232,3 +232,29 @@ def test_digits_events_trains_through_the_real_loader(workdir, cli):
     events = read(bins[0])  # the simulated recordings are real N-MNIST files that tonic reads
     assert len(events) > 100 and set(events["p"].tolist()) == {0, 1}
     assert events["x"].max() < 34 and events["y"].max() < 34 and (events["t"][1:] >= events["t"][:-1]).all()
+
+
+def test_each_saccade_moves_on_its_own():
+    """--saccade_shift: the frames of each saccade (at T=10: 0-2, 3-6, 7-9; a frame goes with the
+    saccade its middle falls in) move together, by an offset of their own."""
+    from snnclf.data.augment import saccade_shift
+    from snnclf.data.events import saccade_frames
+
+    parts = saccade_frames(NMNIST, 10)
+    assert parts == [slice(0, 3), slice(3, 7), slice(7, 10)]
+    assert saccade_frames(NMNIST, 10, first_saccade_only=True) == [slice(0, 10)]
+    torch.manual_seed(0)
+    x = torch.zeros(64, 10, 2, 34, 34)
+    x[:, :, :, 17, 17] = 1
+    y = saccade_shift(x, 2, parts)
+    assert torch.equal(y.sum((2, 3, 4)), x.sum((2, 3, 4)))  # nothing lost: every event moved inside
+    where = torch.stack([torch.nonzero(y[:, t, 0])[:, 1:] for t in range(10)], 1)  # [64, 10, (row, col)]
+    for part in parts:
+        assert (where[:, part] == where[:, part.start, None]).all()  # a saccade moves as one
+    moved = [(where[:, part.start] - 17).abs().max() for part in parts]
+    assert max(moved) == 2 and not torch.equal(where[:, 0], where[:, 3])  # by up to 2 px, each its own
+
+
+def test_saccade_shift_is_refused_without_saccades(workdir, cli):
+    code, _, err = cli("train", "--dataset", "dvs-gesture", "--saccade_shift", "1")
+    assert code == 2 and "dvs-gesture does not record saccades: --saccade_shift applies to N-MNIST" in err

@@ -1,5 +1,6 @@
 """Light augmentation of training batches: random shifts (``--shift N``) and, for event frames,
-event dropout and background events (``--event_dropout P``, ``--noise_events N``)."""
+event dropout, background events and per-saccade shifts (``--event_dropout P``, ``--noise_events
+N``, ``--saccade_shift N``)."""
 import torch
 import torch.nn.functional as F
 
@@ -21,6 +22,16 @@ def random_shift(x, pixels):
     out = padded.gather(-2, rows.expand(*padded.shape[:-2], height, padded.shape[-1]))
     cols = (offsets[1, :, None] + torch.arange(width, device=x.device)).view(batch, *lead, 1, width)
     return out.gather(-1, cols.expand(*out.shape[:-1], width))
+
+
+def saccade_shift(x, pixels, saccades):
+    """Frames ``x`` [B, T, P, H, W] with the frames of each saccade (``saccades``: a slice of T
+    each, covering them in order) moved by their own random whole-pixel offset of up to
+    ``pixels``, per sample: where the digit sits in each saccade varies between recordings (by
+    0.5-0.9 px in N-MNIST), and between a simulated camera and a real one."""
+    if pixels <= 0:
+        return x
+    return torch.cat([random_shift(x[:, part], pixels) for part in saccades], dim=1)
 
 
 # Event frames hold counts of events per (step, polarity, pixel), made once into the frame cache.

@@ -50,7 +50,7 @@ class EventSet:
     starts_at_zero: bool = False  # timestamps count from the recording's start (else: from its first event)
     crop: bool = False  # recordings vary in size: events outside the sensor are cropped, not refused
     downsample: Optional[float] = None  # the spatial factor used unless --downsample says otherwise
-    saccades: bool = False  # N-MNIST-style recordings: tonic's first_saccade_only applies
+    saccades: tuple = ()  # N-MNIST-style recordings: when each saccade starts, and the end (ms)
     download: bool = False  # whether tonic is asked to download the files when none are there
     needs: tuple = ()  # (module, pip requirement) pairs the reader imports
     reference: str = ""  # a published accuracy to compare with, and where it is from
@@ -356,6 +356,20 @@ def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first
 
 
 # --- the data set ------------------------------------------------------------------------------
+
+def saccade_frames(entry, time_steps, first_saccade_only=False, frame_ms=None):
+    """The frames of each saccade (a slice of the T frames each) of the entry's recordings: a frame
+    belongs to the saccade its middle falls in. The frames span the recording (the first saccade
+    with ``first_saccade_only``: tonic keeps t < 100 ms), or ``frame_ms`` each."""
+    if not entry.saccades:
+        raise UsageError(f"{entry.name} does not record saccades: --saccade_shift applies to N-MNIST and the "
+                         "simulated sets")
+    span = 100.0 if first_saccade_only else entry.saccades[-1]
+    middles = (np.arange(time_steps) + 0.5) * (frame_ms or span / time_steps)
+    which = np.searchsorted(np.asarray(entry.saccades[1:-1]), middles, side="right")
+    return [slice(int(np.argmax(which == k)), int(len(which) - np.argmax(which[::-1] == k)))
+            for k in sorted(set(which.tolist()))]
+
 
 def check_options(entry, time_steps, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None):
     """Refuse, in one line, event options that do not fit the entry."""
