@@ -22,10 +22,11 @@ import numpy as np
 import tonic
 
 from snnclf.data import datasets
+from snnclf.data.event_sets import NMNIST
 from snnclf.data.simulate import SIM_VERSION, simulate, to_28
 
 BIN_MS, RATE_MS, LENGTH_MS = 20, 10, 310
-SACCADES = ((0, 105), (105, 210), (210, 306))  # ms: the three saccades of a recording
+SACCADES = tuple(zip(NMNIST.saccades[:-1], NMNIST.saccades[1:]))  # ms: the three saccades of a recording
 # Real N-MNIST, 300 random recordings (x to the right, y down, sensor pixels): the figures this
 # script prints for a folder of the original files; kept here to compare with without them.
 REAL = {
