@@ -146,6 +146,10 @@ def check_fits(checkpoint, data, where, dataset):
         raise UsageError(f"{where} was made for inputs {tuple(kwargs['in_shape'])} and "
                          f"{kwargs['num_classes']} classes, but {dataset} has {data.in_shape} and "
                          f"{data.num_classes}")
+    names = [str(n) for n in checkpoint.get("class_names") or data.class_names]
+    if names != [str(n) for n in data.class_names]:  # as many classes, other ones (folders renamed, ...)
+        raise UsageError(f"{dataset}: its classes ({', '.join(map(str, data.class_names[:4]))}, ...) are not those "
+                         f"{where} learned ({', '.join(names[:4])}, ...): its labels would be read as other classes")
 
 
 def build_augment(cfg):

@@ -180,7 +180,7 @@ def _simulate_parser(sub):
     _add(p, "test_fraction", "a folder of images: the share held out as the test split (stratified, seed 0)",
          default_text=_default(simulate_events, "test_fraction"), parse=simulate_checks["test_fraction"])
     _add(p, "seed", "seed of the simulated camera's noise", default_text=_default(simulate_events, "seed"),
-         parse=number(int))
+         parse=number(int, 0))
     p.set_defaults(func=_simulate)
 
 

@@ -45,9 +45,6 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
                              f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
         data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
         check_fits(ckpt, data, path, dataset or cfg.dataset)
-        if other and list(data.class_names) != trained.class_names:
-            raise UsageError(f"--dataset {dataset}: its classes ({', '.join(data.class_names[:4])}, ...) are "
-                             f"not those run {run.name} learned ({', '.join(trained.class_names[:4])}, ...)")
         splits = make_splits(data, cfg.val_fraction, cfg.subset)
         model = trained.model
         check_memory(model, trained.in_shape, T, batch_size, device)

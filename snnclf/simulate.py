@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data import DATA_DIR, DATASETS, SPLIT_SEED, is_event_dataset, load_dataset
-from .data.simulate import SIM_VERSION, generate, source_key
+from .data.simulate import SIM_VERSION, generate, source_key, to_28
 from .errors import UsageError
 from .flags import checked, number
 
@@ -28,27 +28,33 @@ def _folder_images(folder, test_fraction):
     from sklearn.model_selection import train_test_split
     from torchvision import datasets, transforms
 
+    class Classes(datasets.ImageFolder):
+        def find_classes(self, directory):  # hidden folders (.ipynb_checkpoints, ...) are not classes
+            names = sorted(d.name for d in Path(directory).iterdir() if d.is_dir() and not d.name.startswith("."))
+            return names, {name: i for i, name in enumerate(names)}
+
+    def small(picture):  # keep the aspect: to_28 places it as MNIST placed its digits
+        picture.thumbnail((64, 64))
+        return picture
+
     folder = Path(folder)
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise UsageError(f"--dataset {folder}: no class folders in it: put each class's images in a folder "
-                         "of its own (FOLDER/<class>/*.png)")
-    to_input = transforms.Compose([transforms.Grayscale(), transforms.Resize((28, 28), antialias=True),
-                                   transforms.ToTensor()])
+    to_input = transforms.Compose([transforms.Grayscale(), small, transforms.ToTensor()])
     try:
-        found = datasets.ImageFolder(str(folder), transform=to_input,
-                                     is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    except FileNotFoundError as err:  # a class folder without images
-        raise UsageError(f"--dataset {folder}: {err}") from None
+        found = Classes(str(folder), transform=to_input,
+                        is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    except FileNotFoundError as err:  # no class folders, or a class folder without images
+        raise UsageError(f"--dataset {folder}: {err}; put each class's images in a folder of its own "
+                         "(FOLDER/<class>/*.png)") from None
+    classes = found.classes
     images, labels = [], []
     for i, (path, label) in enumerate(found.samples):
         try:
-            images.append(found[i][0])
+            images.append(torch.from_numpy(to_28(found[i][0][None])))
         except OSError as err:  # not an image Pillow can read
             raise UsageError(f"--dataset {folder}: cannot read {path} as an image ({type(err).__name__}); "
                              "remove or replace it") from None
         labels.append(label)
-    x, y = torch.stack(images), torch.tensor(labels)
+    x, y = torch.cat(images)[:, None], torch.tensor(labels)
     counts = np.bincount(labels)
     n_test = max(1, round(len(y) * test_fraction))
     if len(y) < 2 or n_test >= len(y):
@@ -71,13 +77,16 @@ def _registered_images(name, data_dir):
 
 
 def _balanced(images, labels, size):
-    """A class-balanced sample of ``size`` of the images (seed 0), or all of them."""
+    """A class-balanced sample of ``size`` of the images (seed 0; a random one when there are
+    fewer than the classes), or all of them."""
     if size >= len(labels):
         return images, labels
     from sklearn.model_selection import train_test_split
 
+    counts = np.bincount(labels.numpy())
+    balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= (counts > 0).sum()
     keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=SPLIT_SEED,
-                               stratify=labels.numpy() if np.bincount(labels.numpy()).min() >= 2 else None)
+                               stratify=labels.numpy() if balanced else None)
     keep = np.sort(keep)
     return images[keep], labels[keep]
 
@@ -90,6 +99,8 @@ def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=
     if subset is not None:
         checked("subset", CHECKS["subset"], subset)
     out = Path(out)
+    if out.resolve() in (Path.cwd().resolve(), *Path.cwd().resolve().parents):
+        raise UsageError(f"--out {out} is the current folder or holds it: name a new folder for the recordings")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} already exists and is not empty: choose a new folder (nothing in it was changed)")
     if dataset in DATASETS:
@@ -103,7 +114,7 @@ def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=
         splits = {s: _balanced(*part, subset if s == "train" else max(1, round(subset * len(part[1]) / n_train)))
                   for s, part in splits.items()}
     start = time.perf_counter()
-    generate(out, splits, key, seed=seed, class_names=names, flag="--out")
+    generate(out, splits, key, seed=seed, class_names=names, flag="--out", replace=False)
     seconds = time.perf_counter() - start
     files = {s: sorted((out / folder).glob("*/*.bin")) for s, folder in (("train", "Train"), ("test", "Test"))}
     events = [f.stat().st_size // 5 for fs in files.values() for f in fs]

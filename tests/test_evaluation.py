@@ -74,7 +74,7 @@ def test_eval_on_an_incompatible_data_set_is_refused_in_one_line(workdir, cli):
     for args, fragment in ((["--run", "dg", "--dataset", "mnist", "--data_dir", "data"], "was made for inputs (1, 8, 8)"),
                            (["--run", "dg", "--dataset", "nmnist"], "choose a data set of its kind"),
                            (["--run", "mn", "--dataset", "fashion-mnist", "--data_dir", "data"],
-                            "are not those run mn learned")):
+                            "fashion-mnist: its classes (T-shirt/top, Trouser, Pullover, Dress, ...) are not those checkpoints/mn/best.pt learned")):
         code, _, err = cli("eval", *args, "--test_only")
         assert code == 2 and fragment in err, err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

@@ -11,6 +11,7 @@ from PIL import Image
 import event_formats
 from snnclf.data import check_files, load_dataset
 from snnclf.data.event_sets import REAL
+from snnclf.data.events import scan, seeded_split
 from snnclf.errors import UsageError
 
 # N-MNIST has tests of its own (test_events.py) and files written by conftest.make_nmnist_folder.
@@ -60,8 +61,28 @@ def test_frames_hold_each_recording_under_its_own_label(tmp_path, entry):
     else:  # a stratified split: every class on both sides, the same split every time
         assert data.split.startswith("seeded: stratified") and "cache/splits" in data.split
         assert set(test_y.tolist()) == set(present)
-        again = _load(entry, tmp_path, denoise_us=1e9)  # other frames, the same split file
+        for made in (tmp_path / "cache/splits").glob("*.json"):
+            made.unlink()  # made again from the files alone: the same split
+        again = _load(entry, tmp_path, denoise_us=1e9)
         assert again.split == data.split and again.test_y.tolist() == test_y.tolist()
+
+
+def test_a_recording_keeps_its_side_of_a_split_when_files_are_added(tmp_path):
+    """CIFAR10-DVS has no official split: snnclf's is kept in the cache, and files added later
+    (a download completed, a class added) go to one side without moving any other file, so a run's
+    training recordings never become test recordings."""
+    entry = next(e for e in REAL if e.name == "cifar10-dvs")
+    event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=30)
+    found, classes = scan(entry, tmp_path / "data")
+    train, test, path = seeded_split(entry, found["all"], classes, tmp_path / "cache")
+    assert len(test) == 9 and sorted(entry.label(f) for f in test) == sorted(classes[:3] * 3)  # stratified
+    event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=60, classes=("airplane", "dog"),
+                               seed=1)  # 30 more airplanes, and a class
+    found, classes = scan(entry, tmp_path / "data")
+    train2, test2, path2 = seeded_split(entry, found["all"], classes, tmp_path / "cache")
+    assert path2 == path and set(train) <= set(train2) and set(test) <= set(test2)
+    new = set(found["all"]) - set(train) - set(test)
+    assert len(new) == 90 and 2 <= len(set(test2) & new) <= 20  # about a tenth of the new ones
 
 
 @pytest.mark.parametrize("entry", SETS)
@@ -137,3 +158,13 @@ def test_train_eval_predict_and_draw_each_data_set(workdir, cli, entry):
     for name in ("samples.png", "on_off.png"):
         with Image.open(workdir / "viz" / name) as picture:
             assert picture.size[0] > 100
+
+
+def test_a_recording_that_names_no_class_is_refused_in_one_line(tmp_path):
+    """DVS Gesture names each recording by its label (0.npy ... 10.npy)."""
+    written = event_formats.make_dataset("dvs-gesture", tmp_path / "data")
+    first = written["train"][0]
+    (first.parent / "notes.npy").write_bytes(first.read_bytes())
+    entry = next(e for e in REAL if e.name == "dvs-gesture")
+    with pytest.raises(UsageError, match=r"notes.npy is not named as DVS Gesture names its recordings .*move or remove it"):
+        _load(entry, tmp_path)

@@ -62,18 +62,27 @@ def test_nmnist_folder_of_any_size_gives_frames(tmp_path):
 
 def test_frame_cache_is_keyed_by_every_parameter(tmp_path):
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    from dataclasses import replace
+
+    from snnclf.data.events import Framing
+    from snnclf.data.simulate import NMNIST_SIM
+
     files = scan(NMNIST, tmp_path / "data")[0]["train"]
-    base = dict(time_steps=5, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None)
-    keys = {frame_key("nmnist", "train", files, **base)[1]}
+    base = Framing(time_steps=5)
+    keys = {frame_key(NMNIST, "train", files, base)[1]}
     for change in ({"time_steps": 6}, {"denoise_us": 5000.0}, {"downsample": 0.5},
                    {"first_saccade_only": True}, {"frame_ms": 10.0}):
-        keys.add(frame_key("nmnist", "train", files, **{**base, **change})[1])
-    keys.add(frame_key("nmnist", "test", files, **base)[1])
-    keys.add(frame_key("nmnist-sim", "train", files, **base)[1])
+        keys.add(frame_key(NMNIST, "train", files, replace(base, **change))[1])
+    keys.add(frame_key(NMNIST, "test", files, base)[1])
+    keys.add(frame_key(NMNIST_SIM, "train", files, base)[1])
     assert len(keys) == 8
-    before = frame_key("nmnist", "train", files, **base)[1]
+    # an entry's default factor keys the cache as that factor given: the same frames, one cache
+    assert frame_key(replace(NMNIST, downsample=0.5), "train", files, base)[1] == \
+        frame_key(NMNIST, "train", files, replace(base, downsample=0.5))[1]
+    assert frame_key(replace(NMNIST, sensor=(40, 40, 2)), "train", files, base)[1] not in keys
+    before = frame_key(NMNIST, "train", files, base)[1]
     files[0].write_bytes(files[0].read_bytes()[:-5])  # a file replaced
-    assert frame_key("nmnist", "train", files, **base)[1] != before
+    assert frame_key(NMNIST, "train", files, base)[1] != before
 
 
 def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):

@@ -85,3 +85,27 @@ def test_a_network_learns_from_simulated_folder_events(workdir, cli):
     code, out, err = cli("eval", "--run", "r", "--test_only", "--json")
     assert code == 0, err
     assert json.loads(out)["test_accuracy"] > 0.6  # three shapes: chance is a third
+
+
+def test_small_subsets_and_the_current_folder(workdir, cli):
+    code, out, err = cli("simulate", "--dataset", "digits", "--out", "few", "--subset", "5")
+    assert code == 0, err  # fewer images than classes: a random sample, not a stratified one
+    assert json.loads((workdir / "few/simulation.json").read_text())["recordings"]["train"] == 5
+    assert oct((workdir / "few").stat().st_mode & 0o777) != oct(0o700)  # readable like any folder made by hand
+    (workdir / "empty").mkdir()
+    code, _, err = cli("simulate", "--dataset", "digits", "--out", ".", "--subset", "5")
+    assert code == 2 and "--out . is the current folder or holds it" in err
+    code, _, err = cli("simulate", "--dataset", "digits", "--out", "empty", "--subset", "5")
+    assert code == 0, err  # an empty folder is used
+    assert len(list((workdir / "empty/Train").glob("*/*.bin"))) == 5
+
+
+def test_a_class_renamed_is_refused_by_eval(workdir, cli):
+    _image_folder(workdir / "shapes", per_class=4)
+    assert cli("simulate", "--dataset", "shapes", "--out", "ev", "--test_fraction", "0.5")[0] == 0
+    assert cli("train", "--dataset", "event-folder", "--data_dir", "ev", "--model", "snn-mlp", "--time_steps", "2",
+               "--epochs", "1", "--run", "r")[0] == 0
+    for split in ("Train", "Test"):
+        (workdir / "ev" / split / "bar").rename(workdir / "ev" / split / "line")
+    code, _, err = cli("eval", "--run", "r", "--dataset", "event-folder", "--data_dir", "ev", "--test_only")
+    assert code == 2 and "event-folder: its classes (circle, cross, line, ...) are not those" in err

@@ -102,7 +102,11 @@ def scan(entry, root):
                 raise UsageError(f"{entry.name}: {f} is truncated or not {entry.title} data ({size} bytes"
                                  f"{', not a whole number of 5-byte events' if entry.suffix == '.bin' else ''}); "
                                  "replace it")
-            names.add(entry.label(f))
+            try:
+                names.add(entry.label(f))
+            except (ValueError, IndexError):  # a file name that does not say a class
+                raise UsageError(f"{entry.name}: {f} is not named as {entry.title} names its recordings "
+                                 f"({entry.layout()}): move or remove it") from None
         found[split] = files
     classes = list(entry.classes or sorted(names))
     unknown = sorted(names - set(classes))
@@ -171,51 +175,65 @@ def inside(entry, events, path):
 
 # --- the split ---------------------------------------------------------------------------------
 
+def _share(name):
+    """A number in [0, 1) fixed by a file's relative path (and the split's seed): where a file that
+    is new to a split goes, the same on every machine."""
+    return int(hashlib.sha1(f"{SPLIT_SEED}:{name}".encode()).hexdigest()[:15], 16) / 16 ** 15
+
+
 def seeded_split(entry, files, classes, cache_dir):
     """Train and test files of a data set without an official split: a stratified split of
-    ``test_fraction`` with seed :data:`SPLIT_SEED`, written once to
-    ``<cache_dir>/splits/<name>-<hash>.json`` (the test files) and read from there afterwards.
-    Returns (train files, test files, the split file)."""
+    ``test_fraction`` with seed :data:`SPLIT_SEED`, kept in ``<cache_dir>/splits/<name>-<hash of
+    the folder>.json``. A file keeps its side for good: files added later go to test when their
+    path's :func:`_share` is below ``test_fraction``, so no training recording ever becomes a
+    test one. Returns (train files, test files, the split file)."""
     from sklearn.model_selection import train_test_split
 
-    folder = Path(cache_dir) / "splits"
-    digest = fingerprint(files)[:12]
-    path = folder / f"{entry.name}-{digest}.json"
     base = Path(files[0]).parents[len(Path(entry.files["all"]).parts) - 1]  # <data_dir>/<folder>
-    if path.is_file():
-        test = {base / name for name in json.loads(path.read_text())["test"]}
-    else:
-        labels = [classes.index(entry.label(f)) for f in files]
-        counts = np.bincount(labels)
-        n_test = max(1, round(len(files) * entry.test_fraction))
-        stratify = labels if counts[counts > 0].min() >= 2 and min(n_test, len(files) - n_test) >= len(classes) else None
-        if stratify is None:
-            log.warning("%s: too few recordings for a class-balanced split; taking a random one", entry.name)
+    names = [f.relative_to(base).as_posix() for f in files]
+    path = Path(cache_dir) / "splits" / f"{entry.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:12]}.json"
+    record = json.loads(path.read_text()) if path.is_file() else None
+    if record is None:
         if len(files) < 2:
             raise UsageError(f"{entry.name}: {len(files)} recording in {base}: a train/test split needs at least two")
-        _, held = train_test_split(np.arange(len(files)), test_size=n_test, stratify=stratify,
+        labels = [classes.index(entry.label(f)) for f in files]
+        counts = np.bincount(labels)
+        present = int((counts > 0).sum())
+        n_test = max(1, round(len(files) * entry.test_fraction))
+        balanced = counts[counts > 0].min() >= 2 and min(n_test, len(files) - n_test) >= present
+        if not balanced:
+            log.warning("%s: too few recordings for a class-balanced split; taking a random one", entry.name)
+        _, held = train_test_split(np.arange(len(files)), test_size=n_test, stratify=labels if balanced else None,
                                    random_state=SPLIT_SEED)
-        test = {files[i] for i in held}
-        record = {"data_set": entry.name, "seed": SPLIT_SEED, "test_fraction": entry.test_fraction,
-                  "stratified": stratify is not None, "files": len(files),
-                  "test": sorted(str(f.relative_to(base)) for f in test)}
-        tmp = scratch_folder(folder, f".{path.name}.")
+        record = {"data_set": entry.name, "folder": str(base), "seed": SPLIT_SEED,
+                  "test_fraction": entry.test_fraction, "stratified": bool(balanced),
+                  "test": sorted(names[i] for i in held), "train": sorted(set(names) - {names[i] for i in held})}
+    known = set(record["test"]) | set(record["train"])
+    new = [n for n in names if n not in known]
+    if new or not path.is_file():
+        record["test"] = sorted(set(record["test"]) | {n for n in new if _share(n) < entry.test_fraction})
+        record["train"] = sorted(set(record["train"]) | {n for n in new if _share(n) >= entry.test_fraction})
+        tmp = scratch_folder(path.parent, f".{path.name}.")
         try:
             (tmp / "split.json").write_text(json.dumps(record, indent=1))
             os.replace(tmp / "split.json", path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    return [f for f in files if f not in test], [f for f in files if f in test], path
+    test = set(record["test"])
+    return ([f for f, n in zip(files, names) if n not in test], [f for f, n in zip(files, names) if n in test],
+            path)
 
 
 # --- frames and their cache ------------------------------------------------------------------
 
-def frame_key(name, split, files, time_steps, denoise_us=None, downsample=None,
-              first_saccade_only=False, frame_ms=None):
-    """Every parameter that changes the frames, and the hash that names their cache folder."""
-    params = {"dataset": name, "split": split, "time_steps": int(time_steps),
-              "denoise_us": denoise_us, "downsample": downsample, "frame_ms": frame_ms,
-              "first_saccade_only": bool(first_saccade_only), "files": fingerprint(files),
+def frame_key(entry, split, files, framing):
+    """Every parameter that changes the frames (the entry's sensor and reading, the effective
+    downsampling, the framing options, the files), and the hash that names their cache folder."""
+    params = {"dataset": entry.name, "split": split, "sensor": list(entry.sensor), "crop": entry.crop,
+              "starts_at_zero": entry.starts_at_zero, "frame_size": list(entry.frame_size(framing.downsample)),
+              "time_steps": int(framing.time_steps), "denoise_us": framing.denoise_us,
+              "downsample": framing.downsample or entry.downsample, "frame_ms": framing.frame_ms,
+              "first_saccade_only": bool(framing.first_saccade_only), "files": fingerprint(files),
               "version": CACHE_VERSION}
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
     return params, digest
@@ -310,8 +328,7 @@ class Framing:
 def cached_frames(entry, split, files, classes, cache_dir, framing):
     """The frames of ``files`` (one split), built once (with a progress bar) under
     ``<cache_dir>/frames/<name>-<split>-T<T>-<hash>/`` and read from there afterwards."""
-    params, digest = frame_key(entry.name, split, files, framing.time_steps, framing.denoise_us,
-                               framing.downsample, framing.first_saccade_only, framing.frame_ms)
+    params, digest = frame_key(entry, split, files, framing)
     folder = Path(cache_dir) / "frames" / f"{entry.name}-{split}-T{framing.time_steps}-{digest}"
     if (folder / "key.json").is_file():
         return EventFrames(folder)
@@ -322,11 +339,12 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
         frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(files), *shape))
         labels = np.asarray([classes.index(entry.label(f)) for f in files], dtype=np.int64)
-        clipped = 0
+        clipped, blank = 0, 0
         for i, path in enumerate(tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
                                       unit="sample", dynamic_ncols=True, mininterval=1.0)):
             frames[i], capped = framing.frames(entry, reader, path)
             clipped += capped
+            blank += not frames[i].any()
         frames.flush()
         del frames
         np.save(tmp / "labels.npy", labels)
@@ -338,6 +356,9 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
         raise
     if clipped:
         log.warning("%s %s: %d frame counts above 255 were clipped", entry.name, split, clipped)
+    if blank:
+        log.warning("%s %s: %d of %d recordings have no events in their frames%s", entry.name, split, blank,
+                    len(files), f" (the first {framing.time_steps * framing.frame_ms:g} ms)" if framing.frame_ms else "")
     return EventFrames(folder)
 
 

@@ -157,11 +157,13 @@ def class_folder(name):
     return str(name).replace("/", "-").replace("\\", "-").strip() or "_"
 
 
-def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, flag="--cache_dir"):
+def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, flag="--cache_dir", replace=True):
     """Write ``splits`` ({"train": (images [N, 1, H, W], labels [N]), "test": ...}) as N-MNIST
     ``.bin`` files under ``folder`` (``Train/<class>/<index>.bin``, ``Test/...``; the class folder
     is the label, or its name in ``class_names``), unless a finished copy made from the same source
-    and seed is there. The folder appears whole or not at all."""
+    and seed is there. The folder appears whole or not at all; an older copy there is replaced, or
+    with ``replace=False`` only an empty folder, and anything else is a one-line error naming
+    ``flag``."""
     folder = Path(folder)
     names = [class_folder(n) for n in class_names] if class_names is not None else None
     key = {"version": SIM_VERSION, "seed": seed, "source": source_key,
@@ -181,8 +183,17 @@ def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, fla
                     label = names[int(labels[i])] if names else str(int(labels[i]))
                     write_bin(tmp / SPLITS[split] / label / f"{i:05d}.bin", x, y, p, t)
         (tmp / "complete.json").write_text(json.dumps(key))
-        if folder.exists():
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # readable as a folder made by hand (mkdtemp's is private)
+        if folder.exists() and replace:
             shutil.rmtree(folder)  # an older or unfinished copy
+        elif folder.exists():
+            try:
+                folder.rmdir()  # an empty folder, and nothing else, gives way
+            except OSError:
+                raise UsageError(f"{flag} {folder} was given files while the recordings were made: nothing "
+                                 "was written there; choose a new folder") from None
         os.replace(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
