@@ -126,4 +126,4 @@ def test_an_event_run_classifies_nmnist_files(workdir, cli):
         assert p["class"] in found["classes"] and 0 <= p["confidence"] <= 1 and not p.get("error")
     (workdir / "x.png").write_bytes(b"")
     code, _, err = cli("predict", "--run", "ev", "x.png")
-    assert code == 2 and "takes events: give N-MNIST .bin files" in err
+    assert code == 2 and "takes events: give simulated digits .bin recordings or .npy frames" in err
