@@ -286,6 +286,7 @@ def tune(given, name="tune", config=None, objective=("accuracy",), trials=20, ti
                          pruner, reference, train, evaluate)
         finally:
             ctx.broadcast(None)  # the other processes of this worker stop with it
+            ctx.barrier()  # and leave the group together (one leaving early can abort the other's gloo)
     finally:
         distributed.teardown(ctx)
 
@@ -297,6 +298,7 @@ def _follow(ctx, train):
             train(flags, epoch_callback=lambda epoch, row: False)  # rank 0 decides on pruning
         except UsageError:
             pass  # rank 0 fails the same way and marks the trial
+    ctx.barrier()  # leave the group with rank 0
     return ""
 
 
