@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DATA_DIR, DATASETS, SPLIT_SEED, is_event_dataset, load_dataset
+from .data import CHECKS as DATA_CHECKS, DATA_DIR, DATASETS, is_event_dataset, load_dataset
+from .data.datasets import stratified
 from .data.simulate import SIM_VERSION, generate, source_key, to_28
 from .errors import UsageError
 from .flags import checked, number
 
-CHECKS = {"subset": number(int, 1), "test_fraction": number(float, 0, 1, True, True)}
+CHECKS = {"subset": DATA_CHECKS["subset"], "test_fraction": number(float, 0, 1, True, True)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -25,7 +26,6 @@ def _folder_images(folder, test_fraction):
     """The images of ``folder/<class>/*`` as grey [N, 1, 28, 28] in [0, 1] (torchvision's
     ImageFolder finds the classes and reads the files), split into train and test: stratified,
     ``test_fraction``, seed 0."""
-    from sklearn.model_selection import train_test_split
     from torchvision import datasets, transforms
 
     class Classes(datasets.ImageFolder):
@@ -45,7 +45,6 @@ def _folder_images(folder, test_fraction):
     except FileNotFoundError as err:  # no class folders, or a class folder without images
         raise UsageError(f"--dataset {folder}: {err}; put each class's images in a folder of its own "
                          "(FOLDER/<class>/*.png)") from None
-    classes = found.classes
     images, labels = [], []
     for i, (path, label) in enumerate(found.samples):
         try:
@@ -55,12 +54,10 @@ def _folder_images(folder, test_fraction):
                              "remove or replace it") from None
         labels.append(label)
     x, y = torch.cat(images)[:, None], torch.tensor(labels)
-    counts = np.bincount(labels)
     n_test = max(1, round(len(y) * test_fraction))
     if len(y) < 2 or n_test >= len(y):
         raise UsageError(f"--dataset {folder}: {len(y)} images are too few for a train and a test split")
-    stratify = labels if counts.min() >= 2 and min(n_test, len(y) - n_test) >= len(classes) else None
-    train, test = train_test_split(np.arange(len(y)), test_size=n_test, stratify=stratify, random_state=SPLIT_SEED)
+    test, train = stratified(y, n_test)
     key = source_key("folder", *(f"{p}:{Path(p).stat().st_size}:{Path(p).stat().st_mtime_ns}" for p, _ in found.samples))
     return {"train": (x[train], y[train]), "test": (x[test], y[test])}, found.classes, key
 
@@ -77,17 +74,8 @@ def _registered_images(name, data_dir):
 
 
 def _balanced(images, labels, size):
-    """A class-balanced sample of ``size`` of the images (seed 0; a random one when there are
-    fewer than the classes), or all of them."""
-    if size >= len(labels):
-        return images, labels
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(labels.numpy())
-    balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= (counts > 0).sum()
-    keep, _ = train_test_split(np.arange(len(labels)), train_size=size, random_state=SPLIT_SEED,
-                               stratify=labels.numpy() if balanced else None)
-    keep = np.sort(keep)
+    """A class-balanced sample of ``size`` of the images (seed 0), in their order."""
+    keep = stratified(labels, size)[0].sort().values
     return images[keep], labels[keep]
 
 

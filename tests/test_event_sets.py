@@ -74,12 +74,13 @@ def test_a_recording_keeps_its_side_of_a_split_when_files_are_added(tmp_path):
     entry = next(e for e in REAL if e.name == "cifar10-dvs")
     event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=30)
     found, classes = scan(entry, tmp_path / "data")
-    train, test, path = seeded_split(entry, found["all"], classes, tmp_path / "cache")
+    base = tmp_path / "data" / entry.folder
+    train, test, path = seeded_split(entry, base, found["all"], classes, tmp_path / "cache")
     assert len(test) == 9 and sorted(entry.label(f) for f in test) == sorted(classes[:3] * 3)  # stratified
     event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=60, classes=("airplane", "dog"),
                                seed=1)  # 30 more airplanes, and a class
     found, classes = scan(entry, tmp_path / "data")
-    train2, test2, path2 = seeded_split(entry, found["all"], classes, tmp_path / "cache")
+    train2, test2, path2 = seeded_split(entry, base, found["all"], classes, tmp_path / "cache")
     assert path2 == path and set(train) <= set(train2) and set(test) <= set(test2)
     new = set(found["all"]) - set(train) - set(test)
     assert len(new) == 90 and 2 <= len(set(test2) & new) <= 20  # about a tenth of the new ones

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..flags import checked, number
 from ..registry import Registry
 from . import datasets, event_sets, events, simulate
-from .datasets import SPLIT_SEED, DataSet
+from .datasets import SPLIT_SEED, DataSet, stratified
 from .encoders import ENCODERS
 from .events import CACHE_DIR
 
@@ -95,26 +95,6 @@ def check_files(name, data_dir=DATA_DIR):
                          f".gz), or pass --data_dir to the folder that holds {folder}/raw")
 
 
-def _stratified(labels, size, seed):
-    """Indices of a class-balanced sample of ``size`` items, and of the rest."""
-    from sklearn.model_selection import train_test_split
-
-    index = torch.arange(len(labels)).numpy()
-    if size >= len(labels):
-        return torch.from_numpy(index), torch.zeros(0, dtype=torch.int64)
-    counts = torch.bincount(labels)
-    classes = int((counts > 0).sum())
-    balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= classes
-    if not balanced:
-        log.warning("a class-balanced split of %d of %d samples is impossible (%s); taking a random, "
-                    "unbalanced one", size, len(labels),
-                    "a class has a single sample" if counts[counts > 0].min() < 2 else
-                    f"one part would be smaller than the {classes} classes")
-    stratify = labels.numpy() if balanced else None
-    picked, rest = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
-    return torch.from_numpy(picked), torch.from_numpy(rest)
-
-
 def make_splits(data, val_fraction=0.1, subset=None):
     """Train, validation and test datasets (the first two are :class:`Subset` s of ``data.train``).
 
@@ -126,14 +106,14 @@ def make_splits(data, val_fraction=0.1, subset=None):
     n_val = max(1, round(n * val_fraction))
     if n_val >= n:
         raise UsageError(f"--val_fraction {val_fraction} leaves no training images out of {n}")
-    val_idx, train_idx = _stratified(data.train_y, n_val, SPLIT_SEED)
+    val_idx, train_idx = stratified(data.train_y, n_val, SPLIT_SEED)
     if subset is not None:
         checked("subset", CHECKS["subset"], subset)
         if subset < len(train_idx):
-            keep, _ = _stratified(data.train_y[train_idx], subset, SPLIT_SEED)
+            keep, _ = stratified(data.train_y[train_idx], subset, SPLIT_SEED)
             train_idx = train_idx[keep]
             n_val = max(1, round(subset * val_fraction / (1.0 - val_fraction)))
-            keep, _ = _stratified(data.train_y[val_idx], n_val, SPLIT_SEED)
+            keep, _ = stratified(data.train_y[val_idx], n_val, SPLIT_SEED)
             val_idx = val_idx[keep]
     return {"train": Subset(data.train, train_idx.tolist()), "val": Subset(data.train, val_idx.tolist()),
             "test": data.test}

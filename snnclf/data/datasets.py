@@ -67,6 +67,27 @@ def removed_on_failure(folder):
         raise
 
 
+def stratified(labels, size, seed=SPLIT_SEED):
+    """Indices of a class-balanced sample of ``size`` items of ``labels`` [N], and of the rest
+    (a random sample, with a warning, where a balanced one is impossible): every split snnclf makes."""
+    from sklearn.model_selection import train_test_split
+
+    index = torch.arange(len(labels)).numpy()
+    if size >= len(labels):
+        return torch.from_numpy(index), torch.zeros(0, dtype=torch.int64)
+    counts = torch.bincount(labels)
+    classes = int((counts > 0).sum())
+    balanced = counts[counts > 0].min() >= 2 and min(size, len(labels) - size) >= classes
+    if not balanced:
+        log.warning("a class-balanced split of %d of %d samples is impossible (%s); taking a random, "
+                    "unbalanced one", size, len(labels),
+                    "a class has a single sample" if counts[counts > 0].min() < 2 else
+                    f"one part would be smaller than the {classes} classes")
+    stratify = labels.numpy() if balanced else None
+    picked, rest = train_test_split(index, train_size=size, stratify=stratify, random_state=seed)
+    return torch.from_numpy(picked), torch.from_numpy(rest)
+
+
 def digits(data_dir=None):
     """scikit-learn's bundled 8x8 handwritten digits (1,797 images), a fixed stratified
     80/20 train/test split. Never downloads anything; ``data_dir`` is not used."""

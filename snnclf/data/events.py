@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
-from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder
+from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, stratified
 
 log = logging.getLogger(__name__)
 
@@ -181,33 +181,24 @@ def _share(name):
     return int(hashlib.sha1(f"{SPLIT_SEED}:{name}".encode()).hexdigest()[:15], 16) / 16 ** 15
 
 
-def seeded_split(entry, files, classes, cache_dir):
+def seeded_split(entry, base, files, classes, cache_dir):
     """Train and test files of a data set without an official split: a stratified split of
     ``test_fraction`` with seed :data:`SPLIT_SEED`, kept in ``<cache_dir>/splits/<name>-<hash of
     the folder>.json``. A file keeps its side for good: files added later go to test when their
     path's :func:`_share` is below ``test_fraction``, so no training recording ever becomes a
-    test one. Returns (train files, test files, the split file)."""
-    from sklearn.model_selection import train_test_split
-
-    base = Path(files[0]).parents[len(Path(entry.files["all"]).parts) - 1]  # <data_dir>/<folder>
+    test one. ``base``: the folder the files' names are relative to. Returns (train files, test
+    files, the split file)."""
     names = [f.relative_to(base).as_posix() for f in files]
     path = Path(cache_dir) / "splits" / f"{entry.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:12]}.json"
     record = json.loads(path.read_text()) if path.is_file() else None
     if record is None:
         if len(files) < 2:
             raise UsageError(f"{entry.name}: {len(files)} recording in {base}: a train/test split needs at least two")
-        labels = [classes.index(entry.label(f)) for f in files]
-        counts = np.bincount(labels)
-        present = int((counts > 0).sum())
-        n_test = max(1, round(len(files) * entry.test_fraction))
-        balanced = counts[counts > 0].min() >= 2 and min(n_test, len(files) - n_test) >= present
-        if not balanced:
-            log.warning("%s: too few recordings for a class-balanced split; taking a random one", entry.name)
-        _, held = train_test_split(np.arange(len(files)), test_size=n_test, stratify=labels if balanced else None,
-                                   random_state=SPLIT_SEED)
+        labels = torch.tensor([classes.index(entry.label(f)) for f in files])
+        held, kept = stratified(labels, max(1, round(len(files) * entry.test_fraction)))
         record = {"data_set": entry.name, "folder": str(base), "seed": SPLIT_SEED,
-                  "test_fraction": entry.test_fraction, "stratified": bool(balanced),
-                  "test": sorted(names[i] for i in held), "train": sorted(set(names) - {names[i] for i in held})}
+                  "test_fraction": entry.test_fraction,
+                  "test": sorted(names[i] for i in held), "train": sorted(names[i] for i in kept)}
     known = set(record["test"]) | set(record["train"])
     new = [n for n in names if n not in known]
     if new or not path.is_file():
@@ -440,7 +431,7 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
     found, classes = scan(entry, root)
     split = "official"
     if not entry.official_split:
-        train, test, path = seeded_split(entry, found["all"], classes, cache_dir)
+        train, test, path = seeded_split(entry, Path(root) / entry.folder, found["all"], classes, cache_dir)
         found = {"train": train, "test": test}
         split = (f"seeded: stratified {1 - entry.test_fraction:.0%}/{entry.test_fraction:.0%} of the recordings "
                  f"(seed {SPLIT_SEED}), test files listed in {path}")
