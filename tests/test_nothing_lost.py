@@ -3,7 +3,6 @@ below is one way snnclf used to overwrite a file, crash with a traceback or go o
 Open-ended classes of input (config values, image files, checkpoint bytes) are property-based."""
 import io
 import os
-import signal
 import stat
 import subprocess
 import sys

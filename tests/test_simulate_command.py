@@ -109,3 +109,20 @@ def test_a_class_renamed_is_refused_by_eval(workdir, cli):
         (workdir / "ev" / split / "bar").rename(workdir / "ev" / split / "line")
     code, _, err = cli("eval", "--run", "r", "--dataset", "event-folder", "--data_dir", "ev", "--test_only")
     assert code == 2 and "event-folder: its classes (circle, cross, line, ...) are not those" in err
+
+
+def test_a_folder_given_files_while_simulating_is_left_as_it_is(tmp_path):
+    """generate(replace=False) takes the place of an empty folder only: one that got files while
+    the recordings were made keeps them, and the recordings are not written."""
+    import torch
+
+    from snnclf.data.simulate import generate
+    from snnclf.errors import UsageError
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep")
+    splits = {s: (torch.rand(2, 1, 28, 28), torch.tensor([0, 1])) for s in ("train", "test")}
+    with pytest.raises(UsageError, match="--out .*out was given files while the recordings were made"):
+        generate(out, splits, "k", flag="--out", replace=False)
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import UsageError
 from .datasets import IDX_FILES, digits, fashion_mnist, mnist, scratch_folder
 from .event_sets import NMNIST, simulated
 from .events import CACHE_DIR, event_dataset, write_bin
