@@ -11,7 +11,7 @@ from typing import Optional
 
 from . import configfile
 from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, event_set, is_event_dataset, list_datasets, list_encoders
-from .data.events import saccade_frames
+from .data.events import CHECKS as EVENT_CHECKS, saccade_frames
 from .data.encoders import ENCODERS
 from .data.event_sets import downsample_defaults
 from .errors import UsageError
@@ -65,14 +65,14 @@ class RunConfig(NeuronFlags):
     frame_ms: Optional[float] = flag(None, "make each of the T frames this many milliseconds from the start of "
                                      "a recording (later events are left out)", EVENTS, event=True,
                                      default_text="T frames over the whole recording",
-                                     parse=number(float, 0, low_open=True))
+                                     parse=EVENT_CHECKS["frame_ms"])
     denoise_us: Optional[float] = flag(None, "drop events with no neighbour within this many "
                                        "microseconds (tonic Denoise)", EVENTS, event=True, default_text="off",
-                                       parse=number(float, 0, low_open=True))
+                                       parse=EVENT_CHECKS["denoise_us"])
     downsample: Optional[float] = flag(None, "spatial factor, e.g. 0.5 for 17x17 N-MNIST frames (tonic "
                                        "Downsample)", EVENTS, event=True,
                                        default_text=f"the data set's: {downsample_defaults()}",
-                                       parse=number(float, 0, 1, low_open=True))
+                                       parse=EVENT_CHECKS["downsample"])
     cache_dir: Optional[str] = flag(None, "folder of the frame cache and the simulated event data sets",
                                     EVENTS, event=True, default_text=CACHE_DIR, resumable=True,
                                     hparam=False)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..errors import UsageError
+from ..flags import checked, number
 from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, stratified
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when the way frames are made changes (2: any data set, --frame_ms)
 CACHE_DIR = "data/cache"  # where frames, splits and simulated recordings are kept unless told otherwise
 EVENTS = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
+# The checks of the framing options; the flags use them too (snnclf.config).
+CHECKS = {"denoise_us": number(float, 0, low_open=True), "frame_ms": number(float, 0, low_open=True),
+          "downsample": number(float, 0, 1, low_open=True)}
 
 
 @dataclass(frozen=True)
@@ -383,19 +387,26 @@ def saccade_frames(entry, time_steps, first_saccade_only=False, frame_ms=None):
             for k in sorted(set(which.tolist()))]
 
 
-def check_options(entry, time_steps, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None):
+def check_options(entry, denoise_us=None, downsample=None, first_saccade_only=False, frame_ms=None):
     """Refuse, in one line, event options that do not fit the entry."""
-    if denoise_us is not None and denoise_us <= 0:
-        raise UsageError(f"--denoise_us must be positive, got {denoise_us}")
-    if downsample is not None and not (0 < downsample <= 1 and min(entry.frame_size(downsample)) >= 4):
+    for name, value in (("denoise_us", denoise_us), ("downsample", downsample), ("frame_ms", frame_ms)):
+        checked(name, CHECKS[name], value)
+    if downsample is not None and min(entry.frame_size(downsample)) < 4:
         smallest = 4 / min(entry.sensor[:2])
         raise UsageError(f"--downsample must lie in (0, 1] and leave frames of at least 4x4 on the {entry.sensor[0]}x"
                          f"{entry.sensor[1]} sensor of {entry.name} ({smallest:.2g} or more); got {downsample}")
-    if frame_ms is not None and frame_ms <= 0:
-        raise UsageError(f"--frame_ms must be positive, got {frame_ms}")
     if first_saccade_only and not entry.saccades:
         raise UsageError(f"--first_saccade_only applies to saccade recordings (N-MNIST and the simulated sets), "
                          f"not {entry.name}")
+
+
+def _none_in(entry, data_dir):
+    return f"{entry.name}: no {entry.title} recordings in {Path(data_dir) / entry.folder}"
+
+
+def _get_them(entry, how):
+    return (f"{how} and put them there as {entry.layout()} (or pass --data_dir to the folder that holds "
+            f"{entry.holds()})")
 
 
 def missing(entry, data_dir):
@@ -403,31 +414,28 @@ def missing(entry, data_dir):
     base = Path(data_dir) / entry.folder
     if all(any(base.glob(pattern)) for pattern in entry.files.values()):
         return None
-    return (f"{entry.name}: no {entry.title} recordings in {base}: {entry.obtain or 'download them from ' + entry.page} "
-            f"and put them there as {entry.layout()} (or pass --data_dir to the folder that holds {entry.holds()})")
+    return f"{_none_in(entry, data_dir)}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
 
 
 def download(entry, data_dir):
     """Ask tonic to download the data set, for an entry that allows it; a failure is one line."""
-    base = Path(data_dir) / entry.folder
     try:
-        with removed_on_failure(base):
+        with removed_on_failure(Path(data_dir) / entry.folder):
             for train in (True, False):
                 entry.reader(str(data_dir), train=train)
     except Exception as err:  # offline, or a broken archive
-        raise UsageError(f"{missing(entry, data_dir).split(': download')[0]} and downloading them failed "
-                         f"({type(err).__name__}); download them from {entry.page} and put them there as "
-                         f"{entry.layout()} (or pass --data_dir to the folder that holds {entry.holds()})") from None
+        raise UsageError(f"{_none_in(entry, data_dir)} and downloading them failed ({type(err).__name__}); "
+                         f"{_get_them(entry, 'download them from ' + entry.page)}") from None
 
 
 def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,
                   first_saccade_only=False, frame_ms=None):
     """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``."""
-    check_options(entry, time_steps, denoise_us, downsample, first_saccade_only, frame_ms)
+    check_options(entry, denoise_us, downsample, first_saccade_only, frame_ms)
     if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
         download(entry, root)
-    elif missing(entry, root):
-        raise UsageError(missing(entry, root))
+    elif problem := missing(entry, root):
+        raise UsageError(problem)
     found, classes = scan(entry, root)
     split = "official"
     if not entry.official_split:
