@@ -54,6 +54,15 @@ def idx_data_sets():
             if not info["events"] and info["reads"] and info["reads"][0] == "idx"]
 
 
+def copy_runs(source, workdir):
+    """Copy the runs trained once in ``source`` (its checkpoints/ and logs/) into a test's folder."""
+    import shutil
+
+    for part in ("checkpoints", "logs"):
+        shutil.copytree(Path(source) / part, Path(workdir) / part)
+    return workdir
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """Run in an empty folder, so checkpoints/ and logs/ land there."""

@@ -22,6 +22,8 @@ from snnclf.export import nir as export
 from snnclf.models import POOLINGS, get_model, list_models, model_options
 from snnclf.models.arch import parse
 
+from conftest import copy_runs
+
 ROOT = Path(__file__).resolve().parents[1]
 EXPORTABLE = ["train", "--model", "arch", "--arch", "12C3p1-AP2-32C3p1-SP2-FC64-FC10", "--reset", "zero",
               "--batch_norm", "--learn_beta", "--time_steps", "4", "--epochs", "4", "--run", "nir"]
@@ -53,16 +55,12 @@ def _no_leak(tmp_path_factory):
 @pytest.fixture
 def trained(workdir, _exportable):
     """The exportable run ``nir`` in this test's folder (checkpoints/ and logs/)."""
-    for part in ("checkpoints", "logs"):
-        shutil.copytree(_exportable / part, workdir / part)
-    return workdir
+    return copy_runs(_exportable, workdir)
 
 
 @pytest.fixture
 def no_leak(workdir, _no_leak):
-    for part in ("checkpoints", "logs"):
-        shutil.copytree(_no_leak / part, workdir / part)
-    return workdir
+    return copy_runs(_no_leak, workdir)
 
 
 def _order(graph):

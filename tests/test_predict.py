@@ -2,7 +2,6 @@
 import csv
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 from snnclf.cli import main
 from snnclf.data import load_dataset
 
-from conftest import make_nmnist_folder
+from conftest import copy_runs, make_nmnist_folder
 
 TRAIN = ["train", "--model", "snn-mlp", "--time_steps", "4", "--epochs", "6", "--run", "digits"]
 
@@ -32,9 +31,7 @@ def trained_once(tmp_path_factory):
 @pytest.fixture
 def trained(trained_once, workdir):
     """This test's folder, holding a copy of that run's checkpoints/ and logs/."""
-    for folder in ("checkpoints", "logs"):
-        shutil.copytree(trained_once / folder, workdir / folder)
-    return workdir
+    return copy_runs(trained_once, workdir)
 
 
 def _drawn(image, path):
