@@ -146,7 +146,7 @@ def _tune_parser(sub):
 def _predict_parser(sub):
     p = sub.add_parser("predict", help="classify your own files with a trained run",
                        description="Classify image files (PNG, JPEG, ...), .npy arrays and, for event "
-                       "runs, N-MNIST .bin files with a run's best.pt. Images are converted to the run's "
+                       "runs, the data set's recording files (.bin, .aedat4, .npy events, .mat) with a run's best.pt. Images are converted to the run's "
                        "input as its data were (channels, size, light digit on dark), and every change is "
                        "reported. Prints per file the class, its confidence (share of the output spikes) and "
                        "the output spikes per class; a file that cannot be read gets one line and the exit "
