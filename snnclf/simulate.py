@@ -58,8 +58,7 @@ def _folder_images(folder, test_fraction):
     if len(y) < 2 or n_test >= len(y):
         raise UsageError(f"--dataset {folder}: {len(y)} images are too few for a train and a test split")
     test, train = stratified(y, n_test)
-    key = source_key("folder", *(f"{p}:{Path(p).stat().st_size}:{Path(p).stat().st_mtime_ns}" for p, _ in found.samples))
-    return {"train": (x[train], y[train]), "test": (x[test], y[test])}, found.classes, key
+    return {"train": (x[train], y[train]), "test": (x[test], y[test])}, found.classes
 
 
 def _registered_images(name, data_dir):
@@ -70,7 +69,7 @@ def _registered_images(name, data_dir):
     if data.in_shape[0] != 1:
         raise UsageError(f"--dataset {name} has {data.in_shape[0]} channels: the simulated camera sees grey images")
     splits = {"train": data.train.tensors, "test": data.test.tensors}
-    return splits, data.class_names, source_key(name, data_dir)
+    return splits, data.class_names
 
 
 def _balanced(images, labels, size):
@@ -92,9 +91,9 @@ def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out} already exists and is not empty: choose a new folder (nothing in it was changed)")
     if dataset in DATASETS:
-        splits, names, key = _registered_images(dataset, data_dir)
+        splits, names = _registered_images(dataset, data_dir)
     elif Path(dataset).is_dir():
-        splits, names, key = _folder_images(dataset, test_fraction)
+        splits, names = _folder_images(dataset, test_fraction)
     else:
         raise UsageError(f"--dataset {dataset}: neither a data set ({', '.join(DATASETS.names())}) nor a folder")
     if subset is not None:  # the test split shrinks in proportion
@@ -102,7 +101,7 @@ def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=
         splits = {s: _balanced(*part, subset if s == "train" else max(1, round(subset * len(part[1]) / n_train)))
                   for s, part in splits.items()}
     start = time.perf_counter()
-    generate(out, splits, key, seed=seed, class_names=names, flag="--out", replace=False)
+    generate(out, splits, source_key(dataset, data_dir), seed=seed, class_names=names, flag="--out", replace=False)
     seconds = time.perf_counter() - start
     files = {s: sorted((out / folder).glob("*/*.bin")) for s, folder in (("train", "Train"), ("test", "Test"))}
     events = [f.stat().st_size // 5 for fs in files.values() for f in fs]
