@@ -52,6 +52,23 @@ def test_rate_reg_is_recorded_and_logged_per_layer(workdir, cli):
     assert code == 2 and "give --rate_reg" in err
 
 
+def test_a_run_is_stopped_early_only_before_its_last_epoch(workdir):
+    """A search's pruner may ask after any epoch; after the last one the run is finished, and a
+    trial that trained all its epochs counts as complete, not pruned."""
+    from snnclf.train import train
+    asked = []
+    flags = {"model": "snn-mlp", "subset": 200, "batch_size": 50, "time_steps": 2}
+
+    def stop(epoch, row):
+        asked.append(epoch)
+        return True
+    early = train({**flags, "epochs": 2, "run": "early"}, epoch_callback=stop)
+    assert early["stopped_at"] == 1 and asked == [1]
+    assert len(read_metrics(workdir / "logs/early/metrics.csv")) == 1
+    whole = train({**flags, "epochs": 1, "run": "whole"}, epoch_callback=stop)
+    assert whole["stopped_at"] is None and asked == [1, 1]
+
+
 @pytest.mark.slow
 def test_the_regulariser_lowers_the_spike_count_at_the_same_accuracy(workdir, cli):
     """csnn on digits, 8 epochs, with and without --rate_reg 0.01. On 360 test images one
