@@ -2,6 +2,7 @@
 the reductions that make every rank agree. A plain ``snnclf train`` runs as one process and none of
 this is set up."""
 import datetime
+import gc
 import inspect
 import os
 from dataclasses import dataclass, field
@@ -110,8 +111,17 @@ def wrap(ctx, model, device):
 
 
 def teardown(ctx):
+    """End the process group this context started, and free what still holds it.
+
+    Objects caught in reference cycles are freed first (``gc.collect``): a training run's frames
+    (and in them its DDP model, which holds the group) stay in one whenever a module imported
+    during the run keeps its own frame (``torch.fx.wrap`` does). Left to the interpreter's exit,
+    the group's gloo threads would find no Python to return to and abort the process (exit code
+    -6, "terminate called without an active exception") after a run that went well."""
     if ctx.enabled and ctx.owns_group and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 class CrossProcessBatchNorm(nn.BatchNorm2d):

@@ -95,6 +95,7 @@ def train(flags, epoch_callback=None):
         ctx.barrier()  # rank 0 may still be writing: leave the group together
         return summary
     finally:
+        parts = None  # its DDP model holds the process group, which teardown lets go
         distributed.teardown(ctx)
 
 

@@ -82,6 +82,29 @@ def test_batch_norm_over_two_processes_equals_one_process(tmp_path):
     assert len(alone.stderr.strip().splitlines()) == 1 and "Traceback" not in alone.stderr
 
 
+# run under torchrun: train() returns with nothing left holding the process group (with the cyclic
+# garbage collector off, so only what train() freed itself is gone)
+LEFT_BEHIND = """
+import gc, sys, torch
+from snnclf.train import train
+gc.disable()
+train({"model": "snn-mlp", "subset": 64, "time_steps": 2, "epochs": 1, "device": "cpu", "batch_size": 16,
+       "run": "r"})
+alive = [o for o in gc.get_objects() if isinstance(o, torch.nn.parallel.DistributedDataParallel)]
+sys.exit(f"{len(alive)} DistributedDataParallel model(s) outlive the run" if alive else 0)
+"""
+
+
+@pytest.mark.slow  # torchrun
+def test_a_run_leaves_nothing_that_holds_the_process_group_to_the_interpreter_s_exit(tmp_path):
+    """Freed at exit, a DDP model's gloo group can abort a process whose run went well (SIGABRT,
+    "terminate called without an active exception"): the run frees it before it returns."""
+    (tmp_path / "left_behind.py").write_text(LEFT_BEHIND)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "left_behind.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=ENV)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_one_process_sets_nothing_up_and_torchrun_s_variables_say_the_rank(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
