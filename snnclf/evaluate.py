@@ -43,9 +43,10 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
             raise UsageError(f"--dataset {dataset}: run {run.name} was trained on {cfg.dataset}, "
                              f"{kinds[is_event_dataset(cfg.dataset)]}, and {dataset} is "
                              f"{kinds[is_event_dataset(dataset)]}: choose a data set of its kind")
-        data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir)
+        data = load_data(replace(cfg, dataset=dataset) if other else cfg, time_steps=T, data_dir=data_dir,
+                         test_only=test_only)
         check_fits(ckpt, data, path, dataset or cfg.dataset)
-        splits = make_splits(data, cfg.val_fraction, cfg.subset)
+        splits = {"test": data.test} if test_only else make_splits(data, cfg.val_fraction, cfg.subset)
         model = trained.model
         check_memory(model, trained.in_shape, T, batch_size, device)
         encode = make_encoder(cfg, T)

@@ -2,10 +2,12 @@
 reader: frames whose labels match their recordings, splits, refusals in one line, and (slow) the
 train / eval / predict / visualize-data commands on each."""
 import json
+import shutil
 import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import event_formats
@@ -65,6 +67,27 @@ def test_frames_hold_each_recording_under_its_own_label(tmp_path, entry):
             made.unlink()  # made again from the files alone: the same split
         again = _load(entry, tmp_path, denoise_us=1e9)
         assert again.split == data.split and again.test_y.tolist() == test_y.tolist()
+
+
+@pytest.mark.parametrize("entry", SETS)
+def test_the_test_split_is_read_alone_when_nothing_else_is_used(tmp_path, entry):
+    """What eval --test_only, export and the drawing commands load: the same test frames, and no
+    training frames made; where the split is official, the training recordings need not be there."""
+    written = event_formats.make_dataset(entry.name, tmp_path / "data")
+    whole = _load(entry, tmp_path)
+    for frames in (tmp_path / "cache/frames").iterdir():
+        shutil.rmtree(frames)
+    for path in written.get("train", []):  # an official split: its training recordings go
+        path.unlink()
+    alone = _load(entry, tmp_path, test_only=True)
+    assert alone.train is None and alone.train_y is None and alone.class_names == whole.class_names
+    x, y = alone.test[list(range(len(alone.test)))]
+    x0, y0 = whole.test[list(range(len(whole.test)))]
+    assert torch.equal(x, x0) and torch.equal(y, y0) and x.any()
+    assert [f.name.split("-T")[0] for f in (tmp_path / "cache/frames").iterdir()] == [f"{entry.name}-test"]
+    if "train" in written:
+        with pytest.raises(UsageError, match="train split"):
+            _load(entry, tmp_path)
 
 
 def test_a_recording_keeps_its_side_of_a_split_when_files_are_added(tmp_path):

@@ -1,5 +1,6 @@
 """Event data: N-MNIST .bin files through tonic, frames and their cache, the simulator."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -147,8 +148,8 @@ def test_empty_folder_only_one_split_and_bad_labels(tmp_path):
     (tmp_path / "data/NMNIST/Test").mkdir(parents=True)
     _bad(tmp_path, "no N-MNIST recordings in")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 0))
-    _bad(tmp_path, r"no N-MNIST recordings in .*NMNIST: download them from https://\S+ and put them there as "
-                   r"NMNIST/Train/\*/\*.bin, NMNIST/Test/\*/\*.bin")
+    _bad(tmp_path, r"no N-MNIST recordings of the test split in .*NMNIST \(none match Test/\*/\*.bin\): download "
+                   r"them from https://\S+ and put them there as NMNIST/Train/\*/\*.bin, NMNIST/Test/\*/\*.bin")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
     (tmp_path / "data/NMNIST/Train/12").mkdir()
     (tmp_path / "data/NMNIST/Train/12/x.bin").write_bytes(encode_bin([1], [1], [0], [5]))
@@ -225,6 +226,19 @@ def test_train_and_eval_on_an_nmnist_folder(workdir, cli):
     result = json.loads(out)
     assert result["dataset"] == "nmnist" and result["num_test"] == 30 and result["time_steps"] == 4
     assert result["test_accuracy"] > 0.5  # each class is a square of its own: learnt (chance is 0.1)
+
+    # --test_only reads the test recordings alone: without the training ones (and their frames),
+    # the same numbers; the whole evaluation says which files are missing
+    shutil.rmtree(workdir / "nm/NMNIST/Train")
+    for frames in (workdir / "data/cache/frames").glob("nmnist-train-*"):
+        shutil.rmtree(frames)
+    code, out, err = cli("eval", "--test_only", "--json", "--data_dir", "nm")
+    assert code == 0, err
+    assert json.loads(out)["test_accuracy"] == result["test_accuracy"]
+    assert not list((workdir / "data/cache/frames").glob("nmnist-train-*"))
+    code, _, err = cli("eval", "--data_dir", "nm")
+    assert code == 2 and "Train" in err and len(err.strip().splitlines()) == 1, err
+
     code, _, err = cli("train", "--dataset", "nmnist", "--data_dir", "nm", "--encoding", "rate")
     assert code == 2 and "--encoding rate does not apply to event data set nmnist" in err
 

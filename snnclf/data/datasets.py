@@ -22,9 +22,9 @@ class DataSet:
     indexing with a list of indices returns a whole batch. Static images are [C, H, W] in [0, 1];
     event data sets (``events=True``) give frames [T, C, H, W] of event counts."""
 
-    train: Dataset
+    train: Dataset  # None when only the test split was asked for (load_dataset's test_only)
     test: Dataset
-    train_y: torch.Tensor  # [N] int64, for class-balanced splits
+    train_y: torch.Tensor  # [N] int64, for class-balanced splits (None with train)
     test_y: torch.Tensor  # [M] int64
     class_names: list
     in_shape: tuple  # (C, H, W) of one image or one frame

@@ -89,13 +89,20 @@ class EventSet:
 
 # --- finding and reading the files -----------------------------------------------------------
 
-def scan(entry, root):
-    """The files of each split (``"all"`` when there is no official split) under
-    ``root/<folder>``, and the class names in order, checked before tonic reads them: one line
-    names the folder or file that is wrong."""
+def needed(entry, test_only=False):
+    """The entry's file patterns a load reads, by split: the test split's alone when nothing else
+    is used (``eval --test_only``), but all of them for a set without an official split, whose
+    test split is drawn from all its recordings."""
+    return {"test": entry.files["test"]} if test_only and "test" in entry.files else entry.files
+
+
+def scan(entry, root, test_only=False):
+    """The files of each split (``"all"`` when there is no official split; only ``"test"`` with
+    ``test_only`` where there is one) under ``root/<folder>``, and the class names in order,
+    checked before tonic reads them: one line names the folder or file that is wrong."""
     base = Path(root) / entry.folder
     found, names = {}, set()
-    for split, pattern in entry.files.items():
+    for split, pattern in needed(entry, test_only).items():
         files = sorted(base.glob(pattern))
         if not files:
             raise UsageError(f"{entry.name}: no {entry.title} files matching {pattern} in {base}: {entry.title} "
@@ -409,12 +416,18 @@ def _get_them(entry, how):
             f"{entry.holds()})")
 
 
-def missing(entry, data_dir):
-    """A one-line error for a data set whose files are not under ``data_dir``, or None."""
+def missing(entry, data_dir, test_only=False):
+    """A one-line error for a data set whose files (those ``test_only`` needs) are not under
+    ``data_dir``, or None."""
     base = Path(data_dir) / entry.folder
-    if all(any(base.glob(pattern)) for pattern in entry.files.values()):
+    patterns = needed(entry, test_only)
+    absent = {split: pattern for split, pattern in patterns.items() if not any(base.glob(pattern))}
+    if not absent:
         return None
-    return f"{_none_in(entry, data_dir)}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
+    what = (_none_in(entry, data_dir) if len(absent) == len(patterns) else  # or only some splits' files
+            f"{entry.name}: no {entry.title} recordings of the {' or '.join(absent)} split in {base} "
+            f"(none match {', '.join(absent.values())})")
+    return f"{what}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
 
 
 def download(entry, data_dir):
@@ -429,14 +442,16 @@ def download(entry, data_dir):
 
 
 def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,
-                  first_saccade_only=False, frame_ms=None):
-    """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``."""
+                  first_saccade_only=False, frame_ms=None, test_only=False):
+    """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``. With
+    ``test_only`` the training recordings are neither needed (where the split is official) nor
+    framed, and the data set's ``train`` and ``train_y`` are None."""
     check_options(entry, denoise_us, downsample, first_saccade_only, frame_ms)
     if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
         download(entry, root)
-    elif problem := missing(entry, root):
+    elif problem := missing(entry, root, test_only):
         raise UsageError(problem)
-    found, classes = scan(entry, root)
+    found, classes = scan(entry, root, test_only)
     split = "official"
     if not entry.official_split:
         train, test, path = seeded_split(entry, Path(root) / entry.folder, found["all"], classes, cache_dir)
@@ -444,11 +459,13 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
         split = (f"seeded: stratified {1 - entry.test_fraction:.0%}/{entry.test_fraction:.0%} of the recordings "
                  f"(seed {SPLIT_SEED}), test files listed in {path}")
     framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
-    parts = {s: cached_frames(entry, s, found[s], classes, cache_dir, framing) for s in ("train", "test")}
+    parts = {s: cached_frames(entry, s, found[s], classes, cache_dir, framing)
+             for s in (("test",) if test_only else ("train", "test"))}
     for s, part in parts.items():
         if len(part) == 0:
             raise UsageError(f"{entry.name}: the {s} split has no samples")
-    return DataSet(parts["train"], parts["test"], parts["train"].labels, parts["test"].labels, classes,
+    train = parts.get("train")
+    return DataSet(train, parts["test"], None if train is None else train.labels, parts["test"].labels, classes,
                    frame_shape(entry, time_steps, downsample)[1:], events=True, split=split)
 
 

@@ -16,7 +16,7 @@ import torch
 
 from ..builders import check_fits, load_data, make_encoder, open_trained
 from ..config import EVAL_SEED, LOG_DIR, SAVE_DIR
-from ..data import is_event_dataset, make_splits
+from ..data import is_event_dataset
 from ..data.encoders import ENCODERS
 from ..errors import UsageError
 from ..losses import predict as readout
@@ -64,9 +64,9 @@ def reference(trained, samples, data_dir=None, seed=EVAL_SEED):
     """The :class:`Reference` of the opened run ``trained`` (:func:`~snnclf.builders.open_trained`)
     on its first ``samples`` test samples, the input encoded with ``seed``."""
     cfg = trained.cfg
-    data = load_data(cfg, data_dir=data_dir)
+    data = load_data(cfg, data_dir=data_dir, test_only=True)
     check_fits(trained.checkpoint, data, trained.path, cfg.dataset)
-    test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
+    test = data.test
     x, y = test[list(range(min(samples, len(test))))]
     with seeded(seed):
         inputs = make_encoder(cfg)(x)

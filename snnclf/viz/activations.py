@@ -10,7 +10,6 @@ import torch
 
 from ..builders import load_data, make_encoder, open_trained
 from ..config import DRAWN_SAMPLES, EVAL_SEED, LOG_DIR, SAVE_DIR
-from ..data import make_splits
 from ..errors import UsageError
 from ..flags import checked, number
 from ..models.neurons import SpikingLayer
@@ -66,8 +65,8 @@ def visualize(run=None, checkpoint=None, num_samples=DRAWN_SAMPLES, tsne=False, 
         raise UsageError(f"run {run} trains {cfg.model}, which has no spiking layers to draw; "
                          "pick a spiking run")
     checked("num_samples", number(int, 1), num_samples)
-    data = load_data(cfg)
-    test = make_splits(data, cfg.val_fraction, cfg.subset)["test"]
+    data = load_data(cfg, test_only=True)
+    test = data.test
     encode = make_encoder(cfg)
     out = Path(out or Path("activations") / run)
     names = data.class_names

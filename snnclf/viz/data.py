@@ -36,7 +36,7 @@ def visualize_data(dataset=DEFAULTS["dataset"], num_samples=GRID_SAMPLES, out=No
         raise UsageError(f"--num_samples must be at least 1, got {num_samples}")
     events = is_event_dataset(dataset)
     steps = time_steps or (30 if events else 25)
-    data = load_dataset(dataset, data_dir, time_steps=steps,
+    data = load_dataset(dataset, data_dir, time_steps=steps, test_only=True,
                         **({"cache_dir": cache_dir} if events and cache_dir else {}))
     count = min(num_samples, len(data.test))
     x, y = data.test[list(range(count))]
