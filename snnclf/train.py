@@ -228,7 +228,8 @@ def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
                 if aside is not None:  # the new run has a checkpoint: the old one can go
                     aside.drop()
                 # every rank asks; a run that has trained all its epochs is finished, not stopped early
-                asked = epoch_callback is not None and ctx.any(ctx.is_main and bool(epoch_callback(epoch, state.rows[-1])))
+                row = state.rows[-1]
+                asked = epoch_callback is not None and ctx.any(ctx.is_main and bool(epoch_callback(epoch, row)))
                 if asked and epoch < cfg.epochs:
                     stopped_at = epoch
                     log.info("run %s: stopped after epoch %d of %d (pruned by the search)", run.name, epoch,
