@@ -68,22 +68,39 @@ def test_frame_cache_is_keyed_by_every_parameter(tmp_path):
     from snnclf.data.events import Framing
     from snnclf.data.simulate import NMNIST_SIM
 
-    files = scan(NMNIST, tmp_path / "data")[0]["train"]
+    found, classes = scan(NMNIST, tmp_path / "data")
+    files = found["train"]
     base = Framing(time_steps=5)
-    keys = {frame_key(NMNIST, "train", files, base)[1]}
+    keys = {frame_key(NMNIST, "train", files, classes, base)[1]}
     for change in ({"time_steps": 6}, {"denoise_us": 5000.0}, {"downsample": 0.5},
                    {"first_saccade_only": True}, {"frame_ms": 10.0}):
-        keys.add(frame_key(NMNIST, "train", files, replace(base, **change))[1])
-    keys.add(frame_key(NMNIST, "test", files, base)[1])
-    keys.add(frame_key(NMNIST_SIM, "train", files, base)[1])
-    assert len(keys) == 8
+        keys.add(frame_key(NMNIST, "train", files, classes, replace(base, **change))[1])
+    keys.add(frame_key(NMNIST, "test", files, classes, base)[1])
+    keys.add(frame_key(NMNIST_SIM, "train", files, classes, base)[1])
+    keys.add(frame_key(NMNIST, "train", files, classes[1:], base)[1])  # labels numbered by another class list
+    assert len(keys) == 9
     # an entry's default factor keys the cache as that factor given: the same frames, one cache
-    assert frame_key(replace(NMNIST, downsample=0.5), "train", files, base)[1] == \
-        frame_key(NMNIST, "train", files, replace(base, downsample=0.5))[1]
-    assert frame_key(replace(NMNIST, sensor=(40, 40, 2)), "train", files, base)[1] not in keys
-    before = frame_key(NMNIST, "train", files, base)[1]
+    assert frame_key(replace(NMNIST, downsample=0.5), "train", files, classes, base)[1] == \
+        frame_key(NMNIST, "train", files, classes, replace(base, downsample=0.5))[1]
+    assert frame_key(replace(NMNIST, sensor=(40, 40, 2)), "train", files, classes, base)[1] not in keys
+    before = frame_key(NMNIST, "train", files, classes, base)[1]
     files[0].write_bytes(files[0].read_bytes()[:-5])  # a file replaced
-    assert frame_key(NMNIST, "train", files, base)[1] != before
+    assert frame_key(NMNIST, "train", files, classes, base)[1] != before
+
+
+def test_a_class_without_test_recordings_keeps_every_label_in_place(tmp_path):
+    """Classes found as folders are those of every split, read or not: the test split framed
+    alone numbers its labels as the whole data set does (a class with training recordings only
+    does not shift the ones after it), and frames cached under one class list never serve another."""
+    make_nmnist_folder(tmp_path, folder="ev", per_class=(2, 2), classes=range(3))
+    shutil.rmtree(tmp_path / "ev/Test/1")
+    options = {"time_steps": 3, "cache_dir": str(tmp_path / "cache")}
+    alone = load_dataset("event-folder", str(tmp_path / "ev"), test_only=True, **options)
+    whole = load_dataset("event-folder", str(tmp_path / "ev"), **options)
+    assert alone.class_names == whole.class_names == ["0", "1", "2"]
+    assert alone.test_y.tolist() == whole.test_y.tolist() == [0, 0, 2, 2]
+    shutil.rmtree(tmp_path / "ev/Train/1")  # the class gone: the test labels are numbered anew
+    assert load_dataset("event-folder", str(tmp_path / "ev"), **options).test_y.tolist() == [0, 0, 1, 1]
 
 
 def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):

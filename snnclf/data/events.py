@@ -3,6 +3,7 @@ declares its sensor, classes, file layout, split and tonic class. Here the files
 are found and checked, read one by one through tonic's own class, split when the data set has no
 official split, and turned into frames [T, P, H, W] kept in an on-disk cache keyed by every frame
 parameter."""
+import contextlib
 import hashlib
 import json
 import logging
@@ -119,6 +120,11 @@ def scan(entry, root, test_only=False):
                 raise UsageError(f"{entry.name}: {f} is not named as {entry.title} names its recordings "
                                  f"({entry.layout()}): move or remove it") from None
         found[split] = files
+    if entry.classes is None:  # the class folders found: those of the splits left unread count too
+        for split, pattern in entry.files.items():
+            for f in base.glob(pattern) if split not in found else ():
+                with contextlib.suppress(ValueError, IndexError):  # a misnamed file is named when its split is read
+                    names.add(entry.label(f))
     classes = list(entry.classes or sorted(names))
     unknown = sorted(names - set(classes))
     if unknown:
@@ -228,10 +234,12 @@ def seeded_split(entry, base, files, classes, cache_dir):
 
 # --- frames and their cache ------------------------------------------------------------------
 
-def frame_key(entry, split, files, framing):
-    """Every parameter that changes the frames (the entry's sensor and reading, the effective
-    downsampling, the framing options, the files), and the hash that names their cache folder."""
-    params = {"dataset": entry.name, "split": split, "sensor": list(entry.sensor), "crop": entry.crop,
+def frame_key(entry, split, files, classes, framing):
+    """Every parameter that changes the frames or their labels (the entry's sensor and reading, the
+    effective downsampling, the framing options, the files, the class list that numbers the
+    labels), and the hash that names their cache folder."""
+    params = {"dataset": entry.name, "split": split, "classes": [str(c) for c in classes],
+              "sensor": list(entry.sensor), "crop": entry.crop,
               "starts_at_zero": entry.starts_at_zero, "frame_size": list(entry.frame_size(framing.downsample)),
               "time_steps": int(framing.time_steps), "denoise_us": framing.denoise_us,
               "downsample": framing.downsample or entry.downsample, "frame_ms": framing.frame_ms,
@@ -330,7 +338,7 @@ class Framing:
 def cached_frames(entry, split, files, classes, cache_dir, framing):
     """The frames of ``files`` (one split), built once (with a progress bar) under
     ``<cache_dir>/frames/<name>-<split>-T<T>-<hash>/`` and read from there afterwards."""
-    params, digest = frame_key(entry, split, files, framing)
+    params, digest = frame_key(entry, split, files, classes, framing)
     folder = Path(cache_dir) / "frames" / f"{entry.name}-{split}-T{framing.time_steps}-{digest}"
     if (folder / "key.json").is_file():
         return EventFrames(folder)
