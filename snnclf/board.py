@@ -15,7 +15,7 @@ from PIL import Image
 
 from .errors import UsageError
 from .flags import given
-from .models.neurons import SpikingLayer
+from .models.neurons import spiking_layers
 
 SCALARS = {"train_loss": "loss/train", "val_loss": "loss/validation", "train_accuracy": "accuracy/train",
            "val_accuracy": "accuracy/validation", "lr": "learning_rate",
@@ -51,9 +51,7 @@ class Board:
                 total, n = sums.get(name, (0.0, 0))
                 sums[name] = (total + spikes.float().sum(), n + spikes.numel())
             return hook
-        layers = [(name.replace("_orig_mod.", "").replace("module.", ""), m)
-                  for name, m in model.named_modules() if isinstance(m, SpikingLayer)]
-        hooks = [m.register_forward_hook(count(name)) for name, m in layers]
+        hooks = [m.register_forward_hook(count(name)) for name, m in spiking_layers(model)]
         try:
             yield rates
         finally:

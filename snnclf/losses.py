@@ -1,13 +1,14 @@
 """Losses and the readout: the only code besides the encoders that looks at time.
 Each loss maps (output spikes [T, B, K], output membrane [T, B, K], targets [B]) to a scalar."""
 import contextlib
+from functools import partial
 
 import snntorch.functional as SF
 import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
-from .models.neurons import SpikingLayer
+from .models.neurons import spiking_layers
 from .registry import Registry
 
 # Each loss declares whether it reads the output spikes (then a non-spiking model cannot use it).
@@ -90,15 +91,14 @@ class RateRegularizer:
     @contextlib.contextmanager
     def watch(self, model):
         """Record each spiking layer's rate in every forward call while the block lasts."""
-        layers = [(name, m) for name, m in model.named_modules() if isinstance(m, SpikingLayer)][:-1]
+        layers = spiking_layers(model)[:-1]
         if not layers:
             raise UsageError("--rate_reg penalises the firing rates of hidden spiking layers, and the model "
                              "has none: leave --rate_reg out")
 
         def hook(name, module, args, out):
-            self._rates[name] = out[0].float().mean()  # [T, B, ...] -> spikes per neuron per step
-        handles = [m.register_forward_hook(lambda mod, a, o, n=_short(name): hook(n, mod, a, o))
-                   for name, m in layers]
+            self._rates[name] = out[0].mean(dtype=torch.float32)  # [T, B, ...] -> spikes per neuron per step
+        handles = [m.register_forward_hook(partial(hook, name)) for name, m in layers]
         try:
             yield self
         finally:
@@ -107,18 +107,10 @@ class RateRegularizer:
 
     def penalty(self):
         """The penalty of the last forward call, and its layers' rates (detached floats)."""
-        rates = dict(self._rates)
-        self._rates = {}
+        rates, self._rates = self._rates, {}
         total = sum(torch.relu(r - self.target) for r in rates.values())
-        return self.weight * total, {n: float(r.detach()) for n, r in rates.items()}
-
-
-def _short(name):
-    """A layer's name as a metrics.csv column: ``module.fc1_lif`` (DDP, compile) -> ``fc1_lif``."""
-    for prefix in ("module.", "_orig_mod."):
-        while name.startswith(prefix):
-            name = name[len(prefix):]
-    return name
+        values = torch.stack(list(rates.values())).detach().tolist()  # one device sync for all layers
+        return self.weight * total, dict(zip(rates, values))
 
 
 def predict(spk, mem):

@@ -39,6 +39,24 @@ def test_the_rate_regulariser_penalises_hidden_layers_above_the_target():
             pass
 
 
+def test_layers_are_named_as_in_the_bare_model_inside_ddp_and_compile():
+    """torch.compile around DDP names a layer _orig_mod.module.fc1_lif: its rate column is still
+    rate_fc1_lif, as TensorBoard's firing rates name it."""
+    from torch import nn
+
+    from snnclf.models.neurons import spiking_layers
+    model = get_model("snn-mlp", (1, 8, 8), 10)
+    ddp, compiled = nn.Module(), nn.Module()
+    ddp.module = model
+    compiled._orig_mod = ddp
+    assert [n for n, _ in spiking_layers(compiled)] == [n for n, _ in spiking_layers(model)] == \
+        ["fc1_lif", "fc2_lif", "fc3_lif"]
+    reg = RateRegularizer(1.0)
+    with reg.watch(compiled):
+        model(torch.rand(2, 3, 1, 8, 8))
+        assert list(reg.penalty()[1]) == ["fc1_lif", "fc2_lif"]
+
+
 def test_rate_reg_is_recorded_and_logged_per_layer(workdir, cli):
     code, _, err = cli("train", *SMALL, "--epochs", "1", "--rate_reg", "0.01", "--rate_target", "0.02")
     assert code == 0, err

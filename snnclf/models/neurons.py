@@ -182,6 +182,14 @@ class SpikingLayer(nn.Module):
         return torch.stack(spikes), torch.stack(membrane)
 
 
+def spiking_layers(model):
+    """(name, layer) of every :class:`SpikingLayer` of ``model``, named as in the bare model: the
+    prefixes of the wrappers around it (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``)
+    left out, so that a layer has one name in every file that reports it."""
+    return [(name.replace("_orig_mod.", "").replace("module.", ""), m) for name, m in model.named_modules()
+            if isinstance(m, SpikingLayer)]
+
+
 def _cell_options(options):
     """snnTorch's keyword arguments for the neuron options (fallbacks filled in), and the
     surrogate's declared in-place derivative. Models and neurons are built from Python as well,

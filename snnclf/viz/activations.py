@@ -12,7 +12,7 @@ from ..builders import load_data, make_encoder, open_trained
 from ..config import DRAWN_SAMPLES, EVAL_SEED, LOG_DIR, SAVE_DIR
 from ..errors import UsageError
 from ..flags import checked, number
-from ..models.neurons import SpikingLayer
+from ..models.neurons import spiking_layers
 from ..utils import seeded
 from . import plots
 from .files import gif_frame, save, save_gif, subplots
@@ -27,8 +27,7 @@ def record(model, inputs):
 
     def hook(name, module, args, output):
         seen[name] = (output[0].detach().cpu(), output[1].detach().cpu())
-    handles = [m.register_forward_hook(partial(hook, name)) for name, m in model.named_modules()
-               if isinstance(m, SpikingLayer)]
+    handles = [m.register_forward_hook(partial(hook, name)) for name, m in spiking_layers(model)]
     try:
         model(inputs)
     finally:
@@ -83,7 +82,7 @@ def visualize(run=None, checkpoint=None, num_samples=DRAWN_SAMPLES, tsne=False, 
     spikes = {n: s for n, (s, _) in first.items()}  # [T, shown, ...]
     counts = {n: torch.cat(c) for n, c in counts.items()}
 
-    thresholds = {n: float(m.cell.threshold) for n, m in model.named_modules() if isinstance(m, SpikingLayer)}
+    thresholds = {n: float(m.cell.threshold) for n, m in spiking_layers(model)}
     files = []
     for name, (spk, mem) in first.items():
         files += _layer_pictures(f"{run}: {name}", spk[:, 0].flatten(1), mem[:, 0].flatten(1),
