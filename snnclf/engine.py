@@ -77,16 +77,17 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
                             acc=f"{totals['correct'] / totals['seen']:.2%}")
             if should_stop is not None and should_stop(step):
                 bar.close()
-                return {**summarize(totals), **_step_times(step_seconds), "rates": _rates(totals), "totals": totals,
-                        "stopped": True}
+                return {**summarize(totals), **_step_times(step_seconds), "rates": mean_rates(totals),
+                        "totals": totals, "stopped": True}
             fetched = time.perf_counter()
-        return {**summarize(totals), **_step_times(step_seconds), "rates": _rates(totals), "totals": totals,
+        return {**summarize(totals), **_step_times(step_seconds), "rates": mean_rates(totals), "totals": totals,
                 "stopped": False}
 
 
-def _rates(totals):
-    """The mean firing rate per spiking layer over the epoch's steps (with a rate regulariser)."""
-    steps = max(totals["steps"], 1)
+def mean_rates(totals, processes=1):
+    """The mean firing rate per spiking layer over the epoch's steps (with a rate regulariser);
+    ``processes``: the number of processes whose sums ``totals`` holds."""
+    steps = max(totals["steps"], 1) * processes
     return {name: s / steps for name, s in totals.get("rate_sums", {}).items()}
 
 

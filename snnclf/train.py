@@ -20,7 +20,7 @@ from .builders import (build_augment, build_loss, build_model, build_optimizer, 
                        load_data, make_encoder)
 from .config import RunConfig, resolve
 from .data import make_loader, make_splits
-from .engine import evaluate, new_totals, summarize, train_one_epoch
+from .engine import evaluate, mean_rates, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, NonFiniteLoss, UsageError
 from .flags import given as given_values
 from .models import compile_model
@@ -350,10 +350,18 @@ def _snapshot(state, parts, ctx):
 
 
 def _combined(result, ctx):
-    """Loss, accuracy and spikes over the samples of every process."""
+    """Loss, accuracy, spikes and the layers' firing rates over the samples of every process."""
     keys = ("loss", "correct", "spikes", "seen")
-    totals = {**result["totals"], **dict(zip(keys, ctx.sum([result["totals"][k] for k in keys])))}
-    return {**result, **summarize(totals), "totals": totals}
+    mine = result["totals"]
+    layers = list(mine.get("rate_sums", {}))  # in the model's order, the same on every process
+    summed = ctx.sum([mine[k] for k in keys] + [mine["rate_sums"][n] for n in layers])
+    totals = {**mine, **dict(zip(keys, summed))}
+    if layers:
+        totals["rate_sums"] = dict(zip(layers, summed[len(keys):]))
+    combined = {**result, **summarize(totals), "totals": totals}
+    if "rates" in result:  # a training epoch's
+        combined["rates"] = mean_rates(totals, ctx.world)
+    return combined
 
 
 def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=None):

@@ -54,6 +54,22 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     assert [r["epoch"] for r in read_metrics(tmp_path / "logs/ddp/metrics.csv")] == [1, 2, 3]
 
 
+@pytest.mark.slow  # torchrun
+def test_the_layers_firing_rates_are_those_of_every_process_s_samples(tmp_path):
+    """--rate_reg's per-layer rates in metrics.csv: 2 processes of 32 log what 1 process of 64
+    logs (the penalty's target 0 makes it linear, so the runs stay equal)."""
+    args = [*ARGS, "--epochs", "1", "--rate_reg", "0.01"]
+    ddp = torchrun(*args, "--batch_size", "32", "--run_name", "ddp", cwd=tmp_path)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    single = run_command("train", *args, "--batch_size", "64", "--run", "single", cwd=tmp_path)
+    assert single.returncode == 0, single.stderr
+    ours, ref = (read_metrics(tmp_path / f"logs/{r}/metrics.csv")[0] for r in ("ddp", "single"))
+    rates = [k for k in ref if k.startswith("rate_")]
+    assert rates == [k for k in ours if k.startswith("rate_")] and rates
+    for key in rates + ["train_loss"]:
+        assert abs(ours[key] - ref[key]) < 1e-5, key
+
+
 # convolutions with batch norm (folded over time), rate input and dropout: every random draw and
 # every batch statistic has to agree between 2 processes of 16 and 1 process of 32
 BN_ARGS = ["--subset", "192", "--time_steps", "3", "--model", "arch", "--arch", "8C3p1-MP2-FC32-FC10",
