@@ -353,11 +353,9 @@ def _sweep(args):
 def _tune(args):
     flags = _given(args)
     given = {k: flags.pop(k) for k in list(flags) if k in DEFAULTS}
-    save_dir, log_dir = given.get("save_dir", [None])[0], given.get("log_dir", [None])[0]
 
-    def test(run):
-        return run_eval(run=run, save_dir=save_dir or _default(run_eval, "save_dir"),
-                        log_dir=log_dir or _default(run_eval, "log_dir"), test_only=True)
+    def test(run, save_dir, log_dir, device):  # where the study trained its trials, as it tells
+        return run_eval(run=run, save_dir=save_dir, log_dir=log_dir, test_only=True, device=device)
     print(tune.tune(given, **flags, train=train, evaluate=test), end="")
     return 0
 

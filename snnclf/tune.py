@@ -21,6 +21,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from . import distributed, efficiency
@@ -262,7 +263,7 @@ def tune(given, name="tune", config=None, objective=("accuracy",), trials=20, ti
          sampler="tpe", sampler_seed=None, pruner="median", reference=(), *, train, evaluate):
     """Run (or go on with) the study ``name`` until it has ``trials`` finished trials (or
     ``timeout`` seconds pass in this process), then report: the best trials or the Pareto front
-    (each tested by ``evaluate(run)``, which returns its eval results), the front drawn against
+    (each tested by ``evaluate(run, save_dir, log_dir, device)``, which returns its eval results), the front drawn against
     the ``reference`` runs, Optuna's parameter importances, and the command that retrains the
     chosen trial. ``train(flags, epoch_callback)`` and ``evaluate`` are the commands it runs (a
     command never imports another). Returns the text the command prints."""
@@ -343,7 +344,8 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
     if not chosen:
         return f"study {name}: no trial finished yet ({states}); run the command again to go on\n"
     cost = objectives[1] if len(objectives) > 1 else "energy"
-    tested = {t.number: _tested(evaluate, t.user_attrs["run"]) for t in chosen}  # reported, never selected on
+    tested = {t.number: _tested(partial(evaluate, save_dir=save_dir, log_dir=log_dir, device=device.type),
+                                t.user_attrs["run"]) for t in chosen}  # reported, never selected on
     params = list(dict.fromkeys(k for t in chosen for k in t.params))
     head = ["trial", "run", "val. acc. %", "test acc. %", "energy uJ", "spikes", "SOPs", *params]
     rows = [[t.number, t.user_attrs["run"], f"{100 * t.user_attrs['val_accuracy']:.2f}",

@@ -222,6 +222,18 @@ def test_a_space_from_a_file(workdir, cli):
 
 
 @pytest.mark.slow
+def test_the_report_tests_the_trials_where_a_config_file_put_them(workdir, cli):
+    (workdir / "space.yaml").write_text("model: snn-mlp\nsubset: 200\nbatch_size: 50\ntime_steps: 2\nepochs: 1\n"
+                                        "lr: [1.0e-3, 2.0e-3]\nsave_dir: ck\nlog_dir: lg\n")
+    code, out, err = cli("tune", "--name", "d", "--trials", "1", "--config", "space.yaml")
+    assert code == 0, err
+    assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
+    with open(workdir / "lg/d/trials.csv", newline="") as f:
+        (trial,) = list(csv.DictReader(f))
+    assert read_json(workdir / "lg" / trial["run"] / "eval.json")["run"] == trial["run"]
+
+
+@pytest.mark.slow
 def test_a_study_of_that_name_with_another_space_is_refused(workdir, cli):
     base = ["tune", "--name", "same", "--trials", "1", *SMALL, "--epochs", "1"]
     assert cli(*base, "--lr", "1e-3", "2e-3", "--sampler_seed", "0")[0] == 0
