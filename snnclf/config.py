@@ -269,6 +269,11 @@ def option_field(name):
     return f, flag_of(f)
 
 
+def is_list_option(name):
+    """Options whose one value is itself a list (``--milestones 10 15``)."""
+    return option_field(name)[1].nargs == "+"
+
+
 def check_option(name, value):
     """``value`` of option ``name`` (a field of :class:`RunConfig`) as its flag would take it, or
     a one-line error."""

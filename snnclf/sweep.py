@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import LOG_DIR, SAVE_DIR, RunConfig, check_option, check_options, load_file, option_field
+from .config import LOG_DIR, SAVE_DIR, RunConfig, check_option, check_options, is_list_option, load_file
 from .flags import options as flagged
 from .errors import Interrupted, UsageError
 from .models import NEURON_OPTIONS, is_spiking
@@ -35,11 +35,6 @@ class Point:
     name: str  # the run's name
     options: dict  # the train options of this point (fixed and varied)
     varied: dict  # the values of the axes at this point, after collapsing
-
-
-def is_list_option(name):
-    """Options whose one value is itself a list (``--milestones 10 15``)."""
-    return option_field(name)[1].nargs == "+"
 
 
 def split_values(values):

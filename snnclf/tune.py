@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import distributed, efficiency
 from .builders import load_data, make_encoder, open_trained
-from .config import LOG_DIR, SAVE_DIR, check_option, check_options, load_file, option_field
+from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
 from .data import check_files, make_splits
 from .errors import Interrupted, UsageError
 from .runs import RunInUse, check_name, read_json, write_csv, write_json, write_text
@@ -103,9 +103,11 @@ def parse_range(name, text):
 
 def _param(name, values):
     """What the values given for option ``name`` make: a fixed value, a range or choices."""
-    if option_field(name)[1].nargs == "+":  # a list option (--milestones): its list is one fixed value
+    if is_list_option(name):  # --milestones: its list is one fixed value
         return check_option(name, values)
     values = values if isinstance(values, list) else [values]
+    if not values:  # a file's empty list
+        raise UsageError(f"--{name}: an empty list; give one value or several")
     if isinstance(values[0], dict):  # a file's {low: ..., high: ..., log: ...}
         spec = values[0]
         unknown = set(spec) - {"low", "high", "log"}

@@ -211,6 +211,14 @@ def test_a_space_with_an_invalid_point_is_refused_before_the_first_trial(workdir
     assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
 
 
+def test_an_empty_list_in_the_space_file_is_refused_in_one_line(workdir):
+    from snnclf.errors import UsageError
+    from snnclf.tune import make_space
+    (workdir / "space.yaml").write_text("lr: []\n")
+    with pytest.raises(UsageError, match="--lr: an empty list; give one value or several"):
+        make_space({}, "space.yaml")
+
+
 @pytest.mark.slow
 def test_a_space_from_a_file(workdir, cli):
     (workdir / "space.yaml").write_text("model: snn-mlp\nsubset: 300\nbatch_size: 50\ntime_steps: [2, 3]\n"
