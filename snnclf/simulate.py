@@ -5,7 +5,6 @@ shown to the simulated camera of :mod:`snnclf.data.simulate`, which makes N-MNIS
 in front of each, and every recording is written as an N-MNIST ``.bin`` file under
 ``<out>/Train/<class>/`` and ``<out>/Test/<class>/``. ``snnclf train --dataset event-folder
 --data_dir <out>`` then trains on them, and any tool that reads N-MNIST reads them."""
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from .data.datasets import stratified
 from .data.simulate import SIM_VERSION, generate, source_key, to_28
 from .errors import UsageError
 from .flags import checked, number
+from .runs import write_json
 
 CHECKS = {"subset": DATA_CHECKS["subset"], "test_fraction": number(float, 0, 1, True, True)}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -109,7 +109,7 @@ def simulate_events(dataset, out, data_dir=DATA_DIR, subset=None, test_fraction=
               "classes": sorted({f.parent.name for fs in files.values() for f in fs}),
               "recordings": {s: len(fs) for s, fs in files.items()},
               "events_per_recording": round(float(np.mean(events)), 1), "seconds": round(seconds, 1)}
-    (out / "simulation.json").write_text(json.dumps(record, indent=2))
+    write_json(out / "simulation.json", record)
     return record
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..flags import checked, number
+from ..runs import write_json
 from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, stratified
 
 log = logging.getLogger(__name__)
@@ -221,12 +222,7 @@ def seeded_split(entry, base, files, classes, cache_dir):
     if new or not path.is_file():
         record["test"] = sorted(set(record["test"]) | {n for n in new if _share(n) < entry.test_fraction})
         record["train"] = sorted(set(record["train"]) | {n for n in new if _share(n) >= entry.test_fraction})
-        tmp = scratch_folder(path.parent, f".{path.name}.")
-        try:
-            (tmp / "split.json").write_text(json.dumps(record, indent=1))
-            os.replace(tmp / "split.json", path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_json(path, record)
     test = set(record["test"])
     return ([f for f, n in zip(files, names) if n not in test], [f for f, n in zip(files, names) if n in test],
             path)
