@@ -235,8 +235,7 @@ def frame_key(entry, split, files, classes, framing):
     effective downsampling, the framing options, the files, the class list that numbers the
     labels), and the hash that names their cache folder."""
     params = {"dataset": entry.name, "split": split, "classes": [str(c) for c in classes],
-              "sensor": list(entry.sensor), "crop": entry.crop,
-              "starts_at_zero": entry.starts_at_zero, "frame_size": list(entry.frame_size(framing.downsample)),
+              "sensor": list(entry.sensor), "crop": entry.crop, "starts_at_zero": entry.starts_at_zero,
               "time_steps": int(framing.time_steps), "denoise_us": framing.denoise_us,
               "downsample": framing.downsample or entry.downsample, "frame_ms": framing.frame_ms,
               "first_saccade_only": bool(framing.first_saccade_only), "files": fingerprint(files),
@@ -279,16 +278,6 @@ def to_frames(entry, events, time_steps, downsample=None, frame_ms=None):
     return frames
 
 
-class _SafeDenoise:
-    """tonic's ``Denoise``, which fails on a sample without events."""
-
-    def __init__(self, filter_time):
-        self.denoise = tonic.transforms.Denoise(filter_time=filter_time)
-
-    def __call__(self, events):
-        return self.denoise(events) if len(events) else events
-
-
 class EventFrames(Dataset):
     """Frames of one split from the cache: items (frames [T, P, H, W] float, label). A list
     index reads a whole batch from the memory-mapped file at once."""
@@ -322,8 +311,8 @@ class Framing:
     def frames(self, entry, reader, path):
         """The frames [T, P, H, W] of one recording, counts capped at 255, and how many were capped."""
         events = inside(entry, read_events(entry, reader, path), path)
-        if self.denoise_us:
-            events = _SafeDenoise(self.denoise_us)(events)
+        if self.denoise_us and len(events):  # tonic's Denoise fails on a recording without events
+            events = tonic.transforms.Denoise(filter_time=self.denoise_us)(events)
         counts = to_frames(entry, events, self.time_steps, self.downsample, self.frame_ms)
         return np.minimum(counts, 255), int((counts > 255).sum())
 
