@@ -5,7 +5,7 @@ override them, and ``config.json`` records the values the run used together with
 name. The recipes follow published small convolutional SNNs (direct input, batch norm, learnable
 membrane decay as in Fang et al.'s PLIF, few time steps, a cosine schedule) plus small random
 shifts; the README gives what each reached here and how long it took."""
-from .data.event_sets import REAL as EVENT_SETS
+from .data.event_sets import NMNIST, REAL as EVENT_SETS
 from .registry import Registry
 
 PRESETS = Registry("preset")
@@ -42,7 +42,7 @@ for _entry in EVENT_SETS:
 _register("nmnist-sim", "the nmnist recipe trained on simulated events, to classify real N-MNIST "
           "recordings: plus each saccade moved by up to 1 pixel on its own, event dropout 0.2 and 200 "
           "background events a sample",
-          dataset="nmnist-sim", **EVENT_SETS[0].recipe, saccade_shift=1, event_dropout=0.2, noise_events=200.0,
+          dataset="nmnist-sim", **NMNIST.recipe, saccade_shift=1, event_dropout=0.2, noise_events=200.0,
           **_EVENTS)
 
 
