@@ -221,8 +221,7 @@ def _measure(trained, device):
         counts = efficiency.measure(trained.model, val, make_encoder(cfg), cfg.batch_size, device, MEASURED)
     totals = counts["totals"]
     return {"energy_uj": totals["energy_uj"], "sops": totals["sops"],
-            "spikes": sum(r["spikes"] for r in counts["rates"]),
-            "parameters": sum(p.numel() for p in trained.model.parameters())}
+            "spikes": sum(r["spikes"] for r in counts["rates"])}
 
 
 def _objective(optuna, study, name, space, objectives, train, save_dir, log_dir, device, ctx):

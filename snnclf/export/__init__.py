@@ -194,8 +194,7 @@ def compare(tool, outputs, spk, mem, ours, labels):
     o_spk, o_mem = outputs.spikes, outputs.membrane
     theirs = readout(o_spk, o_mem if o_mem is not None else torch.zeros_like(o_spk))
     same = o_spk.shape == spk.shape
-    version = consumers.version(tool)
-    return Check(f"{tool} {version}".strip(), len(labels), spk.numel(),
+    return Check(_named(tool), len(labels), spk.numel(),
                  float((o_spk == spk).float().mean()) if same else 0.0, _accuracy(theirs, ours),
                  _accuracy(ours, labels), _accuracy(theirs, labels), tool=tool, convention=outputs.convention,
                  max_membrane_difference=(float((o_mem - mem).abs().max()) if o_mem is not None and same else None))
@@ -207,11 +206,14 @@ def check_nir(tool, path, inputs, spk, mem, ours, labels):
     try:
         outputs = consumers.run(tool, path, inputs, nir_backend.DT)
     except Exception as err:  # the tool cannot read or run the file: its error is the finding
-        first = (str(err).strip().splitlines() or [""])[0]
-        return Check(f"{tool} {consumers.version(tool)}".strip(), len(labels), spk.numel(), 0.0, 0.0,
-                     _accuracy(ours, labels), 0.0, tool=tool,
-                     convention={"error": f"{type(err).__name__}: {first}"[:300]})
+        return Check(_named(tool), len(labels), spk.numel(), 0.0, 0.0, _accuracy(ours, labels), 0.0, tool=tool,
+                     convention={"error": consumers.error_line(err)})
     return compare(tool, outputs, spk, mem, ours, labels)
+
+
+def _named(tool):
+    """The tool and its installed version, as a check names it."""
+    return f"{tool} {consumers.version(tool)}".strip()
 
 
 def _check_onnx(net, path, inputs, logits, ours, labels):

@@ -344,7 +344,12 @@ def main(argv=None):
         got = run(tool, path, given["inputs"], given["dt"])
         result = {"ok": True, **asdict(got), "version": version(tool)}
     except Exception as err:  # the tool's own error: its type and first line are the result
-        first = (str(err).strip().splitlines() or [""])[0]
-        result = {"ok": False, "error": f"{type(err).__name__}: {first}"[:300], "version": version(tool)}
+        result = {"ok": False, "error": error_line(err), "version": version(tool)}
     torch.save(result, out)
+
+
+def error_line(err):
+    """A tool's error as one line: its type and the first line of its message."""
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}"[:300]
 

@@ -85,12 +85,12 @@ def _refuse(layer, what, instead):
 class _Layer:
     """One NIR node before it is written: parameters in float64, so folding rounds once."""
     name: str
-    op: str  # conv, pool, flatten, affine, linear, lif
+    op: str  # conv, pool, flatten, affine, lif (if, once folded)
     p: dict
     shape: tuple  # the shape it receives (one sample)
 
 
-WEIGHTED = ("conv", "affine", "linear")
+WEIGHTED = ("conv", "affine")
 
 
 def _conv(conv, norm, shape, where):
