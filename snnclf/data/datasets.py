@@ -1,8 +1,8 @@
 """Static image data sets, each loaded once into tensors: digits (bundled), mnist, fashion-mnist."""
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +45,17 @@ def images(train_x, train_y, test_x, test_y, class_names, split="official"):
 def scratch_folder(parent, prefix, flag="--cache_dir"):
     """A new hidden temporary folder in ``parent`` (created if needed), where a cache or a
     generated data set is written before it is renamed into place; an unwritable ``parent`` is a
-    one-line error naming ``flag``."""
+    one-line error naming ``flag``. Made with mode 0777 so the system applies the user's umask, as
+    for a folder made by hand, once it is in place (``mkdtemp``'s would stay private)."""
     try:
         Path(parent).mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        while True:
+            folder = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+            try:
+                folder.mkdir(0o777)
+                return folder
+            except FileExistsError:
+                continue
     except OSError as err:
         raise UsageError(f"cannot write in {parent} ({err.strerror or err}): choose another {flag} or fix "
                          "its permissions") from None

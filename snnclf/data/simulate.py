@@ -184,9 +184,6 @@ def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, fla
                     label = names[int(labels[i])] if names else str(int(labels[i]))
                     write_bin(tmp / SPLITS[split] / label / f"{i:05d}.bin", x, y, p, t)
         (tmp / "complete.json").write_text(json.dumps(key))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o777 & ~umask)  # readable as a folder made by hand (mkdtemp's is private)
         if folder.exists() and replace:
             shutil.rmtree(folder)  # an older or unfinished copy
         elif folder.exists():
