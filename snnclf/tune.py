@@ -29,7 +29,7 @@ from .builders import load_data, make_encoder, open_trained
 from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
 from .data import check_files, make_splits
 from .errors import Interrupted, UsageError
-from .runs import RunInUse, check_name, read_json, write_csv, write_json, write_text
+from .runs import RunInUse, check_name, open_run, read_json, write_csv, write_json, write_text
 from .utils import need, resolve_device, seeded
 from .viz.files import save, subplots
 
@@ -230,7 +230,7 @@ def _objective(optuna, study, name, space, objectives, train, save_dir, log_dir,
         params = {n: p.suggest(trial) for n, p in space.params.items()}
         run = resume_run or f"{name}-t{trial.number:03d}"
         trial.set_user_attr("run", run)
-        resume = bool(resume_run) and (Path(save_dir) / run / "last.pt").is_file()
+        resume = bool(resume_run) and open_run(run, save_dir, log_dir).last.is_file()
 
         def report(epoch, row):
             if len(objectives) > 1:
@@ -310,8 +310,9 @@ def _lead(optuna, ctx, space, name, objectives, trials, timeout, storage, sample
     save_dir, log_dir = space.fixed.get("save_dir", SAVE_DIR), space.fixed.get("log_dir", LOG_DIR)
     folder = Path(log_dir) / name
     for ref in reference:
-        if not (Path(save_dir) / ref / "best.pt").is_file():
-            raise UsageError(f"--reference {ref}: no {Path(save_dir) / ref / 'best.pt'}; train it first")
+        best = open_run(ref, save_dir, log_dir).best
+        if not best.is_file():
+            raise UsageError(f"--reference {ref}: no {best}; train it first")
     study = _study(optuna, name, space, objectives, storage, folder, sampler, sampler_seed, pruner)
     device = resolve_device(space.fixed.get("device", "auto"))
     log.info("study %s: %d trials to reach over %s; maximise %s%s", name, trials,
@@ -368,7 +369,7 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
                      + ", ".join(f"{k} {v:.2f}" for k, v in found.items()))
     best = chosen[0] if len(objectives) == 1 else max(chosen, key=lambda t: (t.values[0], -t.values[1]))
     lines.append(f"retrain trial {best.number} ({best.user_attrs['run']}) under a new name with: snnclf train "
-                 f"--config {Path(log_dir) / best.user_attrs['run'] / 'config.json'} --run {name}-best")
+                 f"--config {open_run(best.user_attrs['run'], save_dir, log_dir).config} --run {name}-best")
     write_text(folder / "tune.md", "\n".join(lines) + "\n")
     write_csv(folder / "trials.csv", ["trial", "state", "run", "val_accuracy", "energy_uj", "spikes", "sops",
                                       "error", *sorted({k for t in trials for k in t.params})],
@@ -402,8 +403,8 @@ def _value(v):
 def _reference(run, save_dir, log_dir, device):
     """A reference run measured as the trials are (validation accuracy of its best epoch; the
     operation counts on validation samples), with its test accuracy from its eval.json."""
-    metrics = read_json(Path(log_dir) / run / "eval.json") if (Path(log_dir) / run / "eval.json").is_file() else {}
     trained = open_trained(run, None, save_dir, log_dir, device)  # opened once, measured and read
+    metrics = read_json(trained.run.eval_json) if trained.run.eval_json.is_file() else {}
     return {**_measure(trained, device), "val_accuracy": trained.checkpoint["best_val_accuracy"],
             "test_accuracy": metrics.get("test_accuracy", float("nan"))}
 
