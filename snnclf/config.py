@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Optional
 
 from . import configfile
-from .data import CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, event_set, is_event_dataset, list_datasets, list_encoders
+from .chips import check as chip_limits, list_chips
+from .data import (CACHE_DIR, CHECKS as DATA_CHECKS, DATA_DIR, event_set, is_event_dataset, known_shape, list_datasets,
+                   list_encoders)
 from .data.events import CHECKS as EVENT_CHECKS, saccade_frames
 from .data.encoders import ENCODERS
 from .data.event_sets import downsample_defaults
@@ -96,6 +98,11 @@ class RunConfig(NeuronFlags):
                                     parse=MODEL_CHECKS["dropout"])
     batch_norm: Optional[bool] = flag(None, "batch norm after each convolution (resnet always has it)",
                                       "model", model=True, default_text="off", action="store_true")
+    chip: Optional[str] = flag(None, "train for a neuromorphic chip: the network is checked against the chip's "
+                               "limits before any data is read, and trains in the chip's integers and neurons "
+                               "(integrate-and-fire, reset by subtraction); snnclf export --target CHIP runs it in "
+                               "the chip's software", "model", model=True, default_text="none",
+                               choices=list_chips)
     pool: Optional[str] = flag(None, "pooling of csnn, cnn and ann-cnn: max, avg (average) or sum; "
                                "avg and sum export to NIR (snnclf export), max does not", "model", model=True,
                                default_text="max", choices=lambda: POOLINGS)
@@ -260,7 +267,22 @@ def check_options(options):
         raise UsageError(f"--{refused[0]} does not apply to model {name}: leave it out, or choose models that "
                          "take it")
     get_loss(cfg.loss, cfg.time_steps, is_spiking(name))  # a loss the model cannot take: one line
+    check_chip(cfg)
     return cfg
+
+
+def check_chip(cfg, data=None):
+    """Refuse a run whose network the chip of ``--chip`` cannot hold, in one line naming the
+    limit and the layer: before any data is read where the data set's shape is known without
+    reading it (see :func:`snnclf.data.known_shape`), else on the loaded ``data``. Returns whether
+    it checked."""
+    if not cfg.chip:
+        return True
+    shape = known_shape(cfg.dataset, cfg.downsample) if data is None else (data.in_shape, data.num_classes)
+    if shape is None:
+        return False
+    chip_limits(cfg.chip, cfg, *shape)
+    return True
 
 
 def option_field(name):

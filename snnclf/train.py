@@ -18,7 +18,7 @@ import torch
 from . import board, distributed
 from .builders import (build_augment, build_loss, build_model, build_optimizer, build_regularizer, check_memory,
                        load_data, make_encoder)
-from .config import RunConfig, resolve
+from .config import RunConfig, check_chip, resolve
 from .data import make_loader, make_splits
 from .engine import evaluate, mean_rates, new_totals, summarize, train_one_epoch
 from .errors import Interrupted, NonFiniteLoss, UsageError
@@ -168,12 +168,15 @@ def _build(cfg, ctx):
     amp = cfg.amp and device.type == "cuda"
     if cfg.amp and not amp:
         log.warning("--amp needs a CUDA device; training in float32 on %s", device)
+    checked_chip = check_chip(cfg)  # before any data is read, where the data set's shape is known
     seed_everything(cfg.seed)  # the same initial weights in every process
     if not ctx.is_main:
         ctx.barrier()  # rank 0 builds simulated data and frame caches first; the others read them
     data = load_data(cfg)
     if ctx.is_main:
         ctx.barrier()
+    if not checked_chip:
+        check_chip(cfg, data)
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
     model, name, kwargs = build_model(cfg, data)
     model = model.to(device)

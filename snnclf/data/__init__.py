@@ -62,6 +62,23 @@ def event_set(name):
     return DATASETS.info(name, "--dataset")["events"]
 
 
+# The input shape (C, H, W) and classes of the image data sets, known without reading a file.
+IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
+
+
+def known_shape(name, downsample=None):
+    """(input shape (C, H, W), classes) of data set ``name`` as far as it is known without reading
+    a file: an image set's, or an event set's frames of its sensor at ``downsample`` (the entry's
+    default when ``None``) when the entry names its classes; else ``None``."""
+    if name in IMAGE_SHAPES:
+        return IMAGE_SHAPES[name]
+    entry = event_set(name)
+    if entry is None or entry.classes is None:
+        return None
+    width, height = entry.frame_size(downsample)
+    return (entry.sensor[2], height, width), len(entry.classes)
+
+
 def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, **event_options):
     """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, frame_ms, cache_dir);

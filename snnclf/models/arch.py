@@ -6,9 +6,14 @@ Tokens, joined by ``-``:
   ``32C3p1``    the same with padding 1 (snnclf's addition, for "same" convolutions);
   ``MP2``/``AP2``/``SP2`` max / average / sum pooling 2x2, stride 2 (average and sum pooling
                 are what NIR, and so neuromorphic hardware, can take: see ``snnclf export``);
-  ``1024FC10``  fully connected 1,024 -> 10; ``FC10`` infers its inputs.
+  ``1024FC10``  fully connected 1,024 -> 10; ``FC10`` infers its inputs;
+  ``LIF``       the neurons of the layer before fire here, so pooling after it pools spikes.
 Every conv and FC is followed by neurons; pooling right after a conv pools its currents, before
-its neurons fire (as in snnTorch's tutorial CSNN). The last FC has one output per class.
+its neurons fire (as in snnTorch's tutorial CSNN), and after ``LIF`` it pools their spikes (as
+Speck does: ``8C3p1-LIF-SP2``). The last FC has one output per class.
+
+With ``chip`` (``--chip``) the convolutions and FC layers compute in the chip's integers and the
+neurons are the chip's integrate-and-fire neurons (:mod:`snnclf.models.quant`).
 """
 import re
 from collections import OrderedDict
@@ -18,8 +23,9 @@ from torch import nn
 
 from ..errors import UsageError
 from ..flags import checked, number
+from . import quant
 from .layers import FlattenLinear, Folded, Network, TimeDropout
-from .neurons import make_neuron
+from .neurons import chip_neuron, make_neuron
 
 # The check of --dropout, which the flag uses too (snnclf.config): one check, whoever gives it.
 CHECKS = {"dropout": number(float, 0, 1, high_open=True)}
@@ -32,16 +38,18 @@ _TOKEN = re.compile(
     r"(?P<filters>\d+)C(?P<kernel>\d+)(?:p(?P<pad>\d+))?"
     r"|(?P<pool>MP|AP|SP)(?P<size>\d+)"
     r"|(?P<fc_in>\d+)?FC(?P<fc_out>\d+)"
+    r"|(?P<fire>LIF)"
 )
 
 HELP = ("write NcK for a convolution (12C5, or 32C3p1 with padding), MPk, APk or SPk for pooling, "
-        "FCn or mFCn for a fully connected layer, joined by '-'")
+        "FCn or mFCn for a fully connected layer, LIF where the neurons before fire (pooling after it pools "
+        "spikes), joined by '-'")
 
 
 @dataclass
 class Token:
     text: str
-    kind: str  # "conv", "pool" or "fc"
+    kind: str  # "conv", "pool", "fc" or "fire"
     a: int = 0  # conv filters, pool size, fc inputs (0: infer)
     b: int = 0  # conv kernel, fc outputs
     pad: int = 0
@@ -64,6 +72,8 @@ def parse(spec, where="--arch"):
         elif m["pool"]:
             tok = Token(text, "pool", int(m["size"]), pool=m["pool"])
             zero = tok.a == 0
+        elif m["fire"]:
+            tok, zero = Token(text, "fire"), False
         else:
             tok = Token(text, "fc", int(m["fc_in"] or 0), int(m["fc_out"]))
             zero = tok.b == 0 or (m["fc_in"] is not None and tok.a == 0)
@@ -74,33 +84,51 @@ def parse(spec, where="--arch"):
 
 
 def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_norm=False,
-          dropout=0.0, where="--arch", **neuron_options):
+          dropout=0.0, where="--arch", chip=None, **neuron_options):
     """A :class:`Network` of :class:`Folded` stateless stages and neuron layers for ``spec``.
 
     Sizes are followed from ``in_shape`` (C, H, W); a layer that does not fit is refused with its
     token and the sizes it meets. ``spiking=False`` puts ReLU where the neurons would be (the ANN
-    twins), and the last layer then gives logits.
+    twins), and the last layer then gives logits. ``chip`` (a name of
+    :data:`snnclf.chips.CHIPS`) builds the layers in the chip's integers, without bias, and its
+    integrate-and-fire neurons.
 
     One pass over the tokens, longer than most functions here on purpose: the sizes it follows
     (channels, height, width, features) change at every token, and each check reads next to the
     size it checks; split into per-token helpers they would be passed back and forth."""
     checked("dropout", CHECKS["dropout"], dropout)
     tokens = parse(spec, where)
+    if chip and batch_norm:
+        raise UsageError(f"--batch_norm: {chip} has no batch norm (it would need a bias, which the chip adds "
+                         "on its own clock): leave --batch_norm out with --chip")
+    if chip and not spiking:
+        raise UsageError(f"--chip {chip} runs spiking networks: choose a spiking model")
     channels, height, width = in_shape
     features = None  # set once flattened
     stages, stage = [], []  # stage: the stateless layers waiting for their neurons
     names, counts = [], {"conv": 0, "fc": 0}
+    weighted = [i for i, t in enumerate(tokens, 1) if t.kind in ("conv", "fc")]
 
     def close(name, last):
         stages.append((name, Folded(*stage)))
-        if spiking:
+        if chip:
+            layer = next(m for m in stage if isinstance(m, quant.Quantized))
+            stages.append((f"{name}_lif", chip_neuron(chip, layer, **neuron_options)))
+        elif spiking:
             stages.append((f"{name}_lif", make_neuron(neuron, **neuron_options)))
         elif not last:
             stages.append((f"{name}_relu", Folded(nn.ReLU())))
+        stage.clear()
 
     for i, tok in enumerate(tokens, 1):
         at = f"{where}: token {i} {tok.text!r}"
-        if tok.kind == "conv":
+        if tok.kind == "fire":
+            if not stage:
+                raise UsageError(f"{at} fires the neurons of the layer before it, but "
+                                 + ("no convolution or FC layer comes before it" if not names else
+                                    f"those of {tokens[i - 2].text!r} fired already") + ": remove it")
+            close(names[-1], i > weighted[-1])
+        elif tok.kind == "conv":
             if features is not None:
                 raise UsageError(f"{at} is a convolution after a fully connected layer; "
                                  "put convolutions and pooling before the FC layers")
@@ -112,7 +140,10 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
                 close(names[-1], False)
             counts["conv"] += 1
             names.append(f"conv{counts['conv']}")
-            stage = [nn.Conv2d(channels, tok.a, tok.b, padding=tok.pad, bias=not batch_norm)]
+            if chip:
+                stage.append(quant.QuantConv2d(channels, tok.a, tok.b, padding=tok.pad))
+            else:
+                stage.append(nn.Conv2d(channels, tok.a, tok.b, padding=tok.pad, bias=not batch_norm))
             if batch_norm:
                 stage.append(nn.BatchNorm2d(tok.a))
             channels, height, width = tok.a, h, w
@@ -143,13 +174,19 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
                 stages.append((f"drop{counts['fc'] + 1}", TimeDropout(dropout)))
             counts["fc"] += 1
             names.append(f"fc{counts['fc']}")
-            stage = [FlattenLinear((channels, height, width), tok.b) if flat else nn.Linear(inputs, tok.b)]
+            if chip:
+                layer = (quant.QuantFlattenLinear((channels, height, width), tok.b) if flat
+                         else quant.QuantLinear(inputs, tok.b))
+            else:
+                layer = FlattenLinear((channels, height, width), tok.b) if flat else nn.Linear(inputs, tok.b)
+            stage.append(layer)
             features = tok.b
-    if not tokens or tokens[-1].kind != "fc":
+    if not weighted or tokens[weighted[-1] - 1].kind != "fc" or tokens[-1].kind == "pool":
         raise UsageError(f"{where}: {spec!r} must end with a fully connected layer FC{num_classes} "
                          f"(one output per class)")
     if features != num_classes:
-        raise UsageError(f"{where}: the last layer {tokens[-1].text!r} has {features} outputs but the "
-                         f"data set has {num_classes} classes: end with FC{num_classes}")
-    close(names[-1], True)
+        raise UsageError(f"{where}: the last layer {tokens[weighted[-1] - 1].text!r} has {features} outputs but "
+                         f"the data set has {num_classes} classes: end with FC{num_classes}")
+    if stage:
+        close(names[-1], True)
     return Network(OrderedDict(stages), spiking=spiking)

@@ -13,6 +13,7 @@ from ..errors import UsageError
 from ..flags import check_field, flag, given, number
 from ..registry import Registry
 from . import fused
+from .quant import ChipIF, ChipLayer
 
 SURROGATES = Registry("surrogate", declares=("derivative",))
 NEURONS = Registry("neuron", declares=("options",))
@@ -236,6 +237,26 @@ def make_neuron(kind, **options):
         if value is not None and key not in used:
             raise UsageError(f"--{key} does not apply to {kind} neurons; leave it out")
     return builder(**given(options))
+
+
+def chip_neuron(chip, layer, **options):
+    """The integrate-and-fire neurons of ``chip`` (``--chip``) after its quantized ``layer``
+    (:mod:`.quant`): no leak, reset by subtracting the threshold, one threshold for the layer.
+    The options that would change that are refused in one line."""
+    o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
+    given_options = {k: check_field(NeuronFlags, k, v) for k, v in given(options).items()}
+    o.update(given_options)
+    if o["beta"] != 1.0 and "beta" in given_options:
+        raise UsageError(f"--beta {o['beta']:g}: {chip}'s neurons integrate without leak (beta 1): leave --beta out "
+                         "with --chip")
+    if o["reset"] != "subtract":
+        raise UsageError(f"--reset {o['reset']}: {chip}'s neurons, as its software runs them, reset by subtracting "
+                         "the threshold: leave --reset out with --chip")
+    for key in ("learn_beta", "alpha"):
+        if key in given_options:
+            raise UsageError(f"--{key} does not apply to {chip}'s integrate-and-fire neurons; leave it out")
+    spike_grad = SURROGATES.lookup(o["surrogate"], "--surrogate")(o["slope"])
+    return ChipLayer(ChipIF(o["threshold"], spike_grad, bool(o["learn_threshold"])).attach(layer))
 
 
 def options_for(kind, options):

@@ -22,17 +22,17 @@ CNN = "32C3p1-{p}2-64C3p1-{p}2-128C3p1-{p}2-FC256-FC{k}"
 POOLINGS = {"max": "MP", "avg": "AP", "sum": "SP"}
 
 
-def _build(spec, name, in_shape, num_classes, spiking, batch_norm, dropout, pool="max", **neuron):
+def _build(spec, name, in_shape, num_classes, spiking, batch_norm, dropout, pool="max", chip=None, **neuron):
     """Model ``name`` written in the --arch notation as ``spec``, with ``{k}`` the classes and
     ``{p}`` the pooling token of ``pool``."""
     if pool not in POOLINGS:
         raise UsageError(f"--pool: invalid choice: {pool!r} (choose from {', '.join(map(repr, POOLINGS))})")
     return arch.build(spec.format(k=num_classes, p=POOLINGS[pool]), in_shape, num_classes, spiking=spiking,
-                      batch_norm=batch_norm, dropout=dropout, where=f"model {name}", **neuron)
+                      batch_norm=batch_norm, dropout=dropout, where=f"model {name}", chip=chip, **neuron)
 
 
 # Each builder's keyword-only arguments are the options the model takes: --pool where it pools,
-# the neuron options (**neuron) where it spikes.
+# the neuron options (**neuron) where it spikes, --chip where it can be built in a chip's integers.
 
 @MODELS.register("ann-mlp", spiking=False, neurons=())
 def ann_mlp(in_shape, num_classes, *, batch_norm=False, dropout=0.0):
@@ -47,28 +47,28 @@ def ann_cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max")
 
 
 @MODELS.register("snn-mlp", spiking=True, neurons=("leaky",))
-def snn_mlp(in_shape, num_classes, *, batch_norm=False, dropout=0.0, **neuron):
+def snn_mlp(in_shape, num_classes, *, batch_norm=False, dropout=0.0, chip=None, **neuron):
     """LIF MLP (T=1 is the single-step SNN)."""
-    return _build(MLP, "snn-mlp", in_shape, num_classes, True, batch_norm, dropout, **neuron)
+    return _build(MLP, "snn-mlp", in_shape, num_classes, True, batch_norm, dropout, chip=chip, **neuron)
 
 
 @MODELS.register("csnn", spiking=True, neurons=("leaky",))
-def csnn(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max", **neuron):
+def csnn(in_shape, num_classes, *, batch_norm=False, dropout=0.0, pool="max", chip=None, **neuron):
     """snnTorch's tutorial CSNN."""
-    return _build(CSNN, "csnn", in_shape, num_classes, True, batch_norm, dropout, pool, **neuron)
+    return _build(CSNN, "csnn", in_shape, num_classes, True, batch_norm, dropout, pool, chip, **neuron)
 
 
 @MODELS.register("cnn", spiking=True, neurons=("leaky",))
-def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, pool="max", **neuron):
+def cnn(in_shape, num_classes, *, batch_norm=False, dropout=0.2, pool="max", chip=None, **neuron):
     """SpikingCNN: three conv layers with LIF and pooling, an FC LIF layer, an LIF output layer,
     dropout before each FC layer (0.2 unless --dropout says otherwise)."""
-    return _build(CNN, "cnn", in_shape, num_classes, True, batch_norm, dropout, pool, **neuron)
+    return _build(CNN, "cnn", in_shape, num_classes, True, batch_norm, dropout, pool, chip, **neuron)
 
 
 @MODELS.register("arch", spiking=True, neurons=("leaky",))
-def from_arch(in_shape, num_classes, *, spec, batch_norm=False, dropout=0.0, **neuron):
+def from_arch(in_shape, num_classes, *, spec, batch_norm=False, dropout=0.0, chip=None, **neuron):
     """Any conv SNN written in the papers' notation (see :mod:`snnclf.models.arch`)."""
-    return arch.build(spec, in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, **neuron)
+    return arch.build(spec, in_shape, num_classes, batch_norm=batch_norm, dropout=dropout, chip=chip, **neuron)
 
 
 class ResidualBlock(nn.Module):
