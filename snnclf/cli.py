@@ -199,6 +199,8 @@ def _export_parser(sub):
                        "least 99.9%. Which tools run a NIR file exactly, and the --target each needs, "
                        "is in docs/nir.md. Layers NIR cannot express exactly (max pooling, reset by "
                        "subtraction, adaptive thresholds) are refused before anything is written. "
+                       "Sinabs, Speck's software model and Rockpool pin an older nir: they run in "
+                       "environments of their own, built once under --envs. "
                        "Needs: pip install 'snnclf[export]'.")
     _run_flags(p, run_export, "run to export", "folder where export_<format>.json (the check) is written")
     _checkpoint_flag(p, "export")
@@ -207,9 +209,13 @@ def _export_parser(sub):
     _add(p, "target", "the form of the NIR file, for the tools that will run it: "
          + "; ".join(f"{name}: {NIR_TARGETS.info(name)['summary']}" for name in NIR_TARGETS.names()),
          default_text=_default(run_export, "target"), choices=NIR_TARGETS.names())
-    _add(p, "check", "the NIR tools that run the file before it is kept (each must be installed): "
-         + ", ".join(list_consumers()), default_text="those of the target's tools installed here",
-         choices=list_consumers(), nargs="+", metavar="TOOL")
+    _add(p, "check", "the NIR tools that run the file before it is kept (each installed here, or one that "
+         "runs in an environment of its own: sinabs, speck, rockpool): " + ", ".join(list_consumers()),
+         default_text="those of the target's tools installed here or in --envs", choices=list_consumers(), nargs="+",
+         metavar="TOOL")
+    _add(p, "envs_dir", "folder of the environments of the tools whose nir pin clashes with snnclf's (Sinabs, "
+         "Rockpool), each built there on first use with pip", default_text="$SNNCLF_ENVS or ~/.cache/snnclf/envs",
+         metavar="DIR", aliases=("envs",))
     _add(p, "out", "file to write (never replaced if it exists)",
          default_text="<save_dir>/<run>/<run>.nir or .onnx", metavar="PATH")
     _add(p, "samples", "test samples the check runs", default_text=_default(run_export, "samples"),

@@ -9,6 +9,7 @@ from .data import is_event_dataset, make_loader, make_splits
 from .engine import evaluate
 from .errors import UsageError
 from .models import compile_model
+from .models.quant import float_twin, is_quantized
 from .neurobench import measure as measure_neurobench, require as require_neurobench
 from .runs import RunLock, write_csv, write_json
 from .utils import resolve_device, seeded
@@ -59,6 +60,11 @@ def run_eval(run=None, checkpoint=None, save_dir=SAVE_DIR, log_dir=LOG_DIR, test
         with seeded(seed, device):
             results.update(_measure(net, model, splits, ["test"] if test_only else ["test", "val", "train"],
                                     encode, loss_fn, device, batch_size, data.class_names))
+        if is_quantized(model):  # a --chip run: the same network before its weights were rounded, beside it
+            with seeded(seed, device), float_twin(model):
+                m = evaluate(net, make_loader(splits["test"], batch_size), encode, loss_fn, device,
+                             len(data.class_names), desc="test (float)")
+            results.update(chip=cfg.chip, test_accuracy_float=m["accuracy"])
         if neurobench:  # drawn from the seed on its own: the same numbers with or without --test_only
             with seeded(seed, device):
                 results["neurobench"] = measure_neurobench(model, splits["test"], encode, batch_size, device,
@@ -103,6 +109,10 @@ def format_results(results):
             lines.append(f"{split:>5} accuracy {100 * results[f'{split}_accuracy']:6.2f}%  "
                          f"loss {results[f'{split}_loss']:.4f}  {results[f'num_{split}']} images  "
                          f"{results[f'{split}_spikes_per_sample']:.1f} output spikes/sample")
+    if "test_accuracy_float" in results:
+        lines.append(f"chip {results['chip']}: test accuracy {100 * results['test_accuracy']:.2f}% with the chip's "
+                     f"integers (the figures above), {100 * results['test_accuracy_float']:.2f}% with the same "
+                     "weights and thresholds unrounded")
     lines.append("per-class test accuracy:")
     width = max(len(n) for n in results["class_names"])
     lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in results["per_class_accuracy"].items()]

@@ -9,6 +9,7 @@ own network; the file is put in place only when every one of them agrees.
 """
 import inspect
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,9 +21,10 @@ from ..data import is_event_dataset
 from ..data.encoders import ENCODERS
 from ..errors import UsageError
 from ..losses import predict as readout
+from ..models.quant import output_scale
 from ..runs import RunLock, write_json
 from ..utils import seeded
-from . import consumers, nir as nir_backend, onnx as onnx_backend
+from . import consumers, envs, nir as nir_backend, onnx as onnx_backend
 from .consumers import list_consumers  # noqa: F401 -- the CLI lists the consumers from here
 from .nir import TARGETS  # noqa: F401 -- the CLI reads the --target choices from here
 
@@ -80,12 +82,14 @@ def default_format(model):
 
 
 def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_DIR, log_dir=LOG_DIR,
-               samples=1000, data_dir=None, seed=EVAL_SEED, target=nir_backend.DEFAULT_TARGET, check=None):
+               samples=1000, data_dir=None, seed=EVAL_SEED, target=nir_backend.DEFAULT_TARGET, check=None,
+               envs_dir=envs.DEFAULT_ROOT):
     """Export a run's ``best.pt`` (or ``checkpoint``) as ``format`` (default: nir for spiking
     models, onnx for the others) to ``out`` (default: beside the checkpoint), check it on the
     first ``samples`` test samples, and write the check to ``<log_dir>/<run>/export_<fmt>.json``.
     A NIR file is written in the form of ``target`` and run by each consumer in ``check``
-    (default: those of the target's tools that are installed). Returns that record. The file is
+    (default: those of the target's tools that are installed, and those that run in an
+    environment of their own, built once under ``envs_dir``). Returns that record. The file is
     put in place only if every check passes; an existing ``out`` given by the user is never replaced."""
     trained = open_trained(run, checkpoint, save_dir, log_dir)
     path, cfg, model = trained.path, trained.cfg, trained.model
@@ -113,7 +117,7 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
         encoding_text = " ".join(inspect.getdoc(ENCODERS[cfg.encoding]).split("\n\n")[0].split())
         metadata = nir_backend.describe(cfg.run, cfg.dataset, in_shape, cfg.time_steps, cfg.encoding, encoding_text,
                                         is_event_dataset(cfg.dataset), trained.class_names, target)
-        graph = nir_backend.nir_graph(model, in_shape, metadata, target)
+        graph = nir_backend.nir_graph(model, in_shape, metadata, target, chip=cfg.chip)
         nir_backend.require("nirtorch")
     else:
         net = onnx_backend.onnx_network(model)
@@ -121,12 +125,13 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
 
     ref = reference(trained, samples, data_dir, seed)
     inputs, spk, mem, ours, y, n = ref.inputs, ref.spikes, ref.membrane, ref.predicted, ref.labels, len(ref.labels)
+    mem = mem * output_scale(model)  # a --chip run's file holds integers: its membrane is in the chip's units
 
     tmp = target_path.with_name(f".{target_path.name}.check")
     try:
         if fmt == "nir":
-            nir_backend.require("nir").write(str(tmp), graph)
-            checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y) for tool in tools]
+            nir_backend.write(tmp, graph, target)
+            checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y, envs_dir) for tool in tools]
         else:
             checks = [_check_onnx(net, tmp, inputs, mem, ours, y)]
         failed = [c for c in checks if not c.passed]
@@ -162,12 +167,13 @@ def _tools(fmt, target, check):
     if check:
         for tool in check:
             consumers.CONSUMERS.lookup(tool, "--check")
-        missing = [t for t in check if not consumers.installed(t)]
+        missing = [t for t in check if not consumers.installed(t) and not consumers.CONSUMERS.info(t)["env"]]
         if missing:
             raise UsageError(f"--check {' '.join(missing)}: not installed here ("
                              + "; ".join(f"{t}: {_install(t)}" for t in missing) + ")")
         return list(dict.fromkeys(check))
-    return [t for t in nir_backend.TARGETS.info(target)["consumers"] if consumers.installed(t)]
+    return [t for t in nir_backend.TARGETS.info(target)["consumers"]
+            if consumers.installed(t) or consumers.CONSUMERS.info(t)["env"]]
 
 
 def _install(tool):
@@ -200,15 +206,24 @@ def compare(tool, outputs, spk, mem, ours, labels):
                  max_membrane_difference=(float((o_mem - mem).abs().max()) if o_mem is not None and same else None))
 
 
-def check_nir(tool, path, inputs, spk, mem, ours, labels):
-    """Run the NIR file ``path`` in consumer ``tool`` and compare it with snnclf's outputs; an
-    error of the tool's is a failed check that names it."""
+def check_nir(tool, path, inputs, spk, mem, ours, labels, envs_dir=envs.DEFAULT_ROOT):
+    """Run the NIR file ``path`` in consumer ``tool`` (here where it is installed, else in its own
+    environment under ``envs_dir``) and compare it with snnclf's outputs; an error of the tool's
+    is a failed check that names it."""
+    python = envs.python_for(tool, envs_dir)  # a build that fails is the user's one line, not the tool's
     try:
-        outputs = consumers.run(tool, path, inputs, nir_backend.DT)
+        if python == sys.executable:
+            outputs = consumers.run(tool, path, inputs, nir_backend.DT)
+        else:
+            outputs = envs.run_in(python, tool, path, inputs, nir_backend.DT)
     except Exception as err:  # the tool cannot read or run the file: its error is the finding
         return Check(_named(tool), len(labels), spk.numel(), 0.0, 0.0, _accuracy(ours, labels), 0.0, tool=tool,
                      convention={"error": consumers.error_line(err)})
-    return compare(tool, outputs, spk, mem, ours, labels)
+    there = outputs.convention.pop("version", None)  # the version installed in the tool's own environment
+    check = compare(tool, outputs, spk, mem, ours, labels)
+    if there:
+        check.framework = f"{tool} {there}"
+    return check
 
 
 def _named(tool):

@@ -4,7 +4,8 @@ of consumers, each a function (path, inputs [T, N, C, H, W], dt) -> :class:`Outp
 Each consumer declares the Python module it needs (``module``: it counts as installed when that
 imports), what pip puts in an environment of its own (``install``: Sinabs and Rockpool pin an
 older ``nir``), whether with the tool's own dependencies (``deps``: Spyx's JAX) or without, beside
-torch, whether the tool takes a batch dimension (``batch``), and what keeps it from running
+torch, whether ``snnclf export`` builds that environment and runs the tool there when it is not
+installed here (``env``; see :mod:`.envs`), whether the tool takes a batch dimension (``batch``), and what keeps it from running
 snnclf's networks exactly (``limit``; ``None`` for the tools that run them). A consumer runs the
 file through the tool's own importer with the tool's own arithmetic; only the reading of the
 output layer's membrane (for the readout's tie-break) is added from outside, through hooks,
@@ -18,6 +19,7 @@ import importlib
 import io
 import logging
 import sys
+import types
 import warnings
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version as distribution_version
@@ -28,7 +30,7 @@ import torch
 
 from ..registry import Registry
 
-CONSUMERS = Registry("consumer", declares=("module", "install", "deps", "batch", "limit"))
+CONSUMERS = Registry("consumer", declares=("module", "install", "deps", "env", "batch", "limit"))
 
 
 @dataclass
@@ -109,7 +111,7 @@ def _one_by_one(inputs, step):
     return torch.stack(spikes, 1), torch.stack(membranes, 1)
 
 
-@CONSUMERS.register("numpy", module="numpy", install=(), deps=False, batch=True, limit=None)
+@CONSUMERS.register("numpy", module="numpy", install=(), deps=False, env=False, batch=True, limit=None)
 def numpy_outputs(path, inputs, dt):
     """snnclf's reference: the NIR equations written out in NumPy (float64), one forward-Euler
     step of ``dt`` per time step, as NIR defines each node; no tool's importer involved."""
@@ -170,7 +172,7 @@ def _conv2d(x, weight, bias, stride, padding, dilation, groups):
     return np.concatenate(out, 1) + np.asarray(bias, dtype=np.float64)[:, None, None]
 
 
-@CONSUMERS.register("snntorch", module="snntorch", install=(), deps=False, batch=False, limit=None)
+@CONSUMERS.register("snntorch", module="snntorch", install=(), deps=False, env=False, batch=False, limit=None)
 def snntorch_outputs(path, inputs, dt):
     """snnTorch's ``import_from_nir``, one sample at a time (its Flatten keeps NIR's start_dim 0,
     so a batch would be flattened too). Its LIF hard-codes dt = 1e-4 and, where r dt / tau is not
@@ -208,7 +210,7 @@ def snntorch_outputs(path, inputs, dt):
                    if scale == 1.0 else {"dt": 1e-4, "note": "r dt / tau moved into the threshold"})
 
 
-@CONSUMERS.register("spikingjelly", module="spikingjelly", install=(), deps=False, batch=True, limit=None)
+@CONSUMERS.register("spikingjelly", module="spikingjelly", install=(), deps=False, env=False, batch=True, limit=None)
 def spikingjelly_outputs(path, inputs, dt):
     """SpikingJelly's ``import_from_nir(graph, dt)`` in single-step mode, with a batch dimension
     (its Flatten shifts NIR's dims by one), state passed from step to step. The membrane is the
@@ -247,7 +249,8 @@ def spikingjelly_outputs(path, inputs, dt):
     return Outputs(torch.stack(spikes).flatten(2), torch.stack(mems).flatten(2))
 
 
-@CONSUMERS.register("norse", module="norse", install=("norse==1.1.0",), deps=False, batch=False, limit=None)
+@CONSUMERS.register("norse", module="norse", install=("norse==1.1.0",), deps=False, env=False, batch=False,
+                    limit=None)
 def norse_outputs(path, inputs, dt):
     """Norse's ``from_nir(graph, dt)``, one sample at a time (its Flatten keeps start_dim 0).
     Norse has no AvgPool2d and ignores r (its LIF is dv = dt / tau (v_leak - v + I)): it runs
@@ -285,39 +288,153 @@ def norse_outputs(path, inputs, dt):
     return Outputs(spikes, mems)
 
 
-@CONSUMERS.register("sinabs", module="sinabs", install=("sinabs==3.1.3", "nir==1.0.4", "pbr"), deps=False,
-                    batch=True, limit="it resets by subtracting the threshold (NIR 1.0.4's LIF, before v_reset), "
-                    "reads tau in steps and has no AvgPool2d")
-def sinabs_outputs(path, inputs, dt):
-    """Sinabs' ``from_nir(graph, batch_size, num_timesteps)``: time and batch folded into one
-    dimension ([N * T, ...], sample-major). Sinabs reads tau in steps, ignores r, v_leak and
-    v_reset, and resets by subtracting the threshold. No membrane."""
+# Sinabs and Rockpool pin nir 1.0.4 (and so nirtorch 1.0, the last that reads it): they run in an
+# environment of their own, which snnclf export builds once.
+SINABS = ("sinabs==3.1.3", "nir==1.0.4", "nirtorch==1.0", "pbr")
+
+
+def _sinabs_model(path, steps):
+    """Sinabs' ``from_nir`` of ``path`` for ``steps`` time steps, each spiking layer emitting at
+    most one spike per step (``SingleSpike``; Sinabs' default, ``MultiSpike``, emits floor(v /
+    threshold), which no NIR file can change), its state cleared. Time and batch are folded
+    into one dimension, sample-major ([N * T, ...]); ``num_timesteps`` unfolds any batch size."""
     import nir
     import sinabs
+    from sinabs.activation import SingleSpike
 
+    net = sinabs.from_nir(nir.read(path), num_timesteps=steps)
+    for layer in net.modules():
+        if isinstance(layer, sinabs.layers.StatefulLayer) and hasattr(layer, "spike_fn"):
+            layer.spike_fn = SingleSpike
+    sinabs.reset_states(net)
+    return net
+
+
+def _run_folded(net, inputs, reset, last):
+    """Run a Sinabs network on ``inputs`` [T, N, ...] folded to [N * T, ...]: spikes and the
+    membrane of its output layer ``last`` before the reset, each [T, N, K]. The membrane is the
+    layer's own: its recorded state after the step before (``record_states``) plus the step's
+    input, taken by a hook (with alpha 1: the layers here integrate without leak)."""
     T, N = inputs.shape[:2]
-    net = sinabs.from_nir(nir.read(path), batch_size=N, num_timesteps=T)
-    with torch.no_grad():
-        out = net(inputs.transpose(0, 1).reshape(N * T, *inputs.shape[2:]))
+    seen = {}
+    hook = last.register_forward_pre_hook(lambda module, args: seen.update(current=args[0]))
+    last.record_states = True
+    try:
+        with torch.no_grad():
+            reset(net)
+            out = net(inputs.transpose(0, 1).reshape(N * T, *inputs.shape[2:]))
+    finally:
+        hook.remove()
     out = out[0] if isinstance(out, tuple) else out
-    return Outputs(out.reshape(N, T, -1).transpose(0, 1).float(), None)
+    after = last.recordings["v_mem"].reshape(N, T, -1)  # the state after each step's reset
+    before = torch.cat([torch.zeros_like(after[:, :1]), after[:, :-1]], 1) + seen["current"].reshape(N, T, -1)
+    return out.reshape(N, T, -1).transpose(0, 1).float(), before.transpose(0, 1).float()
 
 
-@CONSUMERS.register("rockpool", module="rockpool", install=("rockpool==3.1.0", "nir==1.0.4"), deps=False,
-                    batch=True, limit="it converts no Conv2d, AvgPool2d, SumPool2d or Flatten node, and its "
-                    "LIF import reads tau_mem, which NIR's LIF has not")
+def _last_spiking(net):
+    """The output layer of a Sinabs network loaded from NIR (nirtorch's graph executor, in the
+    graph's order) or mapped onto Speck's cores (its last core's neurons)."""
+    import sinabs
+    if hasattr(net, "dynapcnn_layers"):
+        return list(net.dynapcnn_layers.values())[-1].spk
+    return [n.elem for n in net.execution_order if isinstance(n.elem, sinabs.layers.StatefulLayer)][-1]
+
+
+@CONSUMERS.register("sinabs", module="sinabs", install=SINABS, deps=False, env=True, batch=True,
+                    limit="it resets by subtracting the threshold (nir 1.0.4, before v_reset), ignores r and reads "
+                    "tau in steps: it runs integrate-and-fire networks (--target sinabs or speck)")
+def sinabs_outputs(path, inputs, dt):
+    """Sinabs' ``from_nir``, one spike per step at most (``SingleSpike``), time and batch folded
+    ([N * T, ...], sample-major). Sinabs reads tau in steps, ignores r, v_leak and v_reset, and
+    resets by subtracting the threshold; an IF node's membrane is kept at or above -v_threshold
+    (``min_v_mem``). The output membrane is read from the layer's recorded state."""
+    import sinabs
+
+    net = _sinabs_model(path, inputs.shape[0])
+    spikes, membrane = _run_folded(net, inputs, sinabs.reset_states, _last_spiking(net))
+    return Outputs(spikes, membrane, {"note": "SingleSpike: one spike per step at most"})
+
+
+@contextlib.contextmanager
+def _without_samna():
+    """``sinabs.backend.dynapcnn`` imports ``samna`` (SynSense's driver) at import time, but its
+    software model of the chip (``DynapcnnNetwork``'s forward, the core mapping) does not use
+    it. The ``samna`` on the package index is a stub that downloads the real driver when
+    imported, so it must never be imported: while the block lasts, placeholder modules stand in
+    for it (where no ``samna`` was imported before), and anything that would really call the
+    driver gets a placeholder back."""
+    from unittest import mock
+
+    names = ("samna", "samna.speck2e", "samna.speck2e.configuration", "samna.speck2f",
+             "samna.speck2f.configuration", "samna.specksim", "samna.specksim.nodes", "samna.graph", "samnagui")
+    added = [n for n in names if n not in sys.modules]
+    for n in added:
+        module = types.ModuleType(n)
+        module.__getattr__ = lambda attr, _n=n: mock.MagicMock(name=f"{_n}.{attr}")
+        sys.modules[n] = module
+    for n in added:
+        if "." in n:
+            parent, child = n.rsplit(".", 1)
+            setattr(sys.modules[parent], child, sys.modules[n])
+    try:
+        yield
+    finally:
+        for n in added:
+            sys.modules.pop(n, None)
+
+
+@CONSUMERS.register("speck", module="sinabs", install=SINABS, deps=False, env=True, batch=True,
+                    limit="Speck's cores hold 8-bit weights and 16-bit thresholds: a float network fires otherwise "
+                    "once discretized (train with --chip speck)")
+def speck_outputs(path, inputs, dt):
+    """Speck's cores as Sinabs models them: the Sinabs network of the file (as the ``sinabs``
+    consumer loads it) mapped by ``DynapcnnNetwork(discretize=True)`` (weights to 8 bits,
+    thresholds to 16, by one scale per core) and run by its forward, in software. The placement
+    on the chip's cores (``map_layers_to_cores``) is part of the check: a network that does not
+    map fails here. The output membrane is read from the last core's recorded state."""
+    import sinabs
+
+    with _without_samna():
+        from sinabs.backend.dynapcnn import DynapcnnNetwork
+        from sinabs.backend.dynapcnn.chips.speck2f import Speck2FConfigBuilder
+
+        chip = DynapcnnNetwork(_sinabs_model(path, inputs.shape[0]), input_shape=tuple(inputs.shape[2:]),
+                               discretize=True)
+        cores = Speck2FConfigBuilder.map_layers_to_cores(chip.dynapcnn_layers)
+        spikes, membrane = _run_folded(chip, inputs, sinabs.reset_states, _last_spiking(chip))
+    return Outputs(spikes, membrane, {"note": "discretized; cores " + ", ".join(
+        f"{layer}->{core}" for layer, core in sorted(cores.items()))})
+
+
+@CONSUMERS.register("rockpool", module="rockpool", install=("rockpool==3.1.0", "nir==1.0.4", "nirtorch==1.0"),
+                    deps=False, env=True, batch=True,
+                    limit="it converts no Conv2d, AvgPool2d, SumPool2d or Flatten node, reads dt from r and tau, "
+                    "and resets by subtraction: it runs fully connected integrate-and-fire networks (--target rockpool)")
 def rockpool_outputs(path, inputs, dt):
-    """Rockpool's ``from_nir``, time last ([N, T, ...]). No membrane."""
-    from rockpool.nn.modules import from_nir
+    """Rockpool's ``from_nir``, time second ([N, T, C]: the sample's values flattened, as
+    Rockpool's layers are fully connected), one spike per step at most (``max_spikes_per_dt``;
+    Rockpool's default is 2^16). Rockpool's importer reads a LIF's ``tau_mem``, which NIR's LIF
+    calls ``tau``: the alias is set on the graph before the import. No membrane."""
+    import nir
+    from rockpool.nn.modules import LIFNeuronTorch, from_nir
 
-    net = from_nir(path)
+    graph = nir.read(path)
+    for node in graph.nodes.values():
+        if isinstance(node, nir.LIF):
+            node.tau_mem = node.tau  # Rockpool 3.1.0 reads node.tau_mem (an AttributeError otherwise)
+    net = from_nir(graph)
+    lifs = [m for m in net.modules() if isinstance(m, LIFNeuronTorch)]
+    for m in lifs:
+        m.max_spikes_per_dt = torch.tensor(1.0)
+        m.reset_state()
     with torch.no_grad():
-        out = net(inputs.transpose(0, 1))
+        out = net(inputs.transpose(0, 1).flatten(2))
     out = out[0] if isinstance(out, tuple) else out
-    return Outputs(out.transpose(0, 1).float().flatten(2), None)
+    return Outputs(out.transpose(0, 1).float().flatten(2), None,
+                   {"note": "max_spikes_per_dt = 1; tau_mem set to NIR's tau"})
 
 
-@CONSUMERS.register("spyx", module="spyx", install=("spyx==1.0.0",), deps=True, batch=True,
+@CONSUMERS.register("spyx", module="spyx", install=("spyx==1.0.0",), deps=True, env=False, batch=True,
                     limit="its LIF resets by subtracting the threshold, one step after the spike, and it "
                     "runs channels last")
 def spyx_outputs(path, inputs, dt):

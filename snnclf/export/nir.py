@@ -20,6 +20,7 @@ input, the readout and the class names (:func:`describe`).
 """
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import snntorch as snn
@@ -30,6 +31,7 @@ from .. import __version__
 from ..errors import UsageError
 from ..models.layers import FlattenLinear, Folded, TimeDropout
 from ..models.neurons import AdaptiveLeaky, SpikingLayer
+from ..models.quant import ChipIF, ChipLayer, Quantized, chip_values
 from ..registry import Registry
 from ..utils import need
 
@@ -50,6 +52,16 @@ class Form:
     fold_r: bool  # LIF: r = 1, the 1 / (1 - beta) folded into the weights before it (else r = tau / dt)
     sum_pool: bool  # average pooling as SumPool2d, its 1 / k^2 folded into the neighbouring weights
     no_leak_if: bool  # a layer without leak as an IF node (r = 1 / dt), else a LIF of tau = 2^40 dt
+    # "1.0.4": the schema of nir 1.0.4, which Sinabs and Rockpool pin: no v_reset (its LIF and IF
+    # reset by subtracting the threshold) and one value per layer for each neuron parameter
+    # (Sinabs' importer refuses arrays over a convolution's neurons); else nir >= 1.0.6, reset to v_reset
+    schema: str = "current"
+    chip: Optional[str] = None  # the file holds the integers of a run trained with --chip CHIP
+
+    @property
+    def subtracts(self):
+        """Whether the file's neurons reset by subtracting the threshold (else to zero)."""
+        return self.schema == "1.0.4"
 
 
 # Each target says which tools it is for (the ``snnclf export`` check runs those that are installed).
@@ -67,6 +79,22 @@ TARGETS.register("portable-if", consumers=("numpy", "spikingjelly", "norse"),
                  summary="portable, with a layer without leak as NIR's IF node, its exact equation "
                  "(not for snnTorch, which reads IF as a leaky neuron)")(
     Form(fold_r=True, sum_pool=True, no_leak_if=True))
+
+
+# Sinabs (Speck's software) and Rockpool (Xylo's) read nir 1.0.4, whose neurons reset by
+# subtraction: they run exactly the networks of integrate-and-fire neurons (--beta 1 --reset
+# subtract); a LIF of tau = 2^40 dt with r = tau / dt and the weights as trained (both ignore r).
+SUBTRACTING = Form(fold_r=False, sum_pool=True, no_leak_if=False, schema="1.0.4")
+TARGETS.register("sinabs", consumers=("sinabs",),
+                 summary="nir 1.0.4's schema (no v_reset: reset by subtraction), one parameter value per layer, "
+                 "integrate-and-fire layers as LIF of tau = 2^40 dt with r = tau / dt: what Sinabs runs")(SUBTRACTING)
+TARGETS.register("rockpool", consumers=("rockpool",),
+                 summary="the sinabs form, for Rockpool's importer (fully connected layers only)")(SUBTRACTING)
+TARGETS.register("speck", consumers=("sinabs", "speck"),
+                 summary="a --chip speck run's integers (8-bit weights, 16-bit thresholds) as nir 1.0.4 IF "
+                 "nodes (Sinabs gives them min_v_mem = -threshold, as the chip holds it): Sinabs, then "
+                 "Speck's cores in Sinabs' DynapcnnNetwork")(
+    Form(fold_r=False, sum_pool=False, no_leak_if=True, schema="1.0.4", chip="speck"))
 
 
 def list_targets():
@@ -98,7 +126,8 @@ def _conv(conv, norm, shape, where):
     w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta, in float64."""
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
         _refuse(where, f"padding {conv.padding!r} ({conv.padding_mode})", "use numeric zero padding")
-    weight = conv.weight.detach().double().cpu()
+    weight = (chip_values(conv) if isinstance(conv, Quantized)  # a --chip run: the chip's integers
+              else conv.weight.detach().double()).cpu()
     bias = (conv.bias.detach().double().cpu() if conv.bias is not None
             else torch.zeros(conv.out_channels, dtype=torch.float64))
     if norm is not None:
@@ -122,8 +151,11 @@ def _pool(pool, where):
                 kernel_size=pair(pool.kernel_size), stride=pair(pool.stride or pool.kernel_size))
 
 
-def _lif(cell, where):
-    """The constants of the snnTorch ``Leaky`` ``cell``: its decay and threshold."""
+def _lif(cell, where, form):
+    """The constants of the snnTorch ``Leaky`` ``cell`` (or a chip's neuron): its decay and threshold."""
+    if isinstance(cell, ChipIF):
+        thr, _ = cell.chip_threshold()
+        return dict(beta=1.0, threshold=float(thr.detach()))
     if isinstance(cell, AdaptiveLeaky):
         _refuse(where, "the adaptive threshold (ALIF), which NIR has no node for,", "use leaky neurons")
     if isinstance(cell, snn.Synaptic):
@@ -131,20 +163,28 @@ def _lif(cell, where):
                 "CubaLIF does not)", "use leaky neurons")
     if type(cell) is not snn.Leaky:
         _refuse(where, f"{type(cell).__name__} neurons", "use leaky neurons")
-    if int(cell.reset_mechanism_val) != 1:
+    beta = float(cell.beta.detach().clamp(0, 1))
+    if form.subtracts:
+        if int(cell.reset_mechanism_val) != 0:
+            _refuse(where, "the reset to zero, which nir 1.0.4 (reset by subtraction) cannot express,",
+                    "train with --reset subtract --beta 1.0, or choose --target portable")
+        if beta != 1.0:
+            _refuse(where, f"leaky neurons (beta {beta:g}), which Sinabs and Rockpool step otherwise than snnTorch,",
+                    "train with --beta 1.0 --reset subtract (integrate-and-fire)")
+    elif int(cell.reset_mechanism_val) != 1:
         _refuse(where, "the reset by subtraction, which NIR's LIF (reset to a fixed potential) "
-                "cannot express,", "train with --reset zero")
-    return dict(beta=float(cell.beta.detach().clamp(0, 1)), threshold=float(cell.threshold.detach()))
+                "cannot express,", "train with --reset zero, or choose --target sinabs")
+    return dict(beta=beta, threshold=float(cell.threshold.detach()))
 
 
-def _layers(model, in_shape):
+def _layers(model, in_shape, form):
     """The network as a chain of :class:`_Layer` in snnclf's own form. Raises :class:`UsageError`
     naming every layer NIR cannot express."""
     shape = tuple(in_shape)
     layers, refused = [], {}  # refused: (what, instead) -> the layers
     for name, stage in model.named_children():
         try:
-            layers += _stage(name, stage, shape)
+            layers += _stage(name, stage, shape, form)
         except _Refused as why:  # go on, to name every layer NIR cannot express
             layer, what, instead = why.args
             refused.setdefault((what, instead), []).append(layer)
@@ -156,12 +196,12 @@ def _layers(model, in_shape):
     return layers, shape
 
 
-def _stage(name, stage, shape):
+def _stage(name, stage, shape, form):
     """The layers of one stage of the network, which receives ``shape``."""
     if isinstance(stage, TimeDropout):  # nothing at inference
         return []
-    if isinstance(stage, SpikingLayer):
-        return [_Layer(name, "lif", _lif(stage.cell, name), shape)]
+    if isinstance(stage, (SpikingLayer, ChipLayer)):
+        return [_Layer(name, "lif", _lif(stage.cell, name, form), shape)]
     if not isinstance(stage, Folded):
         _refuse(name, f"{type(stage).__name__} (a branching block)", "export a chain of layers: csnn, cnn, snn-mlp or --arch")
     out, layers = [], list(stage)
@@ -189,6 +229,8 @@ def _stage(name, stage, shape):
 
 
 def _weights(linear):
+    if isinstance(linear, Quantized):  # a --chip run: the integers the chip holds
+        return dict(weight=chip_values(linear).cpu().numpy(), bias=np.zeros(linear.out_features))
     weight = linear.weight.detach().double().cpu().numpy()
     bias = None if linear.bias is None else linear.bias.detach().double().cpu().numpy()
     return dict(weight=weight, bias=bias)
@@ -230,10 +272,11 @@ def _apply(layers, form):
     return layers
 
 
-def _node(nir, layer):
+def _node(nir, layer, form):
     """The NIR node of ``layer``, parameters in float32 (neuron constants in float64, as the
-    importers compute beta = 1 - dt / tau from them)."""
-    p, shape = layer.p, layer.shape
+    importers compute beta = 1 - dt / tau from them; float32 for a chip, whose software refuses
+    float64 thresholds)."""
+    p, shape = layer.p, (1,) if form.schema == "1.0.4" else layer.shape
     f32 = (lambda a: np.asarray(a, dtype=np.float32))
     if layer.op == "conv":
         return nir.Conv2d(input_shape=tuple(shape[1:]), weight=f32(p["weight"]), stride=p["stride"],
@@ -247,29 +290,51 @@ def _node(nir, layer):
         if p["bias"] is None:
             return nir.Linear(weight=f32(p["weight"]))
         return nir.Affine(weight=f32(p["weight"]), bias=f32(p["bias"]))
-    full = (lambda v: np.full(shape, v, dtype=np.float64))
+    full = (lambda v: np.full(shape, v, dtype=np.float32 if form.chip else np.float64))
     if layer.op == "if":  # dv/dt = r I: one step of dt adds dt r I = I
         return nir.IF(r=full(1 / DT), v_threshold=full(p["threshold"]), v_reset=full(0.0))
     return nir.LIF(tau=full(p["tau"]), r=full(p["r"]), v_leak=full(0.0), v_threshold=full(p["threshold"]),
                    v_reset=full(0.0))
 
 
-def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET):
+def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET, chip=None):
     """The NIR graph of the spiking :class:`~snnclf.models.layers.Network` ``model`` (in eval mode)
     for one sample of ``in_shape`` (C, H, W), in the form of ``target`` (a name of
     :data:`TARGETS`, or a :class:`Form`): a chain from ``input`` to ``output``, with node names
-    from the model's layers. Raises :class:`UsageError` naming every layer NIR cannot express."""
+    from the model's layers. ``chip`` is the chip the run was trained for (``--chip``), which a
+    chip's target needs and the other targets refuse. Raises :class:`UsageError` naming every
+    layer NIR cannot express."""
     nir = require("nir")
     form = target if isinstance(target, Form) else TARGETS.lookup(target, "--target")
-    layers, out_shape = _layers(model, in_shape)
+    if form.chip != chip:
+        raise UsageError(f"--target {target} writes the integers of a run trained with --chip {form.chip}; this run "
+                         + (f"was trained for {chip}: export it with --target {chip}" if chip else
+                            f"was not: train with --chip {form.chip}, or choose --target sinabs"))
+    layers, out_shape = _layers(model, in_shape, form)
     chain = [("input", nir.Input(input_type={"input": np.array(tuple(in_shape))}))]
-    chain += [(layer.name, _node(nir, layer)) for layer in _apply(layers, form)]
+    chain += [(layer.name, _node(nir, layer, form)) for layer in _apply(layers, form)]
     last = next(node for _, node in reversed(chain) if isinstance(node, (nir.LIF, nir.IF)))
     last.metadata = {"role": "the output layer, neuron k for class k of the graph's class_names: the "
                      "graph's readout reads its spikes, and its membrane before the reset"}
     chain.append(("output", nir.Output(output_type={"output": np.array(out_shape)})))
     names = [n for n, _ in chain]
-    return nir.NIRGraph(nodes=dict(chain), edges=list(zip(names[:-1], names[1:])), metadata=metadata or {})
+    # nir's type check would refuse the one value per layer of nir 1.0.4's schema over a convolution
+    return nir.NIRGraph(nodes=dict(chain), edges=list(zip(names[:-1], names[1:])), metadata=metadata or {},
+                        type_check=form.schema != "1.0.4")
+
+
+def write(path, graph, target):
+    """Write ``graph`` to ``path`` in the schema of ``target``: for nir 1.0.4's, the v_reset that
+    this nir writes is taken out again (nir 1.0.4's reader refuses it; without it, its neurons
+    reset by subtraction)."""
+    nir = require("nir")
+    nir.write(str(path), graph)
+    if TARGETS.lookup(target, "--target").schema == "1.0.4":
+        import h5py  # nir's own file format library
+        with h5py.File(path, "a") as f:
+            for node in f["node/nodes"].values():
+                if "v_reset" in node:
+                    del node["v_reset"]
 
 
 def describe(run, dataset, in_shape, time_steps, encoding, encoding_text, events, class_names, target):
@@ -296,7 +361,12 @@ def describe(run, dataset, in_shape, time_steps, encoding, encoding_text, events
         "dataset": str(dataset),
         "target": str(target),
         "form": TARGETS.info(target)["summary"],
+        "nir_schema": ("1.0.4: no v_reset; every LIF and IF node resets by subtracting its threshold"
+                       if TARGETS[target].schema == "1.0.4" else "1.0.6 or newer: neurons reset to v_reset"),
     }
+    if TARGETS[target].chip:
+        meta["chip"] = (f"{TARGETS[target].chip}: weights and thresholds are the chip's integers; each IF "
+                        "node's membrane is kept at or above -v_threshold (Sinabs' min_v_mem), as on the chip")
     meta["json"] = json.dumps(meta)
     return meta
 

@@ -174,10 +174,14 @@ def is_quantized(model):
     return any(isinstance(m, Quantized) for m in model.modules())
 
 
-def chip_values(layer, cell):
-    """The integers the chip holds for the weighted ``layer`` and its neuron ``cell``: (weight,
-    threshold, min_v_mem), the weight as a float64 tensor of integers."""
+def chip_values(layer):
+    """The integer weights the chip holds for the quantized ``layer``, as a float64 tensor (the
+    threshold's are :meth:`ChipIF.chip_threshold`'s)."""
     with torch.no_grad():  # the very operations of the forward pass, so the same roundings
-        w = torch.round(layer.weight.detach() * layer.scale()).double()
-        thr = float(torch.round(cell.threshold.detach() * layer.scale()))
-    return w, thr, -thr
+        return torch.round(layer.weight.detach() * layer.scale()).double()
+
+
+def output_scale(model):
+    """The scale of the output layer's integers: its membrane on the chip is the model's times it."""
+    cells = [m for m in model.modules() if isinstance(m, ChipIF)]
+    return cells[-1].chip_threshold()[1] if cells else 1.0
