@@ -414,7 +414,8 @@ def rockpool_outputs(path, inputs, dt):
     """Rockpool's ``from_nir``, time second ([N, T, C]: the sample's values flattened, as
     Rockpool's layers are fully connected), one spike per step at most (``max_spikes_per_dt``;
     Rockpool's default is 2^16). Rockpool's importer reads a LIF's ``tau_mem``, which NIR's LIF
-    calls ``tau``: the alias is set on the graph before the import. No membrane."""
+    calls ``tau``: the alias is set on the graph before the import. The output membrane is the
+    layer's own equation on its input (taken by a hook) and its spikes."""
     import nir
     from rockpool.nn.modules import LIFNeuronTorch, from_nir
 
@@ -427,10 +428,19 @@ def rockpool_outputs(path, inputs, dt):
     for m in lifs:
         m.max_spikes_per_dt = torch.tensor(1.0)
         m.reset_state()
-    with torch.no_grad():
-        out = net(inputs.transpose(0, 1).flatten(2))
+    last, seen = net.get_submodule(_last_neuron(graph, nir)), {}
+    hook = last.register_forward_pre_hook(lambda module, args: seen.update(current=args[0]))
+    try:
+        with torch.no_grad():
+            out = net(inputs.transpose(0, 1).flatten(2))
+    finally:
+        hook.remove()
     out = out[0] if isinstance(out, tuple) else out
-    return Outputs(out.transpose(0, 1).float().flatten(2), None,
+    # the output layer's membrane before each reset, by its own equation (alpha 1, no bias): the
+    # inputs so far less a threshold per spike before this step
+    current, fired = seen["current"], out.float()
+    before = (current.cumsum(1) - (fired.cumsum(1) - fired) * last.threshold).detach()
+    return Outputs(out.transpose(0, 1).float().flatten(2), before.transpose(0, 1).float(),
                    {"note": "max_spikes_per_dt = 1; tau_mem set to NIR's tau"})
 
 

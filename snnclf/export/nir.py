@@ -57,6 +57,7 @@ class Form:
     # (Sinabs' importer refuses arrays over a convolution's neurons); else nir >= 1.0.6, reset to v_reset
     schema: str = "current"
     chip: Optional[str] = None  # the file holds the integers of a run trained with --chip CHIP
+    flat: bool = False  # fully connected layers only, the input flattened (C * H * W,): no Flatten node
 
     @property
     def subtracts(self):
@@ -89,7 +90,9 @@ TARGETS.register("sinabs", consumers=("sinabs",),
                  summary="nir 1.0.4's schema (no v_reset: reset by subtraction), one parameter value per layer, "
                  "integrate-and-fire layers as LIF of tau = 2^40 dt with r = tau / dt: what Sinabs runs")(SUBTRACTING)
 TARGETS.register("rockpool", consumers=("rockpool",),
-                 summary="the sinabs form, for Rockpool's importer (fully connected layers only)")(SUBTRACTING)
+                 summary="the sinabs form of a network of fully connected layers, its input flattened (Rockpool "
+                 "converts no Flatten, convolution or pooling)")(
+    Form(fold_r=False, sum_pool=True, no_leak_if=False, schema="1.0.4", flat=True))
 TARGETS.register("speck", consumers=("sinabs", "speck"),
                  summary="a --chip speck run's integers (8-bit weights, 16-bit thresholds) as nir 1.0.4 IF "
                  "nodes (Sinabs gives them min_v_mem = -threshold, as the chip holds it): Sinabs, then "
@@ -276,7 +279,9 @@ def _node(nir, layer, form):
     """The NIR node of ``layer``, parameters in float32 (neuron constants in float64, as the
     importers compute beta = 1 - dt / tau from them; float32 for a chip, whose software refuses
     float64 thresholds)."""
-    p, shape = layer.p, (1,) if form.schema == "1.0.4" else layer.shape
+    p, shape = layer.p, layer.shape
+    if form.schema == "1.0.4" and (form.chip or len(shape) > 1):
+        shape = (1,)  # one value per layer: Sinabs refuses arrays over a convolution's neurons, Speck per-neuron thresholds
     f32 = (lambda a: np.asarray(a, dtype=np.float32))
     if layer.op == "conv":
         return nir.Conv2d(input_shape=tuple(shape[1:]), weight=f32(p["weight"]), stride=p["stride"],
@@ -307,10 +312,18 @@ def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET, chip=None):
     nir = require("nir")
     form = target if isinstance(target, Form) else TARGETS.lookup(target, "--target")
     if form.chip != chip:
-        raise UsageError(f"--target {target} writes the integers of a run trained with --chip {form.chip}; this run "
-                         + (f"was trained for {chip}: export it with --target {chip}" if chip else
-                            f"was not: train with --chip {form.chip}, or choose --target sinabs"))
+        raise UsageError(f"run trained with --chip {chip}: export it with --target {chip}, which writes the chip's "
+                         "integers" if chip else f"--target {target} writes the integers of a run trained with --chip "
+                         f"{form.chip}, and this run was not: train with --chip {form.chip}, or choose --target sinabs")
     layers, out_shape = _layers(model, in_shape, form)
+    if form.flat:
+        other = [layer.name for layer in layers if layer.op in ("conv", "pool")]
+        if other:
+            raise UsageError(f"cannot export to --target {target}: {', '.join(other)} "
+                             f"{'is a' if len(other) == 1 else 'are'} convolution or pooling, which the tool does "
+                             "not convert: train fully connected layers (--model snn-mlp, or an --arch of FC layers)")
+        layers = [layer for layer in layers if layer.op != "flatten"]
+        in_shape = (int(np.prod(in_shape)),)
     chain = [("input", nir.Input(input_type={"input": np.array(tuple(in_shape))}))]
     chain += [(layer.name, _node(nir, layer, form)) for layer in _apply(layers, form)]
     last = next(node for _, node in reversed(chain) if isinstance(node, (nir.LIF, nir.IF)))
