@@ -18,7 +18,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -30,8 +29,14 @@ from snnclf.builders import open_trained
 from snnclf.data import DATASETS
 from snnclf.export import AGREEMENT, check_nir, compare, reference
 from snnclf.export import nir as nir_backend
-from snnclf.export.consumers import CONSUMERS, Outputs, installed, version
+from snnclf.export.consumers import CONSUMERS, Outputs, version
+from snnclf.export.envs import python_for
+from snnclf.errors import UsageError
 
+# The targets of nir >= 1.0.6's schema, which every tool here is tried on; the nir 1.0.4 targets
+# (sinabs, rockpool, speck) hold other networks (integrate-and-fire, reset by subtraction) and are
+# measured by benchmarks/chips.py.
+TARGETS = [t for t in nir_backend.TARGETS.names() if nir_backend.TARGETS[t].schema != "1.0.4"]
 RECIPES = {  # name: the flags of snnclf train beyond --run (the exportable recipes: --pool avg --reset zero)
     "digits": ["--preset", "digits", "--pool", "avg", "--reset", "zero"],
     "mnist": ["--preset", "mnist", "--pool", "avg", "--reset", "zero"],
@@ -81,27 +86,13 @@ def _train(recipe, more, args):
 
 def _environment(root, tool):
     """The interpreter that runs ``tool``: this one where it imports here, else its own
-    environment under ``root``, built on first use from the consumer's declaration; or the error
-    line of that build."""
-    info = CONSUMERS.info(tool)
-    if installed(tool):
-        return {"python": sys.executable}
-    env, spec = root / tool, " ".join(info["install"]) + (" (with deps)" if info["deps"] else "")
-    python = env / "bin" / "python"
-    ready = env / ".snnclf-ready"
-    if not (ready.exists() and ready.read_text() == spec):
-        shutil.rmtree(env, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(env)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", *([] if info["deps"] else ["--no-deps"]), *info["install"]]
-        done = subprocess.run(pip, capture_output=True, text=True)  # before the .pth: pip sees only the env
-        if done.returncode:
-            return {"error": _last_error(done.stderr) or f"pip exited {done.returncode}"}
-        site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                       text=True).strip()
-        main_site = sysconfig.get_paths()["purelib"]  # torch, snnclf and the rest, after the env's own
-        Path(site, "_snnclf_main.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
-        ready.write_text(spec)
-    return {"python": str(python), "env": str(env)}
+    environment under ``root`` (:func:`snnclf.export.envs.python_for`, built on first use); or the
+    error line of that build."""
+    try:
+        python = python_for(tool, root)
+    except UsageError as err:
+        return {"error": str(err)}
+    return {"python": python} if python == sys.executable else {"python": python, "env": str(Path(python).parents[1])}
 
 
 def _last_error(text):
@@ -117,7 +108,7 @@ def _measure(tag, run, args, envs, tmp):
     inputs = tmp / f"{tag}.inputs.pt"
     torch.save({"inputs": ref.inputs.contiguous(), "dt": nir_backend.DT}, inputs)
     rows = {}
-    for target in nir_backend.TARGETS.names():
+    for target in TARGETS:
         path = tmp / f"{tag}-{target}.nir"
         done = subprocess.run([sys.executable, "-m", "snnclf", "export", "--run", run, "--target", target,
                                "--check", "numpy", "--out", str(path), "--samples", str(args.samples),
@@ -201,7 +192,7 @@ def _others(root):
 
 def _needed(tool, by_target):
     """The first target (default first) whose file ``tool`` runs in agreement, or None."""
-    order = [nir_backend.DEFAULT_TARGET] + [t for t in nir_backend.TARGETS.names() if t != nir_backend.DEFAULT_TARGET]
+    order = [nir_backend.DEFAULT_TARGET] + [t for t in TARGETS if t != nir_backend.DEFAULT_TARGET]
     return next((t for t in order if by_target.get(t, {}).get(tool, {}).get("passed")), None)
 
 
@@ -215,7 +206,7 @@ def _cell(row):
 
 def _report(results, runs, others, envs):
     lines = []
-    targets = nir_backend.TARGETS.names()
+    targets = TARGETS
     for recipe, by_target in results.items():
         lines += ["", f"{recipe} (run {runs[recipe]}): output spikes identical / same predicted class, "
                   f"in % of the samples' (the least accepted: {100 * AGREEMENT:.1f}%)", "",

@@ -21,7 +21,7 @@ from torch import nn
 
 from .errors import UsageError
 from .models import get_model
-from .models.layers import FlattenLinear, Folded, TimeDropout
+from .models.layers import Folded, TimeDropout
 from .models.neurons import SpikingLayer
 from .models.quant import ChipLayer
 from .registry import Registry

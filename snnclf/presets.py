@@ -46,6 +46,14 @@ _register("nmnist-sim", "the nmnist recipe trained on simulated events, to class
           **_EVENTS)
 
 
+# Chips: a network that the chip holds, trained in its integers (--chip), on events (what the chip takes).
+_register("speck-digits-events", "for SynSense Speck (--chip speck): 8C3p1-LIF-SP2-16C3p1-LIF-SP2-FC64-FC10, "
+          "integrate-and-fire neurons on 8-bit weights, T=8 frames of simulated digit events, AdamW 2e-3 cosine, "
+          "30 epochs (about a minute on 2 CPU cores); export it with snnclf export --target speck",
+          dataset="digits-events", chip="speck", arch="8C3p1-LIF-SP2-16C3p1-LIF-SP2-FC64-FC10", model="arch",
+          time_steps=8, optimizer="adamw", lr=2e-3, weight_decay=0.01, scheduler="cosine", epochs=30, batch_size=64)
+
+
 def preset_flags(name):
     """The flags preset ``name`` stands for."""
     return dict(PRESETS.lookup(name, "--preset")["flags"])
