@@ -2,8 +2,8 @@
 checked against the network before any data is read, and the export target that carries a
 trained network to the chip's own software (``snnclf export --target``).
 
-A chip entry declares its summary, its export target, what keeps snnclf from training for it
-(``trains``: ``None`` where nothing does), and ``check(cores, in_shape, num_classes, encoding)``, which raises a one-line :class:`UsageError` naming the limit and the layer. The
+A chip entry declares its summary, its export target, and ``check(cores, in_shape, num_classes,
+encoding)``, which raises a one-line :class:`UsageError` naming the limit and the layer. The
 network reaches the check as a list of :class:`Core` (each weighted layer with the pooling
 around it and its neurons: what one core of the chip computes), read off the built model by
 :func:`cores`.
@@ -23,10 +23,10 @@ from .errors import UsageError
 from .models import get_model
 from .models.layers import Folded, TimeDropout
 from .models.neurons import SpikingLayer
-from .models.quant import ChipLayer
+from .models.quant import ChipLayer, Delay, InputClamp
 from .registry import Registry
 
-CHIPS = Registry("chip", declares=("summary", "target", "trains"))
+CHIPS = Registry("chip", declares=("summary", "target"))
 
 
 def list_chips():
@@ -67,12 +67,14 @@ def cores(model, in_shape):
                         found[-1].pool_after.append(layer)
                     else:
                         input_pool.append(layer)
+                elif isinstance(layer, InputClamp):
+                    pass
                 elif isinstance(layer, nn.BatchNorm2d):
                     found[-1].batch_norm = True
                 shape = tuple(layer(torch.zeros(1, *shape)).shape[1:])
                 if isinstance(layer, (nn.Conv2d, nn.Linear)):
                     found[-1].out_shape = shape
-        elif not isinstance(stage, TimeDropout):
+        elif not isinstance(stage, (TimeDropout, Delay)):
             raise UsageError(f"{name} ({type(stage).__name__}) is no chain of layers that a chip's cores run: "
                              "choose csnn, cnn, snn-mlp or an --arch")
     return found, input_pool
@@ -178,7 +180,7 @@ def speck_check(found, input_pool, in_shape, num_classes, encoding):
 
 CHIPS.register("speck", summary="SynSense Speck (DYNAP-CNN cores beside a 128x128 event camera), through "
                "Sinabs: 9 cores, 8-bit weights, 16-bit thresholds and membranes, sum pooling of spikes",
-               target="speck", trains=None)(speck_check)
+               target="speck")(speck_check)
 
 
 # --- Xylo (SynSense Xylo Audio 2, SYNS61201): a fully connected SNN core, programmed through Rockpool
@@ -187,19 +189,26 @@ XYLO_INPUTS, XYLO_HIDDEN, XYLO_OUTPUTS = 16, 1000, 8
 
 
 def xylo_check(found, input_pool, in_shape, num_classes, encoding):
-    inputs = math.prod(in_shape)
+    inputs = math.prod(found[0].in_shape)  # after any pooling of the input, which the host does before the chip
     for core in found:
         if core.kind == "conv" or core.pool_before or core.pool_after:
             raise UsageError(f"--chip xylo: {core.name} is a {'convolution' if core.kind == 'conv' else 'pooled layer'}; "
                              "Xylo has fully connected layers only: choose --model snn-mlp or an --arch of FC layers")
-    if input_pool:
-        raise UsageError("--chip xylo: the input is pooled; Xylo takes its input channels as they are")
+    for pool in input_pool:
+        kind, k = _pool_text(pool)
+        if kind != "sum":
+            raise UsageError(f"--chip xylo: the input is pooled by {kind} pooling; Xylo takes event counts: sum them "
+                             f"(SP{k}), as the host does before the chip")
     if encoding not in ("events", "rate"):
         raise UsageError(f"--chip xylo takes events: the input of --encoding {encoding} is analog; train on an "
                          "event data set or with --encoding rate")
     if inputs > XYLO_INPUTS:
-        raise UsageError(f"--chip xylo: the input has {inputs} channels ({'x'.join(map(str, in_shape))}); Xylo takes "
-                         f"at most {XYLO_INPUTS}: use --downsample, or a smaller input")
+        raise UsageError(f"--chip xylo: the input has {inputs} channels ({'x'.join(map(str, found[0].in_shape))}); Xylo "
+                         f"takes at most {XYLO_INPUTS}: sum the input over windows first (SP2-FC... in --arch), or use "
+                         "--downsample")
+    if len(found) < 2:
+        raise UsageError(f"--chip xylo: the network has one layer ({found[0].name}); Xylo maps at least two, a hidden "
+                         f"and an output layer: add a hidden layer (e.g. FC32-FC{num_classes})")
     hidden = sum(core.layer.out_features for core in found[:-1])
     if hidden > XYLO_HIDDEN:
         raise UsageError(f"--chip xylo: the hidden layers ({', '.join(x.name for x in found[:-1])}) have {hidden} "
@@ -210,18 +219,9 @@ def xylo_check(found, input_pool, in_shape, num_classes, encoding):
                          f"{XYLO_OUTPUTS}: choose a data set of at most {XYLO_OUTPUTS} classes")
 
 
-# XyloSim (Rockpool's simulator of the chip) runs a neuron that snnclf does not train yet: a synaptic
-# current beside the membrane (a synaptic decay shift of 0 erases the input), decays by bit shifts
-# that take at least one unit a step (so no layer is without leak), and an output layer that sees
-# the hidden spikes one step late. Until that neuron is modelled, a network is checked against
-# Xylo's limits and then refused with that reason, rather than trained in arithmetic that is not Xylo's.
-XYLO_NEURON = ("Xylo's neurons (a synaptic current that decays by bit shift, a membrane that loses at least one "
-               "unit a step, output spikes one step late) are not yet modelled by snnclf: this network fits "
-               "Xylo's limits, but cannot be trained in its arithmetic; a fully connected integrate-and-fire "
-               "network (--beta 1.0 --reset subtract) exports exactly to Rockpool with --target rockpool")
 CHIPS.register("xylo", summary="SynSense Xylo Audio 2, through Rockpool: fully connected layers, at most 16 "
-               "inputs, 1000 hidden and 8 output neurons (limits checked; training in its arithmetic not yet)",
-               target=None, trains=XYLO_NEURON)(xylo_check)
+               "inputs, 1000 hidden and 8 output neurons, 8-bit weights, synaptic and membrane decays by bit shifts, "
+               "each layer a step after the one before", target="xylo")(xylo_check)
 
 
 def check(chip, cfg, in_shape, num_classes):
@@ -233,5 +233,3 @@ def check(chip, cfg, in_shape, num_classes):
         model = get_model(name, in_shape, num_classes, **options)
     found, input_pool = cores(model, in_shape)
     CHIPS.lookup(chip, "--chip")(found, input_pool, tuple(in_shape), num_classes, cfg.encoding)
-    if CHIPS.info(chip)["trains"]:
-        raise UsageError(f"--chip {chip}: {CHIPS.info(chip)['trains']}")

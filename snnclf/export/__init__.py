@@ -24,7 +24,7 @@ from ..losses import predict as readout
 from ..models.quant import output_scale
 from ..runs import RunLock, write_json
 from ..utils import seeded
-from . import consumers, envs, nir as nir_backend, onnx as onnx_backend
+from . import consumers, envs, nir as nir_backend, onnx as onnx_backend, xylo as xylo_backend
 from .consumers import list_consumers  # noqa: F401 -- the CLI lists the consumers from here
 from .nir import TARGETS  # noqa: F401 -- the CLI reads the --target choices from here
 
@@ -105,7 +105,8 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
     if samples < 1:
         raise UsageError("--samples must be at least 1: the export is always checked")
     tools = _tools(fmt, target, check)
-    target_path = Path(out) if out else path.with_name(f"{cfg.run}.{fmt}")
+    spec = fmt == "nir" and not nir_backend.TARGETS.lookup(target, "--target").is_nir  # Xylo's specification
+    target_path = Path(out) if out else path.with_name(f"{cfg.run}.{'xylo.npz' if spec else fmt}")
     if out and target_path.exists():
         raise UsageError(f"{target_path} exists: remove it or choose another --out")
     if not target_path.parent.is_dir():
@@ -117,8 +118,12 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
         encoding_text = " ".join(inspect.getdoc(ENCODERS[cfg.encoding]).split("\n\n")[0].split())
         metadata = nir_backend.describe(cfg.run, cfg.dataset, in_shape, cfg.time_steps, cfg.encoding, encoding_text,
                                         is_event_dataset(cfg.dataset), trained.class_names, target)
-        graph = nir_backend.nir_graph(model, in_shape, metadata, target, chip=cfg.chip)
-        nir_backend.require("nirtorch")
+        nir_backend.check_chip(target, cfg.chip)
+        if spec:
+            graph = xylo_backend.specification(model, metadata)
+        else:
+            graph = nir_backend.nir_graph(model, in_shape, metadata, target, chip=cfg.chip)
+            nir_backend.require("nirtorch")
     else:
         net = onnx_backend.onnx_network(model)
         onnx_backend.require("onnxruntime")
@@ -129,7 +134,10 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
 
     tmp = target_path.with_name(f".{target_path.name}.check")
     try:
-        if fmt == "nir":
+        if spec:
+            xylo_backend.write(tmp, graph)
+            checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y, envs_dir) for tool in tools]
+        elif fmt == "nir":
             nir_backend.write(tmp, graph, target)
             checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y, envs_dir) for tool in tools]
         else:
@@ -141,13 +149,16 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
         record = {"run": cfg.run, "checkpoint": str(path), "format": fmt, "file": str(target_path),
                   "bytes": tmp.stat().st_size, "dataset": cfg.dataset, "time_steps": cfg.time_steps,
                   "seed": seed, "checks": [{**asdict(c), "passed": c.passed} for c in checks]}
-        if fmt == "nir":
+        if spec:
+            record.update(format="xylo", target=target, form=nir_backend.TARGETS.info(target)["summary"],
+                          arrays={k: list(v.shape) for k, v in graph.items() if k != "snnclf_metadata"})
+        elif fmt == "nir":
             record.update(target=target, form=nir_backend.TARGETS.info(target)["summary"], dt=nir_backend.DT,
                           nodes=list(graph.nodes))
         log = trained.run.log_dir
         with RunLock(trained.run):  # the record first: a file is put in place only with its check kept
             if log.is_dir():
-                write_json(log / f"export_{fmt}.json", record)
+                write_json(log / f"export_{record['format']}.json", record)
             if out and target_path.exists():
                 raise UsageError(f"{target_path} appeared while the check ran: remove it or choose another --out")
             os.replace(tmp, target_path)
@@ -256,12 +267,16 @@ def _convention(conv):
 
 def format_export(r):
     """What ``snnclf export`` prints: the file, then one block per framework that ran it."""
-    lines = [f"wrote {r['file']} ({r['format'].upper()}, {r['bytes']:,} bytes) from {r['checkpoint']}"]
+    kind = "Xylo Audio 2 specification" if r["format"] == "xylo" else r["format"].upper()
+    lines = [f"wrote {r['file']} ({kind}, {r['bytes']:,} bytes) from {r['checkpoint']}"]
     if r["format"] == "nir":
         lines.append(f"  graph: {' -> '.join(r['nodes'])}; LIF time step dt = {r['dt']:g} s; target {r['target']}")
+    if r["format"] == "xylo":
+        lines.append("  " + ", ".join(f"{k} {'x'.join(map(str, v)) or 'scalar'}" for k, v in r["arrays"].items()
+                                      if k.startswith(("weights", "threshold"))) + f"; target {r['target']}")
     first = r["checks"][0]
     lines.append(f"checked on {first['samples']:,} test samples of {r['dataset']} (T={r['time_steps']}) with:")
-    what = "output spikes identical" if r["format"] == "nir" else "logits within 1e-4"
+    what = "logits within 1e-4" if r["format"] == "onnx" else "output spikes identical"
     for c in r["checks"]:
         lines.append(f"  {c['framework']}{_convention(c.get('convention'))}:")
         lines.append(f"    {what}: {100 * c['equal_outputs']:.2f}% of {c['outputs']:,}"

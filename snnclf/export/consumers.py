@@ -291,6 +291,7 @@ def norse_outputs(path, inputs, dt):
 # Sinabs and Rockpool pin nir 1.0.4 (and so nirtorch 1.0, the last that reads it): they run in an
 # environment of their own, which snnclf export builds once.
 SINABS = ("sinabs==3.1.3", "nir==1.0.4", "nirtorch==1.0", "pbr")
+ROCKPOOL = ("rockpool==3.1.0", "nir==1.0.4", "nirtorch==1.0", "xylosim", "bitstruct", "packaging")  # with XyloSim
 
 
 def _sinabs_model(path, steps):
@@ -406,7 +407,7 @@ def speck_outputs(path, inputs, dt):
         f"{layer}->{core}" for layer, core in sorted(cores.items()))})
 
 
-@CONSUMERS.register("rockpool", module="rockpool", install=("rockpool==3.1.0", "nir==1.0.4", "nirtorch==1.0"),
+@CONSUMERS.register("rockpool", module="rockpool", install=ROCKPOOL,
                     deps=False, env=True, batch=True,
                     limit="it converts no Conv2d, AvgPool2d, SumPool2d or Flatten node, reads dt from r and tau, "
                     "and resets by subtraction: it runs fully connected integrate-and-fire networks (--target rockpool)")
@@ -442,6 +443,51 @@ def rockpool_outputs(path, inputs, dt):
     before = (current.cumsum(1) - (fired.cumsum(1) - fired) * last.threshold).detach()
     return Outputs(out.transpose(0, 1).float().flatten(2), before.transpose(0, 1).float(),
                    {"note": "max_spikes_per_dt = 1; tau_mem set to NIR's tau"})
+
+
+def _xylo_audio_2():
+    """Rockpool's Xylo Audio 2 package (``rockpool.devices.xylo.syns61201``) without the Xylo
+    package's own ``__init__``, which imports the Xylo Audio 3 package, which imports ``samna``
+    (SynSense's driver; never imported here, see :func:`_without_samna`). Xylo Audio 2's package
+    guards its own driver imports, and its simulator (XyloSim, xylosim's C++ model) needs none."""
+    import importlib
+    import os
+
+    import rockpool.devices
+
+    name = "rockpool.devices.xylo"
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = [os.path.join(os.path.dirname(rockpool.devices.__file__), "xylo")]
+        package.__package__ = name
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.syns61201")
+
+
+@CONSUMERS.register("xylo", module="rockpool", install=ROCKPOOL,
+                    deps=False, env=True, batch=False,
+                    limit="it reads Xylo Audio 2's specification, not NIR (--target xylo, a --chip xylo run)")
+def xylo_outputs(path, inputs, dt):
+    """Rockpool's simulator of Xylo Audio 2 (``XyloSim.from_specification``, xylosim's model of
+    the chip's integer arithmetic) on the file's specification, one sample at a time: the input
+    counts per channel and step, summed over the windows the file names (the host's part),
+    flattened ([T, C * H * W] integers). The output membrane is the
+    simulator's recorded output state plus the threshold it subtracted where a neuron fired."""
+    from .xylo import host_input, read
+
+    spec, metadata = read(path)
+    sim = _xylo_audio_2().XyloSim.from_specification(**spec)
+    raster = host_input(inputs, metadata["input_pooling"]).round().to(torch.int64)  # [T, N, inputs]
+    spikes, membranes = [], []
+    for n in range(raster.shape[1]):
+        sim.reset_state()
+        out, _, record = sim(raster[:, n].numpy(), record=True)
+        out = np.asarray(out, dtype=np.float64)
+        spikes.append(torch.from_numpy(out))
+        membranes.append(torch.from_numpy(np.asarray(record["Vmem_out"], dtype=np.float64)
+                                          + out * spec["threshold_out"]))
+    return Outputs(torch.stack(spikes, 1).float(), torch.stack(membranes, 1).float(),
+                   {"note": "XyloSim.from_specification, one sample at a time"})
 
 
 @CONSUMERS.register("spyx", module="spyx", install=("spyx==1.0.0",), deps=True, env=False, batch=True,

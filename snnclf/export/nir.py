@@ -54,10 +54,16 @@ class Form:
     no_leak_if: bool  # a layer without leak as an IF node (r = 1 / dt), else a LIF of tau = 2^40 dt
     # "1.0.4": the schema of nir 1.0.4, which Sinabs and Rockpool pin: no v_reset (its LIF and IF
     # reset by subtracting the threshold) and one value per layer for each neuron parameter
-    # (Sinabs' importer refuses arrays over a convolution's neurons); else nir >= 1.0.6, reset to v_reset
+    # (Sinabs' importer refuses arrays over a convolution's neurons); "xylo": no NIR graph but Xylo's
+    # specification (snnclf.export.xylo); else nir >= 1.0.6, reset to v_reset
     schema: str = "current"
     chip: Optional[str] = None  # the file holds the integers of a run trained with --chip CHIP
     flat: bool = False  # fully connected layers only, the input flattened (C * H * W,): no Flatten node
+
+    @property
+    def is_nir(self):
+        """Whether the file is a NIR graph (else the chip's own specification: Xylo's)."""
+        return self.schema != "xylo"
 
     @property
     def subtracts(self):
@@ -98,6 +104,21 @@ TARGETS.register("speck", consumers=("sinabs", "speck"),
                  "nodes (Sinabs gives them min_v_mem = -threshold, as the chip holds it): Sinabs, then "
                  "Speck's cores in Sinabs' DynapcnnNetwork")(
     Form(fold_r=False, sum_pool=False, no_leak_if=True, schema="1.0.4", chip="speck"))
+
+TARGETS.register("xylo", consumers=("xylo",),
+                 summary="a --chip xylo run as Xylo Audio 2's specification (.npz: the integers XyloSim."
+                 "from_specification takes, no NIR): run by Rockpool's XyloSim")(
+    Form(fold_r=False, sum_pool=False, no_leak_if=False, schema="xylo", chip="xylo", flat=True))
+
+
+def check_chip(target, chip):
+    """Refuse a chip's target for a run not trained for that chip, and the other targets for a
+    chip's run, in one line."""
+    form = TARGETS.lookup(target, "--target")
+    if form.chip != chip:
+        raise UsageError(f"run trained with --chip {chip}: export it with --target {chip}, which writes the chip's "
+                         "integers" if chip else f"--target {target} writes the integers of a run trained with --chip "
+                         f"{form.chip}, and this run was not: train with --chip {form.chip}, or choose --target sinabs")
 
 
 def list_targets():
@@ -311,10 +332,8 @@ def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET, chip=None):
     layer NIR cannot express."""
     nir = require("nir")
     form = target if isinstance(target, Form) else TARGETS.lookup(target, "--target")
-    if form.chip != chip:
-        raise UsageError(f"run trained with --chip {chip}: export it with --target {chip}, which writes the chip's "
-                         "integers" if chip else f"--target {target} writes the integers of a run trained with --chip "
-                         f"{form.chip}, and this run was not: train with --chip {form.chip}, or choose --target sinabs")
+    if not isinstance(target, Form):
+        check_chip(target, chip)
     layers, out_shape = _layers(model, in_shape, form)
     if form.flat:
         other = [layer.name for layer in layers if layer.op in ("conv", "pool")]
@@ -374,8 +393,10 @@ def describe(run, dataset, in_shape, time_steps, encoding, encoding_text, events
         "dataset": str(dataset),
         "target": str(target),
         "form": TARGETS.info(target)["summary"],
-        "nir_schema": ("1.0.4: no v_reset; every LIF and IF node resets by subtracting its threshold"
-                       if TARGETS[target].schema == "1.0.4" else "1.0.6 or newer: neurons reset to v_reset"),
+        "nir_schema": {"1.0.4": "1.0.4: no v_reset; every LIF and IF node resets by subtracting its threshold",
+                       "xylo": "none: the file is Xylo Audio 2's specification, the keyword arguments of Rockpool's "
+                       "XyloSim.from_specification; input counts per channel and step, flattened (C * H * W)"}.get(
+                           TARGETS[target].schema, "1.0.6 or newer: neurons reset to v_reset"),
     }
     if TARGETS[target].chip:
         meta["chip"] = (f"{TARGETS[target].chip}: weights and thresholds are the chip's integers; each IF "

@@ -108,12 +108,13 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
     stages, stage = [], []  # stage: the stateless layers waiting for their neurons
     names, counts = [], {"conv": 0, "fc": 0}
     weighted = [i for i, t in enumerate(tokens, 1) if t.kind in ("conv", "fc")]
+    arithmetic = quant.ARITHMETIC[chip] if chip else None
 
     def close(name, last):
         stages.append((name, Folded(*stage)))
         if chip:
             layer = next(m for m in stage if isinstance(m, quant.Quantized))
-            stages.append((f"{name}_lif", chip_neuron(chip, layer, **neuron_options)))
+            stages.append((f"{name}_lif", chip_neuron(chip, layer, last, **neuron_options)))
         elif spiking:
             stages.append((f"{name}_lif", make_neuron(neuron, **neuron_options)))
         elif not last:
@@ -138,6 +139,7 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
                                  f"{height}x{width} there: use a smaller kernel, padding or fewer pooling layers")
             if stage:
                 close(names[-1], False)
+            _between(stages, names, arithmetic)
             counts["conv"] += 1
             names.append(f"conv{counts['conv']}")
             if chip:
@@ -170,6 +172,7 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
                 got = f"{inputs} ({channels}x{height}x{width})" if flat else str(inputs)
                 raise UsageError(f"{at} states {tok.a} inputs but gets {got} there: "
                                  f"write {inputs}FC{tok.b} or FC{tok.b}")
+            _between(stages, names, arithmetic)
             if dropout > 0:
                 stages.append((f"drop{counts['fc'] + 1}", TimeDropout(dropout)))
             counts["fc"] += 1
@@ -190,3 +193,12 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
     if stage:
         close(names[-1], True)
     return Network(OrderedDict(stages), spiking=spiking)
+
+
+def _between(stages, names, arithmetic):
+    """What a chip's arithmetic puts before a weighted layer: the cap on the input counts before
+    the first, a step of delay before each other where the chip has one."""
+    if arithmetic and arithmetic.input_most and not names:
+        stages.append(("input_clamp", Folded(quant.InputClamp(arithmetic.input_most))))
+    if arithmetic and arithmetic.lag and names:
+        stages.append((f"{names[-1]}_delay", quant.Delay()))

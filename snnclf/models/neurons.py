@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..flags import check_field, flag, given, number
 from ..registry import Registry
 from . import fused
-from .quant import ChipIF, ChipLayer
+from .quant import ChipIF, ChipLayer, XyloLIF
 
 SURROGATES = Registry("surrogate", declares=("derivative",))
 NEURONS = Registry("neuron", declares=("options",))
@@ -239,24 +239,43 @@ def make_neuron(kind, **options):
     return builder(**given(options))
 
 
-def chip_neuron(chip, layer, **options):
-    """The integrate-and-fire neurons of ``chip`` (``--chip``) after its quantized ``layer``
-    (:mod:`.quant`): no leak, reset by subtracting the threshold, one threshold for the layer.
-    The options that would change that are refused in one line."""
+def chip_neuron(chip, layer, last=False, **options):
+    """The neurons of ``chip`` (``--chip``) after its quantized ``layer`` (:mod:`.quant`), one
+    threshold for the layer, reset by subtracting it. Speck's integrate and fire without leak;
+    Xylo's have a synaptic current and a membrane that decay by bit shifts, ``--alpha`` and
+    ``--beta`` being ``1 - 2^-d`` (d from 1 to 15). The options that would change what the chip
+    computes are refused in one line."""
     o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
     given_options = {k: check_field(NeuronFlags, k, v) for k, v in given(options).items()}
     o.update(given_options)
-    if o["beta"] != 1.0 and "beta" in given_options:
-        raise UsageError(f"--beta {o['beta']:g}: {chip}'s neurons integrate without leak (beta 1): leave --beta out "
-                         "with --chip")
     if o["reset"] != "subtract":
         raise UsageError(f"--reset {o['reset']}: {chip}'s neurons, as its software runs them, reset by subtracting "
                          "the threshold: leave --reset out with --chip")
-    for key in ("learn_beta", "alpha"):
-        if key in given_options:
-            raise UsageError(f"--{key} does not apply to {chip}'s integrate-and-fire neurons; leave it out")
+    if "learn_beta" in given_options:
+        raise UsageError(f"--learn_beta: {chip}'s decay is fixed on the chip; leave it out with --chip")
     spike_grad = SURROGATES.lookup(o["surrogate"], "--surrogate")(o["slope"])
-    return ChipLayer(ChipIF(o["threshold"], spike_grad, bool(o["learn_threshold"])).attach(layer))
+    threshold, learn = o["threshold"], bool(o["learn_threshold"])
+    if chip == "xylo":
+        dash = {key: _bit_shift(key, given_options.get(key), default) for key, default in (("alpha", 1), ("beta", 4))}
+        return ChipLayer(XyloLIF(threshold, spike_grad, learn, dash_syn=dash["alpha"], dash_mem=dash["beta"],
+                                 max_spikes=1 if last else 31).attach(layer))
+    if "beta" in given_options and o["beta"] != 1.0:
+        raise UsageError(f"--beta {o['beta']:g}: {chip}'s neurons integrate without leak (beta 1): leave --beta out "
+                         "with --chip")
+    if "alpha" in given_options:
+        raise UsageError(f"--alpha does not apply to {chip}'s integrate-and-fire neurons; leave it out")
+    return ChipLayer(ChipIF(threshold, spike_grad, learn).attach(layer))
+
+
+def _bit_shift(key, value, default):
+    """The bit shift d of a Xylo decay given as ``--key value`` = 1 - 2^-d (``default`` when not given)."""
+    if value is None:
+        return default
+    d = -math.log2(1 - value) if value < 1 else math.inf
+    if not (1 <= d <= 15 and d == round(d)):
+        raise UsageError(f"--{key} {value:g}: Xylo decays by bit shifts, so --{key} is 1 - 2^-d for d from 1 to 15 "
+                         "(0.5, 0.75, 0.875, 0.9375, ...)")
+    return int(round(d))
 
 
 def options_for(kind, options):

@@ -30,6 +30,8 @@ exported integers (``snnclf export --target speck``) make Sinabs' own discretiza
 identity: its scale comes out as 1.
 """
 import contextlib
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch import nn
@@ -97,12 +99,14 @@ class QuantFlattenLinear(Quantized, FlattenLinear):
 
 class ChipIF(nn.Module):
     """The chip's integrate-and-fire neuron on the integer current of its layer ``source`` (a
-    :class:`Quantized` layer, held outside the module tree): forward(current, v) -> (spikes, v,
-    membrane), where ``v`` is the state after the reset and the floor, and ``membrane`` the
+    :class:`Quantized` layer, held outside the module tree): forward(current, v) -> (spikes,
+    membrane, v), where ``v`` is the state after the reset and the floor, and ``membrane`` the
     value compared with the threshold, in float units (divided by the layer's scale).
 
     ``threshold`` is the float threshold (learnable with ``learn_threshold``); the chip's is
     ``round(s * threshold)``, one value for the whole layer."""
+
+    num_states = 1
 
     def __init__(self, threshold=1.0, spike_grad=None, learn_threshold=False):
         super().__init__()
@@ -118,42 +122,137 @@ class ChipIF(nn.Module):
         self._source[:] = [layer]
         return self
 
+    @property
+    def exact(self):
+        """Whether it computes in the chip's integers (else the float twin, :func:`float_twin`)."""
+        return not self._source[0].float_mode
+
     def chip_threshold(self):
         """(the integer threshold, the scale s), as the chip holds them."""
         layer = self._source[0]
         s = layer.scale()
         thr = self.threshold * s
-        return (thr if layer.float_mode else _round(thr)), s
+        return (_round(thr) if self.exact else thr), s
+
+    def fire(self, v, thr):
+        """Spikes where ``v >= thr``, with the surrogate gradient of ``(v - thr) / thr``. On
+        integers ``v >= thr`` is ``v - thr + 1/2 > 0``, which is what the surrogate's forward tests."""
+        if self.exact:
+            return self.spike_grad((v - thr + 0.5) / thr)
+        z = (v - thr) / thr
+        return self.spike_grad(z) if self.training else (z >= 0).to(v.dtype)
 
     def forward(self, current, v):
         thr, s = self.chip_threshold()
         pre = v + current
-        if self._source[0].float_mode:
-            z = (pre - thr) / thr
-            spikes = self.spike_grad(z) if self.training else (z >= 0).to(pre.dtype)
-        else:
-            # on integers v >= thr is v - thr + 1/2 > 0, which is what the surrogate's forward tests
-            spikes = self.spike_grad((pre - thr + 0.5) / thr)
+        spikes = self.fire(pre, thr)
         v = torch.maximum(pre - spikes.detach() * thr, -thr.detach())
-        return spikes, v, pre / s
+        return spikes, pre / s, v
+
+
+def _decay(x, dash, exact):
+    """What a bit-shift decay takes from ``x`` in a step: ``x >> dash`` (a floor), at least one
+    unit towards zero, as XyloSim computes it; its gradient that of ``x / 2^dash``."""
+    soft = x * 2.0 ** -dash
+    if not exact:
+        return soft
+    q = torch.floor(x.detach() * 2.0 ** -dash)
+    return soft + (torch.where(q == 0, torch.sign(x.detach()), q) - soft).detach()
+
+
+def _saturate(x, exact):
+    """16-bit saturation of XyloSim's additions (the gradient passes unchanged)."""
+    return x + (x.clamp(-(2 ** (STATE_BITS - 1)), 2 ** (STATE_BITS - 1) - 1) - x).detach() if exact else x
+
+
+class XyloLIF(ChipIF):
+    """Xylo Audio 2's neuron, as XyloSim steps it (integers, 16-bit saturating), on the integer
+    current of its layer: forward(current, isyn, v) -> (spikes, membrane, isyn, v)::
+
+        isyn = sat(isyn + I);   isyn -= decay(isyn, dash_syn)
+        v    = sat(v + sat(-decay(v, dash_mem) + isyn))
+        n    = min(floor(v / thr), max_spikes) where v >= thr;   v -= n * thr
+
+    ``decay(x, d)`` is ``x >> d``, at least one unit towards zero. A hidden neuron fires up to 31
+    spikes a step, an output neuron one. The float twin decays by ``x / 2^d``, without floor or
+    saturation."""
+
+    num_states = 2
+
+    def __init__(self, threshold=1.0, spike_grad=None, learn_threshold=False, dash_syn=1, dash_mem=4,
+                 max_spikes=31):
+        super().__init__(threshold, spike_grad, learn_threshold)
+        self.dash_syn, self.dash_mem, self.max_spikes = int(dash_syn), int(dash_mem), int(max_spikes)
+
+    def forward(self, current, isyn, v):
+        thr, s = self.chip_threshold()
+        exact = self.exact
+        isyn = _saturate(isyn + current, exact)
+        isyn = isyn - _decay(isyn, self.dash_syn, exact)
+        v = _saturate(v + _saturate(isyn - _decay(v, self.dash_mem, exact), exact), exact)
+        one = self.fire(v, thr)
+        count = torch.where(v.detach() >= thr.detach(), torch.floor(v.detach() / thr.detach()),
+                            torch.zeros_like(v)).clamp(max=self.max_spikes)
+        spikes = one + (count - one).detach()  # several spikes a step, with the surrogate gradient of one
+        pre = v
+        v = v - spikes.detach() * thr
+        return spikes, pre / s, isyn, v
+
+    def extra_repr(self):
+        return f"dash_syn={self.dash_syn}, dash_mem={self.dash_mem}, max_spikes={self.max_spikes}"
 
 
 class ChipLayer(nn.Module):
-    """A population of :class:`ChipIF` neurons run over time: current [T, B, ...] -> (spikes,
-    membrane), each [T, B, ...], state from zero at every call (as :class:`~.neurons.SpikingLayer`)."""
+    """A population of chip neurons (:class:`ChipIF`, :class:`XyloLIF`) run over time: current
+    [T, B, ...] -> (spikes, membrane), each [T, B, ...], state from zero at every call (as
+    :class:`~.neurons.SpikingLayer`)."""
 
     def __init__(self, cell):
         super().__init__()
         self.cell = cell
 
     def forward(self, x):
-        v = torch.zeros_like(x[0])
+        state = [torch.zeros_like(x[0]) for _ in range(self.cell.num_states)]
         spikes, membrane = [], []
         for x_t in x.unbind(0):
-            spk, v, mem = self.cell(x_t, v)
+            spk, mem, *state = self.cell(x_t, *state)
             spikes.append(spk)
             membrane.append(mem)
         return torch.stack(spikes), torch.stack(membrane)
+
+
+class Delay(nn.Module):
+    """Spikes [T, B, ...] one step late (zeros first): on Xylo a layer after the first sees the
+    spikes its inputs fired in the step before."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x[:1]), x[:-1]])
+
+
+class InputClamp(nn.Module):
+    """Input event counts capped at ``most`` per channel and step, as the chip takes them."""
+
+    def __init__(self, most):
+        super().__init__()
+        self.most = most
+
+    def forward(self, x):
+        return x.clamp(max=self.most)
+
+    def extra_repr(self):
+        return f"most={self.most}"
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """How a chip computes, beyond its 8-bit weights: what the builder puts around the layers."""
+    lag: bool  # each layer after the first sees the spikes of the step before (a Delay before it)
+    input_most: Optional[int]  # input counts per channel and step are capped at this
+
+
+# The chips' arithmetic, by the name --chip takes (their limits are snnclf.chips').
+ARITHMETIC = {"speck": Arithmetic(lag=False, input_most=None),
+              "xylo": Arithmetic(lag=True, input_most=15)}  # XyloSim: MAX_NUM_INP_SPIKES 15
 
 
 @contextlib.contextmanager

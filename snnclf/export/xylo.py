@@ -1,0 +1,111 @@
+"""A ``--chip xylo`` run as Xylo Audio 2's specification: the arrays Rockpool's
+``XyloSim.from_specification`` takes (and, with SynSense's driver, ``config_from_specification``
+writes to the chip), in one ``.npz`` file.
+
+Why not NIR: Xylo's neuron decays by bit shifts, floors, saturates at 16 bits and delays each
+layer after the first by a step, none of which a NIR node says; Rockpool's NIR importer gives
+float neurons that its Xylo mapper cannot take (``LIFNeuronTorch`` has no graph), and its
+quantizers round the trained integers again (``channel_quantize`` also drops hidden biases). The
+specification is what the chip holds, integer for integer, so nothing is rounded twice.
+
+The network (fully connected, checked by :mod:`snnclf.chips`) maps as Xylo lays it out: the first
+layer's weights are ``weights_in`` [inputs, hidden]; each later hidden layer's are a block of
+``weights_rec`` [hidden, hidden] (the chip's recurrent weights, which is why it sees the spikes a
+step late); the last layer's are ``weights_out`` [hidden, outputs], from the last hidden block.
+"""
+import json
+
+import numpy as np
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import UsageError
+from ..models.quant import STATE_BITS, ChipLayer, Quantized, XyloLIF, chip_values
+
+
+def layers(model):
+    """(weighted layer, neuron) pairs of the ``--chip xylo`` network ``model``, in order."""
+    weighted = [m for m in model.modules() if isinstance(m, Quantized)]
+    cells = [m.cell for m in model.modules() if isinstance(m, ChipLayer)]
+    if not cells or not all(isinstance(c, XyloLIF) for c in cells) or len(cells) != len(weighted):
+        raise UsageError("--target xylo writes a run trained with --chip xylo")
+    return list(zip(weighted, cells))
+
+
+def input_pooling(model):
+    """The sum-pooling windows the host applies to the input before the chip (``SPk`` before the
+    first layer in --arch), in order."""
+    windows = []
+    for module in model.modules():
+        if isinstance(module, Quantized):
+            break
+        if isinstance(module, nn.AvgPool2d):
+            k = module.kernel_size
+            windows.append(k if isinstance(k, int) else k[0])
+    return windows
+
+
+def host_input(frames, windows):
+    """What the chip receives from event ``frames`` [T, N, C, H, W]: each window's counts summed
+    (the host's pooling), flattened to [T, N, C * H * W]."""
+    x = frames.flatten(0, 1)
+    for k in windows:
+        x = F.avg_pool2d(x, k, divisor_override=1)
+    return x.unflatten(0, frames.shape[:2]).flatten(2)
+
+
+def specification(model, metadata):
+    """The Xylo Audio 2 specification of ``model`` (numpy arrays, integers) and its metadata (a
+    JSON text under ``snnclf_metadata``, with the input pooling the host does). A threshold past
+    16 bits is refused in one line."""
+    pairs = layers(model)
+    metadata = {**metadata, "input_pooling": input_pooling(model),
+                "input_layout": "[T, C * H * W] integer event counts per step, after the host sums the input over "
+                "the windows of input_pooling; Xylo caps them at 15"}
+    hidden, (out_layer, out_cell) = pairs[:-1], pairs[-1]
+    sizes = [layer.out_features for layer, _ in hidden]
+    total, starts = sum(sizes), np.cumsum([0] + sizes)
+    n_in = pairs[0][0].in_features
+    spec = {"weights_in": np.zeros((n_in, total), np.int64), "weights_rec": np.zeros((total, total), np.int64),
+            "weights_out": np.zeros((total, out_layer.out_features), np.int64)}
+    thresholds, dash_syn, dash_mem = [], [], []
+    for i, (layer, cell) in enumerate(pairs):
+        w = chip_values(layer).numpy().astype(np.int64).T  # [inputs, outputs]
+        if i == 0:
+            spec["weights_in"][:, starts[0]:starts[1]] = w
+        elif i < len(hidden):
+            spec["weights_rec"][starts[i - 1]:starts[i], starts[i]:starts[i + 1]] = w
+        else:
+            spec["weights_out"][starts[-2]:starts[-1]] = w
+        thr = int(cell.chip_threshold()[0].detach())
+        if not 1 <= thr < 2 ** (STATE_BITS - 1):
+            raise UsageError(f"the threshold of {type(layer).__name__} {i + 1} is {thr} in the chip's units, outside "
+                             f"Xylo's 16 bits: train with a --threshold nearer the weights' size")
+        n = layer.out_features
+        thresholds.append(np.full(n, thr))
+        dash_syn.append(np.full(n, cell.dash_syn))
+        dash_mem.append(np.full(n, cell.dash_mem))
+    spec.update(threshold=np.concatenate(thresholds[:-1]), threshold_out=thresholds[-1],
+                dash_syn=np.concatenate(dash_syn[:-1]), dash_syn_out=dash_syn[-1],
+                dash_mem=np.concatenate(dash_mem[:-1]), dash_mem_out=dash_mem[-1],
+                bias=np.zeros(total, np.int64), bias_out=np.zeros(out_layer.out_features, np.int64),
+                weight_shift_in=np.array(0), weight_shift_rec=np.array(0), weight_shift_out=np.array(0))
+    spec["snnclf_metadata"] = np.array(json.dumps(metadata))
+    return spec
+
+
+def write(path, spec):
+    """``spec`` as one ``.npz`` file at ``path`` exactly (``np.savez`` given a name adds ``.npz``)."""
+    with open(path, "wb") as f:
+        np.savez(f, **spec)
+
+
+def read(path):
+    """(the arrays ``XyloSim.from_specification`` takes, the metadata) of a written file."""
+    with np.load(path) as f:
+        spec = {k: f[k] for k in f.files}
+    metadata = json.loads(str(spec.pop("snnclf_metadata")))
+    for key in ("weight_shift_in", "weight_shift_rec", "weight_shift_out"):
+        spec[key] = int(spec[key])
+    return spec, metadata
+
