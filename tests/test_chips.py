@@ -124,3 +124,45 @@ def test_integrate_and_fire_networks_run_exactly_in_sinabs_and_rockpool(workdir,
                        "--time_steps", "2", "--epochs", "1", "--run", "leaky")
     code, _, err = cli("export", "--run", "leaky", "--target", "sinabs", "--envs", envs, "--data_dir", workdir / "data")
     assert code == 2 and "leaky neurons (beta 0.9)" in err and "--beta 1.0 --reset subtract" in err, err
+
+
+def test_a_xylo_run_runs_spike_for_spike_in_xylosim(workdir, cli, envs):
+    import event_formats
+    event_formats.make_dataset("poker-dvs", workdir / "data", samples_per_class=8)
+    # 4x4 frames summed over 2x2 windows on the host: 8 input channels; three layers (two with Xylo's delay)
+    code, _, err = cli("train", "--chip", "xylo", "--dataset", "poker-dvs", "--data_dir", workdir / "data",
+                       "--downsample", "0.11", "--arch", "SP2-FC16-FC16-FC4", "--threshold", "0.5", "--epochs", "4",
+                       "--lr", "0.01", "--run", "xylo")
+    assert code == 0, err
+    record = _exported(cli, "--run", "xylo", "--target", "xylo", "--envs", envs, "--data_dir", workdir / "data")
+    (check,) = record["checks"]
+    assert check["tool"] == "xylo" and check["equal_outputs"] == 1.0 and check["equal_predictions"] == 1.0, check
+    assert record["format"] == "xylo" and record["file"].endswith(".xylo.npz")
+    from snnclf.export.xylo import read
+    spec, metadata = read(record["file"])
+    assert spec["weights_in"].shape == (8, 32) and spec["weights_rec"].shape == (32, 32)
+    assert spec["weights_out"].shape == (32, 4) and not spec["weights_out"][:16].any()  # from the second block only
+    assert abs(spec["weights_in"]).max() <= 128 and spec["weights_rec"][:16, 16:].any()
+    assert metadata["input_pooling"] == [2]
+    # a Xylo run goes to Xylo only, and a Speck run's target refuses it
+    code, _, err = cli("export", "--run", "xylo", "--target", "speck", "--data_dir", workdir / "data")
+    assert code == 2 and "export it with --target xylo" in err
+
+
+def test_xylos_neuron_decays_by_bit_shifts_saturates_and_fires_several_spikes():
+    from snnclf.models.quant import QuantLinear, XyloLIF
+    layer = QuantLinear(1, 1)
+    with torch.no_grad():
+        layer.weight.fill_(1.0)  # scale 127
+    cell = XyloLIF(threshold=100 / 127, spike_grad=lambda z: (z > 0).float(), dash_syn=1, dash_mem=4,
+                   max_spikes=31).attach(layer)
+    isyn, v = torch.zeros(1), torch.zeros(1)
+    got = []
+    for current in (64.0, 0.0, 0.0, -3.0, 0.0):
+        spk, _, isyn, v = cell(torch.tensor([current]), isyn, v)
+        got.append((float(spk), float(isyn), float(v)))
+    # isyn = isyn + I - (isyn + I) >> 1; v = v - max(v >> 4, 1 toward 0) + isyn; fire at v >= 100
+    assert got == [(0.0, 32.0, 32.0), (0.0, 16.0, 46.0), (0.0, 8.0, 52.0), (0.0, 3.0, 52.0), (0.0, 2.0, 51.0)]
+    spk, _, isyn, v = cell(torch.tensor([40000.0]), torch.zeros(1), torch.zeros(1))
+    # isyn saturates at 32767 before its decay (16384 left), then 31 spikes at most take 31 thresholds
+    assert (float(spk), float(isyn), float(v)) == (31.0, 16384.0, 16384.0 - 31 * 100)

@@ -342,8 +342,7 @@ def _last_spiking(net):
 
 
 @CONSUMERS.register("sinabs", module="sinabs", install=SINABS, deps=False, env=True, batch=True,
-                    limit="it resets by subtracting the threshold (nir 1.0.4, before v_reset), ignores r and reads "
-                    "tau in steps: it runs integrate-and-fire networks (--target sinabs or speck)")
+                    limit=None)
 def sinabs_outputs(path, inputs, dt):
     """Sinabs' ``from_nir``, one spike per step at most (``SingleSpike``), time and batch folded
     ([N * T, ...], sample-major). Sinabs reads tau in steps, ignores r, v_leak and v_reset, and
@@ -385,8 +384,7 @@ def _without_samna():
 
 
 @CONSUMERS.register("speck", module="sinabs", install=SINABS, deps=False, env=True, batch=True,
-                    limit="Speck's cores hold 8-bit weights and 16-bit thresholds: a float network fires otherwise "
-                    "once discretized (train with --chip speck)")
+                    limit=None)
 def speck_outputs(path, inputs, dt):
     """Speck's cores as Sinabs models them: the Sinabs network of the file (as the ``sinabs``
     consumer loads it) mapped by ``DynapcnnNetwork(discretize=True)`` (weights to 8 bits,
@@ -409,8 +407,7 @@ def speck_outputs(path, inputs, dt):
 
 @CONSUMERS.register("rockpool", module="rockpool", install=ROCKPOOL,
                     deps=False, env=True, batch=True,
-                    limit="it converts no Conv2d, AvgPool2d, SumPool2d or Flatten node, reads dt from r and tau, "
-                    "and resets by subtraction: it runs fully connected integrate-and-fire networks (--target rockpool)")
+                    limit=None)
 def rockpool_outputs(path, inputs, dt):
     """Rockpool's ``from_nir``, time second ([N, T, C]: the sample's values flattened, as
     Rockpool's layers are fully connected), one spike per step at most (``max_spikes_per_dt``;
@@ -466,7 +463,7 @@ def _xylo_audio_2():
 
 @CONSUMERS.register("xylo", module="rockpool", install=ROCKPOOL,
                     deps=False, env=True, batch=False,
-                    limit="it reads Xylo Audio 2's specification, not NIR (--target xylo, a --chip xylo run)")
+                    limit=None)
 def xylo_outputs(path, inputs, dt):
     """Rockpool's simulator of Xylo Audio 2 (``XyloSim.from_specification``, xylosim's model of
     the chip's integer arithmetic) on the file's specification, one sample at a time: the input
