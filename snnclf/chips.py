@@ -21,9 +21,9 @@ from torch import nn
 
 from .errors import UsageError
 from .models import get_model
-from .models.layers import Folded, TimeDropout
+from .models.layers import ChannelSum, Folded, TimeDropout
 from .models.neurons import SpikingLayer
-from .models.quant import ChipLayer, Delay, InputClamp
+from .models.quant import Delay, InputClamp
 from .registry import Registry
 
 CHIPS = Registry("chip", declares=("summary", "target"))
@@ -49,11 +49,12 @@ class Core:
 
 
 def cores(model, in_shape):
-    """The network ``model`` as a list of :class:`Core`, and the pooling of the input itself.
+    """The network ``model`` as a list of :class:`Core`, and what is done to the input itself
+    before the first (its pooling, the sum of its channels).
     A stage that is no chain of layers (a residual block) is refused."""
     shape, found, input_pool = tuple(in_shape), [], []
     for name, stage in model.named_children():
-        if isinstance(stage, (SpikingLayer, ChipLayer)):
+        if isinstance(stage, SpikingLayer):
             found[-1].neurons = stage
         elif isinstance(stage, Folded):
             for i, layer in enumerate(stage):
@@ -67,6 +68,8 @@ def cores(model, in_shape):
                         found[-1].pool_after.append(layer)
                     else:
                         input_pool.append(layer)
+                elif isinstance(layer, ChannelSum):
+                    input_pool.append(layer)
                 elif isinstance(layer, InputClamp):
                     pass
                 elif isinstance(layer, nn.BatchNorm2d):
@@ -141,6 +144,9 @@ def speck_check(found, input_pool, in_shape, num_classes, encoding):
         raise UsageError(f"--chip speck: the network has {len(found)} layers ({', '.join(x.name for x in found)}) "
                          f"and Speck has {len(SPECK_KERNEL_MEMORY)} cores, one layer each: use fewer layers")
     for pool in input_pool:
+        if isinstance(pool, ChannelSum):
+            raise UsageError("--chip speck: PSUM sums the polarities, which Speck's sensor does itself "
+                             "(merge_polarities) and which its NIR file cannot say: leave PSUM out")
         kind, k = _pool_text(pool)
         if kind != "sum" or k not in SPECK_POOLS:
             raise UsageError(f"--chip speck: the input is pooled by {kind} pooling {k}x{k}; Speck's sensor sums "
@@ -194,7 +200,7 @@ def xylo_check(found, input_pool, in_shape, num_classes, encoding):
         if core.kind == "conv" or core.pool_before or core.pool_after:
             raise UsageError(f"--chip xylo: {core.name} is a {'convolution' if core.kind == 'conv' else 'pooled layer'}; "
                              "Xylo has fully connected layers only: choose --model snn-mlp or an --arch of FC layers")
-    for pool in input_pool:
+    for pool in (p for p in input_pool if not isinstance(p, ChannelSum)):
         kind, k = _pool_text(pool)
         if kind != "sum":
             raise UsageError(f"--chip xylo: the input is pooled by {kind} pooling; Xylo takes event counts: sum them "

@@ -143,7 +143,7 @@ def test_a_xylo_run_runs_spike_for_spike_in_xylosim(workdir, cli, envs):
     assert spec["weights_in"].shape == (8, 32) and spec["weights_rec"].shape == (32, 32)
     assert spec["weights_out"].shape == (32, 4) and not spec["weights_out"][:16].any()  # from the second block only
     assert abs(spec["weights_in"]).max() <= 128 and spec["weights_rec"][:16, 16:].any()
-    assert metadata["input_pooling"] == [2]
+    assert metadata["input_steps"] == [2]
     # a Xylo run goes to Xylo only, and a Speck run's target refuses it
     code, _, err = cli("export", "--run", "xylo", "--target", "speck", "--data_dir", workdir / "data")
     assert code == 2 and "export it with --target xylo" in err

@@ -467,14 +467,14 @@ def _xylo_audio_2():
 def xylo_outputs(path, inputs, dt):
     """Rockpool's simulator of Xylo Audio 2 (``XyloSim.from_specification``, xylosim's model of
     the chip's integer arithmetic) on the file's specification, one sample at a time: the input
-    counts per channel and step, summed over the windows the file names (the host's part),
-    flattened ([T, C * H * W] integers). The output membrane is the
+    counts per channel and step, after the host's steps the file names (channels summed, counts
+    summed over windows), flattened ([T, C * H * W] integers). The output membrane is the
     simulator's recorded output state plus the threshold it subtracted where a neuron fired."""
     from .xylo import host_input, read
 
     spec, metadata = read(path)
     sim = _xylo_audio_2().XyloSim.from_specification(**spec)
-    raster = host_input(inputs, metadata["input_pooling"]).round().to(torch.int64)  # [T, N, inputs]
+    raster = host_input(inputs, metadata["input_steps"]).round().to(torch.int64)  # [T, N, inputs]
     spikes, membranes = [], []
     for n in range(raster.shape[1]):
         sim.reset_state()

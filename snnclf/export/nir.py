@@ -31,7 +31,7 @@ from .. import __version__
 from ..errors import UsageError
 from ..models.layers import FlattenLinear, Folded, TimeDropout
 from ..models.neurons import AdaptiveLeaky, SpikingLayer
-from ..models.quant import ChipIF, ChipLayer, Quantized, chip_values
+from ..models.quant import ChipIF, Quantized, chip_values
 from ..registry import Registry
 from ..utils import need
 
@@ -224,7 +224,7 @@ def _stage(name, stage, shape, form):
     """The layers of one stage of the network, which receives ``shape``."""
     if isinstance(stage, TimeDropout):  # nothing at inference
         return []
-    if isinstance(stage, (SpikingLayer, ChipLayer)):
+    if isinstance(stage, SpikingLayer):
         return [_Layer(name, "lif", _lif(stage.cell, name, form), shape)]
     if not isinstance(stage, Folded):
         _refuse(name, f"{type(stage).__name__} (a branching block)", "export a chain of layers: csnn, cnn, snn-mlp or --arch")

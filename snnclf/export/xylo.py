@@ -20,7 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import UsageError
-from ..models.quant import STATE_BITS, ChipLayer, Quantized, XyloLIF, chip_values
+from ..models.layers import ChannelSum
+from ..models.neurons import ChipLayer
+from ..models.quant import STATE_BITS, Quantized, XyloLIF, chip_values
 
 
 def layers(model):
@@ -32,25 +34,27 @@ def layers(model):
     return list(zip(weighted, cells))
 
 
-def input_pooling(model):
-    """The sum-pooling windows the host applies to the input before the chip (``SPk`` before the
-    first layer in --arch), in order."""
-    windows = []
+def input_steps(model):
+    """What the host does to the input before the chip, in order: ``"psum"`` (its channels summed,
+    ``PSUM`` in --arch) and ``k`` (its counts summed over k x k windows, ``SPk``)."""
+    steps = []
     for module in model.modules():
         if isinstance(module, Quantized):
             break
-        if isinstance(module, nn.AvgPool2d):
+        if isinstance(module, ChannelSum):
+            steps.append("psum")
+        elif isinstance(module, nn.AvgPool2d):
             k = module.kernel_size
-            windows.append(k if isinstance(k, int) else k[0])
-    return windows
+            steps.append(k if isinstance(k, int) else k[0])
+    return steps
 
 
-def host_input(frames, windows):
-    """What the chip receives from event ``frames`` [T, N, C, H, W]: each window's counts summed
-    (the host's pooling), flattened to [T, N, C * H * W]."""
+def host_input(frames, steps):
+    """What the chip receives from event ``frames`` [T, N, C, H, W]: the host's ``steps`` done
+    (:func:`input_steps`), flattened to [T, N, C * H * W]."""
     x = frames.flatten(0, 1)
-    for k in windows:
-        x = F.avg_pool2d(x, k, divisor_override=1)
+    for step in steps:
+        x = x.sum(1, keepdim=True) if step == "psum" else F.avg_pool2d(x, step, divisor_override=1)
     return x.unflatten(0, frames.shape[:2]).flatten(2)
 
 
@@ -59,10 +63,10 @@ def specification(model, metadata):
     JSON text under ``snnclf_metadata``, with the input pooling the host does). A threshold past
     16 bits is refused in one line."""
     pairs = layers(model)
-    metadata = {**metadata, "input_pooling": input_pooling(model),
-                "input_layout": "[T, C * H * W] integer event counts per step, after the host sums the input over "
-                "the windows of input_pooling; Xylo caps them at 15"}
-    hidden, (out_layer, out_cell) = pairs[:-1], pairs[-1]
+    metadata = {**metadata, "input_steps": input_steps(model),
+                "input_layout": "[T, C * H * W] integer event counts per step, after the host's input_steps, in "
+                "order: 'psum' sums the channels (polarities) into one, k sums k x k windows; Xylo caps them at 15"}
+    hidden, out_layer = pairs[:-1], pairs[-1][0]
     sizes = [layer.out_features for layer, _ in hidden]
     total, starts = sum(sizes), np.cumsum([0] + sizes)
     n_in = pairs[0][0].in_features

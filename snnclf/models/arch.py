@@ -7,7 +7,8 @@ Tokens, joined by ``-``:
   ``MP2``/``AP2``/``SP2`` max / average / sum pooling 2x2, stride 2 (average and sum pooling
                 are what NIR, and so neuromorphic hardware, can take: see ``snnclf export``);
   ``1024FC10``  fully connected 1,024 -> 10; ``FC10`` infers its inputs;
-  ``LIF``       the neurons of the layer before fire here, so pooling after it pools spikes.
+  ``LIF``       the neurons of the layer before fire here, so pooling after it pools spikes;
+  ``PSUM``      first: the input's channels (an event camera's two polarities) summed into one.
 Every conv and FC is followed by neurons; pooling right after a conv pools its currents, before
 its neurons fire (as in snnTorch's tutorial CSNN), and after ``LIF`` it pools their spikes (as
 Speck does: ``8C3p1-LIF-SP2``). The last FC has one output per class.
@@ -24,7 +25,7 @@ from torch import nn
 from ..errors import UsageError
 from ..flags import checked, number
 from . import quant
-from .layers import FlattenLinear, Folded, Network, TimeDropout
+from .layers import ChannelSum, FlattenLinear, Folded, Network, TimeDropout
 from .neurons import chip_neuron, make_neuron
 
 # The check of --dropout, which the flag uses too (snnclf.config): one check, whoever gives it.
@@ -39,17 +40,18 @@ _TOKEN = re.compile(
     r"|(?P<pool>MP|AP|SP)(?P<size>\d+)"
     r"|(?P<fc_in>\d+)?FC(?P<fc_out>\d+)"
     r"|(?P<fire>LIF)"
+    r"|(?P<psum>PSUM)"
 )
 
 HELP = ("write NcK for a convolution (12C5, or 32C3p1 with padding), MPk, APk or SPk for pooling, "
         "FCn or mFCn for a fully connected layer, LIF where the neurons before fire (pooling after it pools "
-        "spikes), joined by '-'")
+        "spikes), PSUM first to sum the input's channels (an event camera's polarities) into one, joined by '-'")
 
 
 @dataclass
 class Token:
     text: str
-    kind: str  # "conv", "pool", "fc" or "fire"
+    kind: str  # "conv", "pool", "fc", "fire" or "psum"
     a: int = 0  # conv filters, pool size, fc inputs (0: infer)
     b: int = 0  # conv kernel, fc outputs
     pad: int = 0
@@ -74,6 +76,8 @@ def parse(spec, where="--arch"):
             zero = tok.a == 0
         elif m["fire"]:
             tok, zero = Token(text, "fire"), False
+        elif m["psum"]:
+            tok, zero = Token(text, "psum"), False
         else:
             tok = Token(text, "fc", int(m["fc_in"] or 0), int(m["fc_out"]))
             zero = tok.b == 0 or (m["fc_in"] is not None and tok.a == 0)
@@ -123,7 +127,12 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
 
     for i, tok in enumerate(tokens, 1):
         at = f"{where}: token {i} {tok.text!r}"
-        if tok.kind == "fire":
+        if tok.kind == "psum":
+            if names or stages:
+                raise UsageError(f"{at} sums the input's channels, so it comes first: move it to the start")
+            stages.append(("psum", Folded(ChannelSum())))
+            channels = 1
+        elif tok.kind == "fire":
             if not stage:
                 raise UsageError(f"{at} fires the neurons of the layer before it, but "
                                  + ("no convolution or FC layer comes before it" if not names else

@@ -102,3 +102,12 @@ class Network(nn.Sequential):
         if not self.spiking:
             return x.new_zeros(()).expand_as(x), x
         return x, mem
+
+
+class ChannelSum(nn.Module):
+    """The input's channels summed into one: [N, C, H, W] -> [N, 1, H, W] (``PSUM`` in --arch: an
+    event camera's ON and OFF events counted together, as Speck's sensor can merge them and as
+    Xylo's 16 inputs need)."""
+
+    def forward(self, x):
+        return x.sum(1, keepdim=True)

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..flags import check_field, flag, given, number
 from ..registry import Registry
 from . import fused
-from .quant import ChipIF, ChipLayer, XyloLIF
+from .quant import ChipIF, XyloLIF
 
 SURROGATES = Registry("surrogate", declares=("derivative",))
 NEURONS = Registry("neuron", declares=("options",))
@@ -180,6 +180,28 @@ class SpikingLayer(nn.Module):
             spk, *state = self.cell(x_t, *state)
             spikes.append(spk)
             membrane.append(state[-1])
+        return torch.stack(spikes), torch.stack(membrane)
+
+
+class ChipLayer(SpikingLayer):
+    """A population of a chip's neurons (:class:`~.quant.ChipIF`, :class:`~.quant.XyloLIF`, on
+    the integers of their layer) run over time: current [T, B, ...] -> (spikes, membrane), each
+    [T, B, ...], state from zero at every call. A cell returns (spikes, membrane, *state): its
+    membrane (the value compared with the threshold) is not one of its states."""
+
+    def __init__(self, cell):
+        nn.Module.__init__(self)
+        self.cell = cell
+        self.num_states = cell.num_states
+        self.derivative, self.multistep, self.reset_mode = None, False, None
+
+    def forward(self, x):
+        state = [torch.zeros_like(x[0]) for _ in range(self.num_states)]
+        spikes, membrane = [], []
+        for x_t in x.unbind(0):
+            spk, mem, *state = self.cell(x_t, *state)
+            spikes.append(spk)
+            membrane.append(mem)
         return torch.stack(spikes), torch.stack(membrane)
 
 

@@ -28,6 +28,11 @@ bias is a leak applied on the chip's own clock, not once per step.
 Because every value is an integer below 2^24, float32 arithmetic is exact here, and the
 exported integers (``snnclf export --target speck``) make Sinabs' own discretization the
 identity: its scale comes out as 1.
+
+Xylo (:class:`XyloLIF`) takes the same 8-bit weights, and its own neuron: a synaptic current and
+a membrane that decay by bit shifts, 16-bit saturating additions, several spikes a step, and a
+step of delay before each layer after the first (:class:`Delay`), as Rockpool's XyloSim computes
+them. What each chip puts around the layers is :data:`ARITHMETIC`'s.
 """
 import contextlib
 from dataclasses import dataclass
@@ -200,25 +205,6 @@ class XyloLIF(ChipIF):
 
     def extra_repr(self):
         return f"dash_syn={self.dash_syn}, dash_mem={self.dash_mem}, max_spikes={self.max_spikes}"
-
-
-class ChipLayer(nn.Module):
-    """A population of chip neurons (:class:`ChipIF`, :class:`XyloLIF`) run over time: current
-    [T, B, ...] -> (spikes, membrane), each [T, B, ...], state from zero at every call (as
-    :class:`~.neurons.SpikingLayer`)."""
-
-    def __init__(self, cell):
-        super().__init__()
-        self.cell = cell
-
-    def forward(self, x):
-        state = [torch.zeros_like(x[0]) for _ in range(self.cell.num_states)]
-        spikes, membrane = [], []
-        for x_t in x.unbind(0):
-            spk, mem, *state = self.cell(x_t, *state)
-            spikes.append(spk)
-            membrane.append(mem)
-        return torch.stack(spikes), torch.stack(membrane)
 
 
 class Delay(nn.Module):
