@@ -134,11 +134,11 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
 
     tmp = target_path.with_name(f".{target_path.name}.check")
     try:
-        if spec:
-            xylo_backend.write(tmp, graph)
-            checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y, envs_dir) for tool in tools]
-        elif fmt == "nir":
-            nir_backend.write(tmp, graph, target)
+        if fmt == "nir":
+            if spec:
+                xylo_backend.write(tmp, graph)
+            else:
+                nir_backend.write(tmp, graph, target)
             checks = [check_nir(tool, tmp, inputs, spk, mem, ours, y, envs_dir) for tool in tools]
         else:
             checks = [_check_onnx(net, tmp, inputs, mem, ours, y)]
