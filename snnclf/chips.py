@@ -2,8 +2,8 @@
 checked against the network before any data is read, and the export target that carries a
 trained network to the chip's own software (``snnclf export --target``).
 
-A chip entry declares its summary, its export target, and ``check(cores, in_shape, num_classes,
-encoding)``, which raises a one-line :class:`UsageError` naming the limit and the layer. The
+A chip entry declares its summary, its export target, and ``check(cores, input_steps, in_shape,
+num_classes, encoding, time_steps)``, which raises a one-line :class:`UsageError` naming the limit and the layer. The
 network reaches the check as a list of :class:`Core` (each weighted layer with the pooling
 around it and its neurons: what one core of the chip computes), read off the built model by
 :func:`cores`.
@@ -132,7 +132,7 @@ def _place(needs, capacity):
     return owner if all(assign(i, set()) for i in range(len(needs))) else None
 
 
-def speck_check(found, input_pool, in_shape, num_classes, encoding):
+def speck_check(found, input_pool, in_shape, num_classes, encoding, time_steps):
     c, h, w = in_shape
     if encoding not in ("events", "rate"):
         raise UsageError(f"--chip speck takes events: the input of --encoding {encoding} is analog; train on an "
@@ -164,6 +164,11 @@ def speck_check(found, input_pool, in_shape, num_classes, encoding):
         if len(core.pool_after) > 1:
             raise UsageError(f"--chip speck: {core.name}'s spikes are pooled {len(core.pool_after)} times; a Speck "
                              "core pools its output once: use one larger window (SP4)")
+    for core in found:
+        if core.kind == "fc" and len(core.in_shape) == 3 and core.in_shape[1] != core.in_shape[2]:
+            raise UsageError(f"--chip speck: {core.name} is a convolution over its whole {core.in_shape[1]}x"
+                             f"{core.in_shape[2]} input on Speck, whose kernels are square: make the map before it "
+                             "square (pool or crop the input to a square)")
     needs = [speck_memory(core) for core in found]
     capacity = [(k * 1024, n * 1024) for k, n in zip(SPECK_KERNEL_MEMORY, SPECK_NEURON_MEMORY)]
     largest_k, largest_n = max(SPECK_KERNEL_MEMORY) * 1024, max(SPECK_NEURON_MEMORY) * 1024
@@ -194,7 +199,7 @@ CHIPS.register("speck", summary="SynSense Speck (DYNAP-CNN cores beside a 128x12
 XYLO_INPUTS, XYLO_HIDDEN, XYLO_OUTPUTS = 16, 1000, 8
 
 
-def xylo_check(found, input_pool, in_shape, num_classes, encoding):
+def xylo_check(found, input_pool, in_shape, num_classes, encoding, time_steps):
     inputs = math.prod(found[0].in_shape)  # after any pooling of the input, which the host does before the chip
     for core in found:
         if core.kind == "conv" or core.pool_before or core.pool_after:
@@ -219,6 +224,10 @@ def xylo_check(found, input_pool, in_shape, num_classes, encoding):
     if hidden > XYLO_HIDDEN:
         raise UsageError(f"--chip xylo: the hidden layers ({', '.join(x.name for x in found[:-1])}) have {hidden} "
                          f"neurons; Xylo has {XYLO_HIDDEN}: make them narrower")
+    if time_steps < len(found):
+        raise UsageError(f"--chip xylo: each layer after the first sees the spikes of the step before, so the output "
+                         f"of these {len(found)} layers answers from step {len(found)} on, and --time_steps {time_steps} "
+                         "ends before: use more time steps")
     out = found[-1].layer.out_features
     if out > XYLO_OUTPUTS:
         raise UsageError(f"--chip xylo: {found[-1].name} has {out} output neurons (one per class); Xylo has "
@@ -238,4 +247,4 @@ def check(chip, cfg, in_shape, num_classes):
     with torch.random.fork_rng(devices=[]):
         model = get_model(name, in_shape, num_classes, **options)
     found, input_pool = cores(model, in_shape)
-    CHIPS.lookup(chip, "--chip")(found, input_pool, tuple(in_shape), num_classes, cfg.encoding)
+    CHIPS.lookup(chip, "--chip")(found, input_pool, tuple(in_shape), num_classes, cfg.encoding, cfg.time_steps)

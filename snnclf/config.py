@@ -197,6 +197,10 @@ class RunConfig(NeuronFlags):
                     raise UsageError(f"--{key} applies to event data sets only, not {cfg.dataset}")
         if cfg.saccade_shift:
             saccade_frames(event_set(cfg.dataset), cfg.time_steps, cfg.first_saccade_only, cfg.frame_ms)  # a check
+        if cfg.chip and (cfg.compile or cfg.amp):
+            raise UsageError(f"--{'compile' if cfg.compile else 'amp'}: a --chip network computes in the chip's "
+                             "integers, which " + ("torch.compile recompiles as the weights' scale moves" if cfg.compile
+                                                   else "half precision would round") + ": leave it out with --chip")
         if cfg.rate_target is not None and not cfg.rate_reg:
             raise UsageError("--rate_target sets where --rate_reg starts to penalise: give --rate_reg W too")
         cfg = replace(cfg, encoding=resolve_encoding(cfg.dataset, cfg.encoding))

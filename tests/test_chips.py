@@ -33,6 +33,11 @@ SPECK_REFUSALS = [
     (["--chip", "speck", "--dataset", "digits-events", "--arch", SPECK_OK, "--reset", "zero"], "subtracting the threshold"),
     (["--chip", "speck", "--dataset", "digits-events", "--arch", SPECK_OK, "--batch_norm"], "no batch norm"),
     (["--chip", "speck", "--dataset", "digits-events", "--model", "resnet"], "--chip does not apply to model resnet"),
+    (["--chip", "speck", "--dataset", "asl-dvs", "--downsample", "0.5", "--arch", "2C3p1-LIF-SP4-FC24"],
+     "fc1 is a convolution over its whole 22x30 input on Speck, whose kernels are square"),
+    (["--chip", "speck", "--dataset", "digits-events", "--arch", "PSUM-8C3p1-FC10"], "PSUM sums the polarities"),
+    (["--chip", "speck", "--dataset", "digits-events", "--arch", SPECK_OK, "--compile"], "--compile"),
+    (["--chip", "speck", "--dataset", "digits-events", "--arch", SPECK_OK, "--amp"], "half precision"),
 ]
 XYLO_REFUSALS = [
     (["--chip", "xylo", "--dataset", "digits-events", "--arch", "8C3-FC10"], "conv1 is a convolution"),
@@ -43,6 +48,10 @@ XYLO_REFUSALS = [
     (["--chip", "xylo", "--dataset", "digits", "--encoding", "rate", "--arch", "AP4-FC8-FC10"],
      "input is pooled by average pooling"),
     (["--chip", "xylo", "--dataset", "poker-dvs", "--downsample", "0.12", "--arch", "SP2-FC4"], "one layer (fc1)"),
+    (["--chip", "xylo", "--dataset", "poker-dvs", "--downsample", "0.11", "--arch", "PSUM-FC8-FC8-FC4",
+      "--time_steps", "2"], "answers from step 3 on, and --time_steps 2 ends before"),
+    (["--chip", "xylo", "--dataset", "poker-dvs", "--downsample", "0.11", "--arch", "PSUM-FC8-FC4", "--beta", "0.9"],
+     "1 - 2^-d"),
 ]
 
 
@@ -166,3 +175,34 @@ def test_xylos_neuron_decays_by_bit_shifts_saturates_and_fires_several_spikes():
     spk, _, isyn, v = cell(torch.tensor([40000.0]), torch.zeros(1), torch.zeros(1))
     # isyn saturates at 32767 before its decay (16384 left), then 31 spikes at most take 31 thresholds
     assert (float(spk), float(isyn), float(v)) == (31.0, 16384.0, 16384.0 - 31 * 100)
+
+
+def test_the_chips_integer_threshold_stays_within_16_bits_and_above_zero():
+    conv = QuantConv2d(1, 1, 1)
+    with torch.no_grad():
+        conv.weight.fill_(0.01)  # scale 12,700: a threshold of 10 would be 127,000
+    for threshold, expected in ((10.0, 32767.0), (1e-6, 1.0)):
+        cell = ChipIF(threshold=threshold, spike_grad=lambda z: (z > 0).float()).attach(conv)
+        assert float(cell.chip_threshold()[0]) == expected
+
+
+def test_an_environment_folder_snnclf_did_not_make_is_left_alone(tmp_path, monkeypatch):
+    from snnclf.errors import UsageError
+    from snnclf.export import envs
+    mine = tmp_path / "sinabs"  # e.g. a clone of Sinabs where --envs points
+    (mine / ".git").mkdir(parents=True)
+    (mine / "notes.txt").write_text("mine")
+    monkeypatch.setattr(envs, "installed", lambda tool: False)
+    with pytest.raises(UsageError, match="is not an environment snnclf built"):
+        envs.python_for("sinabs", tmp_path)
+    assert (mine / "notes.txt").read_text() == "mine" and (mine / ".git").is_dir()
+
+
+def test_a_target_is_checked_only_by_the_tools_that_read_its_file(workdir, cli):
+    from conftest import make_nmnist_folder
+    make_nmnist_folder(workdir / "data", per_class=(3, 2))
+    code, _, err = cli("train", "--chip", "speck", "--dataset", "nmnist", "--data_dir", workdir / "data",
+                       "--arch", "4C3p1-LIF-SP4-FC10", "--time_steps", "2", "--epochs", "1", "--run", "s")
+    assert code == 0, err
+    code, _, err = cli("export", "--run", "s", "--target", "speck", "--check", "numpy", "--data_dir", workdir / "data")
+    assert code == 2 and "--target speck's file is read by sinabs, speck" in err, err

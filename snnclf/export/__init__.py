@@ -174,10 +174,18 @@ def _tools(fmt, target, check):
         if check or target != nir_backend.DEFAULT_TARGET:
             raise UsageError("--target and --check apply to --format nir; an ONNX file is checked by onnxruntime")
         return []
-    nir_backend.TARGETS.lookup(target, "--target")
+    form = nir_backend.TARGETS.lookup(target, "--target")
     if check:
         for tool in check:
             consumers.CONSUMERS.lookup(tool, "--check")
+        # the tools that pin nir 1.0.4, and Xylo's, read their targets' files only; the others, nir >= 1.0.6's
+        readers = set(nir_backend.TARGETS.info(target)["consumers"])
+        wrong = [t for t in check if (t not in readers if form.schema != "current" else consumers.CONSUMERS.info(t)["env"])]
+        if wrong:
+            raise UsageError(f"--check {' '.join(wrong)}: --target {target}'s file is read by "
+                             + (", ".join(sorted(readers)) if form.schema != "current" else
+                                "the tools of nir 1.0.6 and newer, not by Sinabs, Speck's or Rockpool's software")
+                             + ": check it with those, or choose the target of the tool")
         missing = [t for t in check if not consumers.installed(t) and not consumers.CONSUMERS.info(t)["env"]]
         if missing:
             raise UsageError(f"--check {' '.join(missing)}: not installed here ("

@@ -29,24 +29,30 @@ def python_for(tool, root=DEFAULT_ROOT):
         return sys.executable
     info = CONSUMERS.info(tool)
     env = Path(root).expanduser() / info["install"][0].split("==")[0]  # one per package: speck runs in sinabs's
-    spec = " ".join(info["install"]) + (" (with deps)" if info["deps"] else "")
+    main_site = sysconfig.get_paths()["purelib"]  # torch, snnclf and the rest, after the env's own
+    spec = " ".join(info["install"]) + (" (with deps)" if info["deps"] else "") + f" beside {main_site}"
     python, ready = env / "bin" / "python", env / ".snnclf-ready"
     if ready.is_file() and ready.read_text() == spec:
         return str(python)
+    marker = env / ".snnclf-env"  # written first: a folder without it is not one snnclf made, and is left alone
+    if env.exists() and not marker.is_file():
+        raise UsageError(f"{env} exists and is not an environment snnclf built for {tool}: it is left as it is; "
+                         "choose another folder with --envs")
     log.warning("building %s's environment in %s (once): pip install %s%s", tool, env,
                 "" if info["deps"] else "--no-deps ", " ".join(info["install"]))
     try:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(env)], check=True, capture_output=True)
+        marker.write_text(f"an environment snnclf export builds for {tool}; rebuilt when its packages change\n")
     except (OSError, subprocess.CalledProcessError) as err:
         raise UsageError(f"cannot make {tool}'s environment in {env} ({err}): choose another folder with --envs") from None
     pip = [str(python), "-m", "pip", "install", "-q", *([] if info["deps"] else ["--no-deps"]), *info["install"]]
     done = subprocess.run(pip, capture_output=True, text=True)  # before the .pth: pip sees only the env
     if done.returncode:
-        raise UsageError(f"{tool}'s environment in {env} did not build ({_last_error(done.stderr) or 'pip exited '}"
-                         f"{done.returncode}): run {' '.join(pip[2:])} there yourself, or check --envs")
+        why = _last_error(done.stderr) or f"pip exited {done.returncode}"
+        raise UsageError(f"{tool}'s environment in {env} did not build ({why}): run {' '.join(pip[2:])} there "
+                         "yourself, or check --envs")
     site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                    text=True).strip()
-    main_site = sysconfig.get_paths()["purelib"]  # torch, snnclf and the rest, after the env's own
     Path(site, "_snnclf_main.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
     ready.write_text(spec)
     return str(python)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from ..errors import UsageError
 from ..models.layers import ChannelSum
 from ..models.neurons import ChipLayer
-from ..models.quant import STATE_BITS, Quantized, XyloLIF, chip_values
+from ..models.quant import Quantized, XyloLIF, chip_values
 
 
 def layers(model):
@@ -60,8 +60,7 @@ def host_input(frames, steps):
 
 def specification(model, metadata):
     """The Xylo Audio 2 specification of ``model`` (numpy arrays, integers) and its metadata (a
-    JSON text under ``snnclf_metadata``, with the input pooling the host does). A threshold past
-    16 bits is refused in one line."""
+    JSON text under ``snnclf_metadata``, with what the host does to the input)."""
     pairs = layers(model)
     metadata = {**metadata, "input_steps": input_steps(model),
                 "input_layout": "[T, C * H * W] integer event counts per step, after the host's input_steps, in "
@@ -81,10 +80,7 @@ def specification(model, metadata):
             spec["weights_rec"][starts[i - 1]:starts[i], starts[i]:starts[i + 1]] = w
         else:
             spec["weights_out"][starts[-2]:starts[-1]] = w
-        thr = int(cell.chip_threshold()[0].detach())
-        if not 1 <= thr < 2 ** (STATE_BITS - 1):
-            raise UsageError(f"the threshold of {type(layer).__name__} {i + 1} is {thr} in the chip's units, outside "
-                             f"Xylo's 16 bits: train with a --threshold nearer the weights' size")
+        thr = int(cell.chip_threshold()[0].detach())  # within 16 bits: the neuron holds it there
         n = layer.out_features
         thresholds.append(np.full(n, thr))
         dash_syn.append(np.full(n, cell.dash_syn))

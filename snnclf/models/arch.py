@@ -134,9 +134,10 @@ def build(spec, in_shape, num_classes, *, spiking=True, neuron="leaky", batch_no
             channels = 1
         elif tok.kind == "fire":
             if not stage:
+                before = [tokens[w - 1].text for w in weighted if w < i]
                 raise UsageError(f"{at} fires the neurons of the layer before it, but "
-                                 + ("no convolution or FC layer comes before it" if not names else
-                                    f"those of {tokens[i - 2].text!r} fired already") + ": remove it")
+                                 + (f"those of {before[-1]!r} fired already" if before else
+                                    "no convolution or FC layer comes before it") + ": remove it")
             close(names[-1], i > weighted[-1])
         elif tok.kind == "conv":
             if features is not None:

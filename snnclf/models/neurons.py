@@ -198,10 +198,14 @@ class ChipLayer(SpikingLayer):
     def forward(self, x):
         state = [torch.zeros_like(x[0]) for _ in range(self.num_states)]
         spikes, membrane = [], []
-        for x_t in x.unbind(0):
-            spk, mem, *state = self.cell(x_t, *state)
-            spikes.append(spk)
-            membrane.append(mem)
+        self.cell.held = self.cell.chip_threshold()  # the layer's scale and threshold, once for all steps
+        try:
+            for x_t in x.unbind(0):
+                spk, mem, *state = self.cell(x_t, *state)
+                spikes.append(spk)
+                membrane.append(mem)
+        finally:
+            self.cell.held = None
         return torch.stack(spikes), torch.stack(membrane)
 
 
@@ -264,9 +268,9 @@ def make_neuron(kind, **options):
 def chip_neuron(chip, layer, last=False, **options):
     """The neurons of ``chip`` (``--chip``) after its quantized ``layer`` (:mod:`.quant`), one
     threshold for the layer, reset by subtracting it. Speck's integrate and fire without leak;
-    Xylo's have a synaptic current and a membrane that decay by bit shifts, ``--alpha`` and
-    ``--beta`` being ``1 - 2^-d`` (d from 1 to 15). The options that would change what the chip
-    computes are refused in one line."""
+    Xylo's have a synaptic current that halves each step (a bit shift of 1) and a membrane that
+    decays by a bit shift of d, ``--beta`` being ``1 - 2^-d`` (d from 1 to 15; 0.9375 unless
+    given). The options that would change what the chip computes are refused in one line."""
     o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
     given_options = {k: check_field(NeuronFlags, k, v) for k, v in given(options).items()}
     o.update(given_options)
@@ -278,25 +282,22 @@ def chip_neuron(chip, layer, last=False, **options):
     spike_grad = SURROGATES.lookup(o["surrogate"], "--surrogate")(o["slope"])
     threshold, learn = o["threshold"], bool(o["learn_threshold"])
     if chip == "xylo":
-        dash = {key: _bit_shift(key, given_options.get(key), default) for key, default in (("alpha", 1), ("beta", 4))}
-        return ChipLayer(XyloLIF(threshold, spike_grad, learn, dash_syn=dash["alpha"], dash_mem=dash["beta"],
+        return ChipLayer(XyloLIF(threshold, spike_grad, learn, dash_syn=1, dash_mem=_bit_shift(given_options.get("beta")),
                                  max_spikes=1 if last else 31).attach(layer))
     if "beta" in given_options and o["beta"] != 1.0:
         raise UsageError(f"--beta {o['beta']:g}: {chip}'s neurons integrate without leak (beta 1): leave --beta out "
                          "with --chip")
-    if "alpha" in given_options:
-        raise UsageError(f"--alpha does not apply to {chip}'s integrate-and-fire neurons; leave it out")
     return ChipLayer(ChipIF(threshold, spike_grad, learn).attach(layer))
 
 
-def _bit_shift(key, value, default):
-    """The bit shift d of a Xylo decay given as ``--key value`` = 1 - 2^-d (``default`` when not given)."""
-    if value is None:
+def _bit_shift(beta, default=4):
+    """The bit shift d of Xylo's membrane decay given as ``--beta`` = 1 - 2^-d (``default`` when not given)."""
+    if beta is None:
         return default
-    d = -math.log2(1 - value) if value < 1 else math.inf
+    d = -math.log2(1 - beta) if beta < 1 else math.inf
     if not (1 <= d <= 15 and d == round(d)):
-        raise UsageError(f"--{key} {value:g}: Xylo decays by bit shifts, so --{key} is 1 - 2^-d for d from 1 to 15 "
-                         "(0.5, 0.75, 0.875, 0.9375, ...)")
+        raise UsageError(f"--beta {beta:g}: Xylo's membrane decays by a bit shift, so --beta is 1 - 2^-d for d from 1 "
+                         "to 15 (0.5, 0.75, 0.875, 0.9375, ...)")
     return int(round(d))
 
 

@@ -49,13 +49,14 @@ STATE_BITS = 16
 
 
 def discretization_scale(w, bits=WEIGHT_BITS):
-    """The factor Sinabs scales ``w`` by to fit ``bits`` signed bits (a plain float): the largest
-    value goes to 2^(bits-1) - 1, or the most negative to -2^(bits-1) where that is the larger."""
+    """The factor Sinabs scales ``w`` by to fit ``bits`` signed bits, computed as Sinabs computes
+    it (in ``w``'s float type): the largest value goes to 2^(bits-1) - 1, or the most negative to
+    -2^(bits-1) where that is the larger."""
     low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    w_min, w_max = float(w.min()), float(w.max())
-    if abs(w_min) <= abs(w_max) * abs(low / high):
-        return abs(high / w_max) if w_max != 0 else float("inf")
-    return abs(low / w_min)
+    w_min, w_max = w.min(), w.max()
+    if abs(float(w_min)) <= abs(float(w_max)) * abs(low / high):
+        return float(abs(high / w_max)) if float(w_max) != 0 else float("inf")
+    return float(abs(low / w_min))
 
 
 def _round(x):
@@ -122,6 +123,7 @@ class ChipIF(nn.Module):
             self.register_buffer("threshold", value)
         self.spike_grad = spike_grad
         self._source = []  # [the weighted layer before it]: a list keeps it out of the module tree
+        self.held = None  # (threshold, scale) while a ChipLayer runs it over the time steps
 
     def attach(self, layer):
         self._source[:] = [layer]
@@ -133,15 +135,23 @@ class ChipIF(nn.Module):
         return not self._source[0].float_mode
 
     def chip_threshold(self):
-        """(the integer threshold, the scale s), as the chip holds them."""
+        """(the integer threshold, the scale s), as the chip holds them: ``round(s * threshold)``
+        within the chip's 16 bits, from 1 to 32767 (a threshold the rounding would take past them
+        is held at the end, as the chip must; Sinabs' discretization then keeps it). Computed once
+        per call of the layer (:class:`~.neurons.ChipLayer` keeps it in ``held``)."""
+        if self.held is not None:
+            return self.held
         layer = self._source[0]
         s = layer.scale()
         thr = self.threshold * s
-        return (_round(thr) if self.exact else thr), s
+        if self.exact:
+            thr = thr + (thr.detach().round().clamp(1, 2 ** (STATE_BITS - 1) - 1) - thr).detach()
+        return thr, s
 
     def fire(self, v, thr):
         """Spikes where ``v >= thr``, with the surrogate gradient of ``(v - thr) / thr``. On
-        integers ``v >= thr`` is ``v - thr + 1/2 > 0``, which is what the surrogate's forward tests."""
+        integers ``v >= thr`` is ``v - thr + 1/2 > 0``, which is what the surrogate's forward tests
+        (its gradient taken half a unit, in units of the threshold, from the float twin's)."""
         if self.exact:
             return self.spike_grad((v - thr + 0.5) / thr)
         z = (v - thr) / thr
@@ -245,14 +255,14 @@ ARITHMETIC = {"speck": Arithmetic(lag=False, input_most=None),
 def float_twin(model):
     """While the block lasts, ``model``'s quantized layers compute with unrounded weights and
     thresholds: the network before discretization (``snnclf eval`` reports both)."""
-    layers = [m for m in model.modules() if isinstance(m, Quantized)]
-    for m in layers:
+    layers = [(m, m.float_mode) for m in model.modules() if isinstance(m, Quantized)]
+    for m, _ in layers:
         m.float_mode = True
     try:
         yield model
     finally:
-        for m in layers:
-            del m.float_mode
+        for m, before in layers:
+            m.float_mode = before
 
 
 def is_quantized(model):
