@@ -69,7 +69,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
     print(f"\nmachine: {_cpu()}, {torch.get_num_threads()} threads; Python {platform.python_version()}, "
-          f"torch {torch.__version__}, snnclf {__version__}; {args.samples} test samples per run")
+          f"torch {torch.__version__}, snnclf {__version__}; up to {args.samples} test samples per run")
 
 
 def _train(recipe, args, more=()):
