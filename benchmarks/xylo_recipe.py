@@ -36,8 +36,9 @@ def main():
     for mean, point, scores in sorted(rows, key=lambda r: -r[0]):
         print(f"| {point['arch']} | {point['time_steps']} | {point['lr']:g} | {100 * mean:.1f}% | "
               + ", ".join(f"{100 * s:.2f}" for s in scores) + " |")
-    print(f"\nthe other options: the xylo-poker-dvs preset's; machine: {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    print(f"\nthe other options: the xylo-poker-dvs preset's; machine: {cpu}, Python {platform.python_version()}")
 
 
 def _validation(point, seed, data_dir, tmp):

@@ -49,13 +49,13 @@ _register("nmnist-sim", "the nmnist recipe trained on simulated events, to class
 # Chips: a network that the chip holds, trained in its integers (--chip), on events (what the chip takes).
 _register("speck-digits-events", "for SynSense Speck (--chip speck): 8C3p1-LIF-SP2-16C3p1-LIF-SP2-FC64-FC10, "
           "integrate-and-fire neurons on 8-bit weights, T=8 frames of simulated digit events, AdamW 2e-3 cosine, "
-          "30 epochs (about a minute on 2 CPU cores); export it with snnclf export --target speck",
+          "30 epochs (about 85 s on 2 CPU cores); export it with snnclf export --target speck",
           dataset="digits-events", chip="speck", arch="8C3p1-LIF-SP2-16C3p1-LIF-SP2-FC64-FC10", model="arch",
           time_steps=8, optimizer="adamw", lr=2e-3, weight_decay=0.01, scheduler="cosine", epochs=30, batch_size=64)
 
 _register("xylo-poker-dvs", "for SynSense Xylo Audio 2 (--chip xylo): POKER-DVS as 32 frames of 4x4 pixels, "
           "the two polarities summed (16 inputs), PSUM-FC64-FC4 in Xylo's integers, AdamW 1e-2 cosine, 60 epochs, "
-          "a quarter of the training recordings for validation (a few seconds on 2 CPU cores); export it with "
+          "a quarter of the training recordings for validation (about 15 s on 2 CPU cores); export it with "
           "snnclf export --target xylo",
           dataset="poker-dvs", chip="xylo", arch="PSUM-FC64-FC4", model="arch", downsample=0.11, time_steps=32,
           optimizer="adamw", lr=1e-2, weight_decay=0.01, scheduler="cosine", epochs=60, batch_size=16,
