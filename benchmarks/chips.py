@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from snnclf import __version__
+from speed import cpu_model  # benchmarks/speed.py: the CPU's name, one way for every benchmark
 
 RECIPES = {  # name: (snnclf train flags beyond --run, the export targets)
     "speck": (["--preset", "speck-digits-events"], ("speck",)),
@@ -68,7 +69,7 @@ def main():
     print("| run | --target | tool | output spikes identical | same prediction | accuracy snnclf / tool | how it ran |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))
-    print(f"\nmachine: {_cpu()}, {torch.get_num_threads()} threads; Python {platform.python_version()}, "
+    print(f"\nmachine: {cpu_model()}, {torch.get_num_threads()} threads; Python {platform.python_version()}, "
           f"torch {torch.__version__}, snnclf {__version__}; up to {args.samples} test samples per run")
 
 
@@ -95,13 +96,6 @@ def held_split(source, folder, per_class=3):
             shutil.copy(f, to / f.name)
     return Path(folder)
 
-
-def _cpu():
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -30,13 +30,15 @@ from snnclf.data import DATASETS
 from snnclf.export import AGREEMENT, check_nir, compare, reference
 from snnclf.export import nir as nir_backend
 from snnclf.export.consumers import CONSUMERS, Outputs, version
-from snnclf.export.envs import python_for
+from snnclf.export.envs import last_error, python_for
+from speed import cpu_model  # benchmarks/speed.py: the CPU's name, one way for every benchmark
 from snnclf.errors import UsageError
 
 # The targets of nir >= 1.0.6's schema, which every tool here is tried on; the nir 1.0.4 targets
 # (sinabs, rockpool, speck) hold other networks (integrate-and-fire, reset by subtraction) and are
 # measured by benchmarks/chips.py.
 TARGETS = [t for t in nir_backend.TARGETS.names() if nir_backend.TARGETS[t].schema != "1.0.4"]
+CHIP_MODELS = ("speck", "xylo")  # a chip's model of a chip's run: benchmarks/chips.py runs them
 RECIPES = {  # name: the flags of snnclf train beyond --run (the exportable recipes: --pool avg --reset zero)
     "digits": ["--preset", "digits", "--pool", "avg", "--reset", "zero"],
     "mnist": ["--preset", "mnist", "--pool", "avg", "--reset", "zero"],
@@ -58,7 +60,8 @@ def main():
     p.add_argument("--save_dir", default="checkpoints")
     p.add_argument("--log_dir", default="logs")
     p.add_argument("--samples", type=int, default=360, help="test samples each tool runs")
-    p.add_argument("--tools", nargs="+", default=CONSUMERS.names(), help="consumers to run")
+    p.add_argument("--tools", nargs="+", default=[t for t in CONSUMERS.names() if t not in CHIP_MODELS],
+                   help="consumers to run")
     p.add_argument("--json", help="also write every result to this JSON file")
     args = p.parse_args()
 
@@ -93,11 +96,6 @@ def _environment(root, tool):
     except UsageError as err:
         return {"error": str(err)}
     return {"python": python} if python == sys.executable else {"python": python, "env": str(Path(python).parents[1])}
-
-
-def _last_error(text):
-    lines = [line for line in text.splitlines() if line.startswith("ERROR") or "Error" in line]
-    return lines[-1].strip() if lines else ""
 
 
 def _measure(tag, run, args, envs, tmp):
@@ -138,7 +136,7 @@ def _run_tool(tool, env, path, inputs, ref, tmp):
     done = subprocess.run([env["python"], "-c", "from snnclf.export.consumers import main; main()", tool, str(path),
                            str(inputs), str(out)], capture_output=True, text=True)
     if done.returncode:
-        return {"loads": False, "error": _last_error(done.stderr) or f"exited {done.returncode}"}
+        return {"loads": False, "error": last_error(done.stderr) or f"exited {done.returncode}"}
     got = torch.load(out, weights_only=False)
     if not got["ok"]:
         return {"loads": False, "error": got["error"], "version": got["version"]}
@@ -173,7 +171,7 @@ def _others(root):
     for package, name in NOT_ON_INDEX.items():
         done = subprocess.run([sys.executable, "-m", "pip", "index", "versions", package],
                               capture_output=True, text=True)
-        rows[name] = (f"pip index versions {package}: {_last_error(done.stderr)}" if done.returncode
+        rows[name] = (f"pip index versions {package}: {last_error(done.stderr)}" if done.returncode
                       else f"on the index ({done.stdout.strip().splitlines()[0]}), not measured")
     for package, (spec, name) in NO_READER.items():
         env = root / package
@@ -239,7 +237,7 @@ def _report(results, runs, others, envs):
         for tool in envs:
             cells = [_cell(by_target[t].get(tool, by_target[t])) for t in targets]  # export_error: a row of its own
             lines.append(f"| {tool} | " + " | ".join(cells) + " |")
-    lines += ["", f"machine: {_cpu()}, {torch.get_num_threads()} threads; Python {platform.python_version()}, "
+    lines += ["", f"machine: {cpu_model()}, {torch.get_num_threads()} threads; Python {platform.python_version()}, "
               f"torch {torch.__version__}, snnclf {__version__}; versions: "
               + ", ".join(f"{tool} {_version(tool, results)}" for tool in envs)]
     return "\n".join(lines)
@@ -256,13 +254,6 @@ def _version(tool, results):
                 return rows[tool]["version"]
     return version(tool) or "?"
 
-
-def _cpu():
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from speed import cpu_model  # benchmarks/speed.py: the CPU's name, one way for every benchmark
+
 GRID = {"arch": ["PSUM-FC64-FC4", "SP2-FC64-FC4"], "time_steps": [16, 32, 48], "lr": [0.005, 0.01]}
 
 
@@ -36,9 +38,7 @@ def main():
     for mean, point, scores in sorted(rows, key=lambda r: -r[0]):
         print(f"| {point['arch']} | {point['time_steps']} | {point['lr']:g} | {100 * mean:.1f}% | "
               + ", ".join(f"{100 * s:.2f}" for s in scores) + " |")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
-    print(f"\nthe other options: the xylo-poker-dvs preset's; machine: {cpu}, Python {platform.python_version()}")
+    print(f"\nthe other options: the xylo-poker-dvs preset's; machine: {cpu_model()}, Python {platform.python_version()}")
 
 
 def _validation(point, seed, data_dir, tmp):

@@ -23,7 +23,7 @@ from .errors import UsageError
 from .models import get_model
 from .models.layers import ChannelSum, Folded, TimeDropout
 from .models.neurons import SpikingLayer
-from .models.quant import Delay, InputClamp
+from .models.quant import Delay
 from .registry import Registry
 
 CHIPS = Registry("chip", declares=("summary", "target"))
@@ -70,8 +70,6 @@ def cores(model, in_shape):
                         input_pool.append(layer)
                 elif isinstance(layer, ChannelSum):
                     input_pool.append(layer)
-                elif isinstance(layer, InputClamp):
-                    pass
                 elif isinstance(layer, nn.BatchNorm2d):
                     found[-1].batch_norm = True
                 shape = tuple(layer(torch.zeros(1, *shape)).shape[1:])

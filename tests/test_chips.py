@@ -206,3 +206,14 @@ def test_a_target_is_checked_only_by_the_tools_that_read_its_file(workdir, cli):
     assert code == 0, err
     code, _, err = cli("export", "--run", "s", "--target", "speck", "--check", "numpy", "--data_dir", workdir / "data")
     assert code == 2 and "--target speck's file is read by sinabs, speck" in err, err
+
+
+def test_the_shape_a_data_set_declares_is_the_shape_it_loads(workdir):
+    """The chip check reads an image set's shape before any data is read: it must be what loads."""
+    from conftest import idx_data_sets, make_mnist_like
+    from snnclf.data import known_shape, load_dataset
+    for name, folder in idx_data_sets():
+        make_mnist_like(workdir / "data", folder=folder)
+    for name in ["digits"] + [n for n, _ in idx_data_sets()]:
+        data = load_dataset(name, workdir / "data")
+        assert known_shape(name) == (tuple(data.in_shape), data.num_classes), name

@@ -17,18 +17,21 @@ from .events import CACHE_DIR
 # Every data set, in one place. Each declares its event entry (an EventSet: it gives event frames,
 # takes the event options and is its own encoding; None for images) and which files it reads under
 # --data_dir: ("idx", folder) for <folder>/raw/*-ubyte in torchvision's layout, an EventSet for the
-# recordings it names, None for data bundled with a library or made by snnclf.
-DATASETS = Registry("data set", declares=("events", "reads"))
-DATASETS.register("digits", events=None, reads=None)(datasets.digits)
-DATASETS.register("mnist", events=None, reads=("idx", "MNIST"))(datasets.mnist)
-DATASETS.register("fashion-mnist", events=None, reads=("idx", "FashionMNIST"))(datasets.fashion_mnist)
+# recordings it names, None for data bundled with a library or made by snnclf; and an image set its
+# input shape and classes, ((C, H, W), classes), which an event set's entry gives instead (shape None).
+DATASETS = Registry("data set", declares=("events", "reads", "shape"))
+DATASETS.register("digits", events=None, reads=None, shape=((1, 8, 8), 10))(datasets.digits)
+DATASETS.register("mnist", events=None, reads=("idx", "MNIST"), shape=((1, 28, 28), 10))(datasets.mnist)
+DATASETS.register("fashion-mnist", events=None, reads=("idx", "FashionMNIST"), shape=((1, 28, 28), 10))(
+    datasets.fashion_mnist)
 for _entry in event_sets.REAL:
-    DATASETS.register(_entry.name, events=_entry, reads=_entry)(event_sets.loader(_entry))
-DATASETS.register("digits-events", events=simulate.DIGITS_EVENTS, reads=None)(simulate.digits_events)
-DATASETS.register("nmnist-sim", events=simulate.NMNIST_SIM, reads=("idx", "MNIST"))(simulate.nmnist_sim)
-DATASETS.register("fashion-events", events=simulate.FASHION_EVENTS, reads=("idx", "FashionMNIST"))(
+    DATASETS.register(_entry.name, events=_entry, reads=_entry, shape=None)(event_sets.loader(_entry))
+DATASETS.register("digits-events", events=simulate.DIGITS_EVENTS, reads=None, shape=None)(simulate.digits_events)
+DATASETS.register("nmnist-sim", events=simulate.NMNIST_SIM, reads=("idx", "MNIST"), shape=None)(simulate.nmnist_sim)
+DATASETS.register("fashion-events", events=simulate.FASHION_EVENTS, reads=("idx", "FashionMNIST"), shape=None)(
     simulate.fashion_events)
-DATASETS.register("event-folder", events=simulate.EVENT_FOLDER, reads=simulate.EVENT_FOLDER)(simulate.event_folder)
+DATASETS.register("event-folder", events=simulate.EVENT_FOLDER, reads=simulate.EVENT_FOLDER, shape=None)(
+    simulate.event_folder)
 
 
 log = logging.getLogger(__name__)
@@ -62,16 +65,13 @@ def event_set(name):
     return DATASETS.info(name, "--dataset")["events"]
 
 
-# The input shape (C, H, W) and classes of the image data sets, known without reading a file.
-IMAGE_SHAPES = {"digits": ((1, 8, 8), 10), "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
-
-
 def known_shape(name, downsample=None):
     """(input shape (C, H, W), classes) of data set ``name`` as far as it is known without reading
     a file: an image set's, or an event set's frames of its sensor at ``downsample`` (the entry's
     default when ``None``) when the entry names its classes; else ``None``."""
-    if name in IMAGE_SHAPES:
-        return IMAGE_SHAPES[name]
+    declared = DATASETS.info(name, "--dataset")["shape"]
+    if declared is not None:
+        return declared
     entry = event_set(name)
     if entry is None or entry.classes is None:
         return None

@@ -118,11 +118,11 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
         encoding_text = " ".join(inspect.getdoc(ENCODERS[cfg.encoding]).split("\n\n")[0].split())
         metadata = nir_backend.describe(cfg.run, cfg.dataset, in_shape, cfg.time_steps, cfg.encoding, encoding_text,
                                         is_event_dataset(cfg.dataset), trained.class_names, target)
-        nir_backend.check_chip(target, cfg.chip)
+        nir_backend.check_chip(target, cfg.chip)  # a chip's run to its target only, and only a chip's run there
         if spec:
             graph = xylo_backend.specification(model, metadata)
         else:
-            graph = nir_backend.nir_graph(model, in_shape, metadata, target, chip=cfg.chip)
+            graph = nir_backend.nir_graph(model, in_shape, metadata, target)
             nir_backend.require("nirtorch")
     else:
         net = onnx_backend.onnx_network(model)

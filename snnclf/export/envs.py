@@ -48,7 +48,7 @@ def python_for(tool, root=DEFAULT_ROOT):
     pip = [str(python), "-m", "pip", "install", "-q", *([] if info["deps"] else ["--no-deps"]), *info["install"]]
     done = subprocess.run(pip, capture_output=True, text=True)  # before the .pth: pip sees only the env
     if done.returncode:
-        why = _last_error(done.stderr) or f"pip exited {done.returncode}"
+        why = last_error(done.stderr) or f"pip exited {done.returncode}"
         raise UsageError(f"{tool}'s environment in {env} did not build ({why}): run {' '.join(pip[2:])} there "
                          "yourself, or check --envs")
     site = subprocess.check_output([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -67,13 +67,14 @@ def run_in(python, tool, path, inputs, dt):
         done = subprocess.run([python, "-c", "from snnclf.export.consumers import main; main()", tool, str(path),
                                str(given), str(out)], capture_output=True, text=True)
         if done.returncode or not out.is_file():
-            raise RuntimeError(_last_error(done.stderr) or f"{tool} exited {done.returncode}")
+            raise RuntimeError(last_error(done.stderr) or f"{tool} exited {done.returncode}")
         got = torch.load(out, weights_only=True)
     if not got["ok"]:
         raise RuntimeError(got["error"])
     return Outputs(got["spikes"], got["membrane"], {**got["convention"], "version": got["version"]})
 
 
-def _last_error(text):
+def last_error(text):
+    """The last error line pip or a tool printed on ``text`` (its stderr), or ""."""
     lines = [line for line in text.splitlines() if line.startswith("ERROR") or "Error" in line]
     return lines[-1].strip() if lines else ""

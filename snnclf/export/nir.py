@@ -323,17 +323,14 @@ def _node(nir, layer, form):
                    v_reset=full(0.0))
 
 
-def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET, chip=None):
+def nir_graph(model, in_shape, metadata=None, target=DEFAULT_TARGET):
     """The NIR graph of the spiking :class:`~snnclf.models.layers.Network` ``model`` (in eval mode)
     for one sample of ``in_shape`` (C, H, W), in the form of ``target`` (a name of
     :data:`TARGETS`, or a :class:`Form`): a chain from ``input`` to ``output``, with node names
-    from the model's layers. ``chip`` is the chip the run was trained for (``--chip``), which a
-    chip's target needs and the other targets refuse. Raises :class:`UsageError` naming every
-    layer NIR cannot express."""
+    from the model's layers (whether the run's --chip suits the target is :func:`check_chip`'s).
+    Raises :class:`UsageError` naming every layer NIR cannot express."""
     nir = require("nir")
     form = target if isinstance(target, Form) else TARGETS.lookup(target, "--target")
-    if not isinstance(target, Form):
-        check_chip(target, chip)
     layers, out_shape = _layers(model, in_shape, form)
     if form.flat:
         other = [layer.name for layer in layers if layer.op in ("conv", "pool")]

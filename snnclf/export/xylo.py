@@ -19,19 +19,16 @@ import numpy as np
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import UsageError
 from ..models.layers import ChannelSum
 from ..models.neurons import ChipLayer
-from ..models.quant import Quantized, XyloLIF, chip_values
+from ..models.quant import Quantized, chip_values
 
 
 def layers(model):
-    """(weighted layer, neuron) pairs of the ``--chip xylo`` network ``model``, in order."""
-    weighted = [m for m in model.modules() if isinstance(m, Quantized)]
-    cells = [m.cell for m in model.modules() if isinstance(m, ChipLayer)]
-    if not cells or not all(isinstance(c, XyloLIF) for c in cells) or len(cells) != len(weighted):
-        raise UsageError("--target xylo writes a run trained with --chip xylo")
-    return list(zip(weighted, cells))
+    """(weighted layer, neuron) pairs of the ``--chip xylo`` network ``model``, in order (that the
+    run is one is :func:`snnclf.export.nir.check_chip`'s)."""
+    return list(zip([m for m in model.modules() if isinstance(m, Quantized)],
+                    [m.cell for m in model.modules() if isinstance(m, ChipLayer)]))
 
 
 def input_steps(model):

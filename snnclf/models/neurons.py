@@ -198,14 +198,11 @@ class ChipLayer(SpikingLayer):
     def forward(self, x):
         state = [torch.zeros_like(x[0]) for _ in range(self.num_states)]
         spikes, membrane = [], []
-        self.cell.held = self.cell.chip_threshold()  # the layer's scale and threshold, once for all steps
-        try:
-            for x_t in x.unbind(0):
-                spk, mem, *state = self.cell(x_t, *state)
-                spikes.append(spk)
-                membrane.append(mem)
-        finally:
-            self.cell.held = None
+        constants = self.cell.chip_threshold()  # the layer's threshold and scale, once for all steps
+        for x_t in x.unbind(0):
+            spk, mem, *state = self.cell.step(x_t, *constants, *state)
+            spikes.append(spk)
+            membrane.append(mem)
         return torch.stack(spikes), torch.stack(membrane)
 
 
@@ -217,12 +214,18 @@ def spiking_layers(model):
             if isinstance(m, SpikingLayer)]
 
 
+def _resolved(options):
+    """(every neuron option, its fallback where not given; the given ones). Models and neurons are
+    built from Python as well, so the given values pass their flags' checks here (one check,
+    whoever gives the value)."""
+    given_options = {k: check_field(NeuronFlags, k, v) for k, v in given(options).items()}
+    return {**{f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}, **given_options}, given_options
+
+
 def _cell_options(options):
     """snnTorch's keyword arguments for the neuron options (fallbacks filled in), and the
-    surrogate's declared in-place derivative. Models and neurons are built from Python as well,
-    so the given values pass their flags' checks here (one check, whoever gives the value)."""
-    o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
-    o.update({k: check_field(NeuronFlags, k, v) for k, v in given(options).items()})
+    surrogate's declared in-place derivative."""
+    o, _ = _resolved(options)
     derivative = SURROGATES.info(o["surrogate"], "--surrogate")["derivative"]
     slope = o["slope"]
     cell = dict(beta=o["beta"], threshold=o["threshold"], reset_mechanism=o["reset"],
@@ -271,9 +274,7 @@ def chip_neuron(chip, layer, last=False, **options):
     Xylo's have a synaptic current that halves each step (a bit shift of 1) and a membrane that
     decays by a bit shift of d, ``--beta`` being ``1 - 2^-d`` (d from 1 to 15; 0.9375 unless
     given). The options that would change what the chip computes are refused in one line."""
-    o = {f.name: f.metadata.get("fallback") for f in fields(NeuronFlags)}
-    given_options = {k: check_field(NeuronFlags, k, v) for k, v in given(options).items()}
-    o.update(given_options)
+    o, given_options = _resolved(options)
     if o["reset"] != "subtract":
         raise UsageError(f"--reset {o['reset']}: {chip}'s neurons, as its software runs them, reset by subtracting "
                          "the threshold: leave --reset out with --chip")

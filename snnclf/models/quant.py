@@ -106,7 +106,7 @@ class QuantFlattenLinear(Quantized, FlattenLinear):
 class ChipIF(nn.Module):
     """The chip's integrate-and-fire neuron on the integer current of its layer ``source`` (a
     :class:`Quantized` layer, held outside the module tree): forward(current, v) -> (spikes,
-    membrane, v), where ``v`` is the state after the reset and the floor, and ``membrane`` the
+    membrane, v), or ``step`` with the layer's threshold and scale given, where ``v`` is the state after the reset and the floor, and ``membrane`` the
     value compared with the threshold, in float units (divided by the layer's scale).
 
     ``threshold`` is the float threshold (learnable with ``learn_threshold``); the chip's is
@@ -123,7 +123,6 @@ class ChipIF(nn.Module):
             self.register_buffer("threshold", value)
         self.spike_grad = spike_grad
         self._source = []  # [the weighted layer before it]: a list keeps it out of the module tree
-        self.held = None  # (threshold, scale) while a ChipLayer runs it over the time steps
 
     def attach(self, layer):
         self._source[:] = [layer]
@@ -137,10 +136,7 @@ class ChipIF(nn.Module):
     def chip_threshold(self):
         """(the integer threshold, the scale s), as the chip holds them: ``round(s * threshold)``
         within the chip's 16 bits, from 1 to 32767 (a threshold the rounding would take past them
-        is held at the end, as the chip must; Sinabs' discretization then keeps it). Computed once
-        per call of the layer (:class:`~.neurons.ChipLayer` keeps it in ``held``)."""
-        if self.held is not None:
-            return self.held
+        is held at the end, as the chip must; Sinabs' discretization then keeps it)."""
         layer = self._source[0]
         s = layer.scale()
         thr = self.threshold * s
@@ -157,8 +153,12 @@ class ChipIF(nn.Module):
         z = (v - thr) / thr
         return self.spike_grad(z) if self.training else (z >= 0).to(v.dtype)
 
-    def forward(self, current, v):
-        thr, s = self.chip_threshold()
+    def forward(self, current, *state):
+        """One step with the layer's constants computed here; :class:`~.neurons.ChipLayer`
+        computes them once per call and runs :meth:`step`."""
+        return self.step(current, *self.chip_threshold(), *state)
+
+    def step(self, current, thr, s, v):
         pre = v + current
         spikes = self.fire(pre, thr)
         v = torch.maximum(pre - spikes.detach() * thr, -thr.detach())
@@ -199,8 +199,7 @@ class XyloLIF(ChipIF):
         super().__init__(threshold, spike_grad, learn_threshold)
         self.dash_syn, self.dash_mem, self.max_spikes = int(dash_syn), int(dash_mem), int(max_spikes)
 
-    def forward(self, current, isyn, v):
-        thr, s = self.chip_threshold()
+    def step(self, current, thr, s, isyn, v):
         exact = self.exact
         isyn = _saturate(isyn + current, exact)
         isyn = isyn - _decay(isyn, self.dash_syn, exact)
@@ -272,8 +271,8 @@ def is_quantized(model):
 def chip_values(layer):
     """The integer weights the chip holds for the quantized ``layer``, as a float64 tensor (the
     threshold's are :meth:`ChipIF.chip_threshold`'s)."""
-    with torch.no_grad():  # the very operations of the forward pass, so the same roundings
-        return torch.round(layer.weight.detach() * layer.scale()).double()
+    with torch.no_grad():  # the forward pass's own weights, so the same roundings
+        return layer.chip_weight().double()
 
 
 def output_scale(model):
