@@ -34,10 +34,9 @@ from snnclf.export.envs import last_error, python_for
 from speed import cpu_model  # benchmarks/speed.py: the CPU's name, one way for every benchmark
 from snnclf.errors import UsageError
 
-# The targets of nir >= 1.0.6's schema, which every tool here is tried on; the nir 1.0.4 targets
-# (sinabs, rockpool, speck) hold other networks (integrate-and-fire, reset by subtraction) and are
-# measured by benchmarks/chips.py.
-TARGETS = [t for t in nir_backend.TARGETS.names() if nir_backend.TARGETS[t].schema != "1.0.4"]
+# The targets of nir >= 1.0.6's schema, which every tool here is tried on; the chips' targets (nir
+# 1.0.4's for integrate-and-fire networks, Xylo's specification) are measured by benchmarks/chips.py.
+TARGETS = [t for t in nir_backend.TARGETS.names() if nir_backend.TARGETS[t].schema == "current"]
 CHIP_MODELS = ("speck", "xylo")  # a chip's model of a chip's run: benchmarks/chips.py runs them
 RECIPES = {  # name: the flags of snnclf train beyond --run (the exportable recipes: --pool avg --reset zero)
     "digits": ["--preset", "digits", "--pool", "avg", "--reset", "zero"],
