@@ -168,11 +168,28 @@ def make_space(given, config=None):
     return space
 
 
+def _is_journal(path):
+    """Whether ``path`` starts with an Optuna journal record (a JSON object with an op_code)."""
+    try:
+        with open(path, "rb") as f:
+            first = json.loads(f.readline(1 << 20))
+    except (OSError, ValueError):
+        return False
+    return isinstance(first, dict) and "op_code" in first
+
+
 def _storage(optuna, storage, folder):
-    """Optuna's storage: a URL it takes, or a journal file (the default: in the study's folder)."""
+    """Optuna's storage: a URL it takes, or a journal file (the default: in the study's folder).
+    An existing file given as --storage must be a journal: Optuna appends to whatever it is given,
+    and a space file typed where --config was meant would be changed (an empty default journal is
+    one a start interrupted after creating it left)."""
     if storage and "://" in storage:
         return storage
     path = Path(storage) if storage else folder / "study.journal"
+    if path.is_dir() or (path.exists() and (storage or path.stat().st_size) and not _is_journal(path)):
+        raise UsageError(f"--storage {path} exists and is not an Optuna journal (nothing was written to it): "
+                         "name a new file, or a study's journal" + ("; a space file goes to --config" if storage
+                                                                    else ""))
     path.parent.mkdir(parents=True, exist_ok=True)
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -192,8 +209,9 @@ def _study(optuna, name, space, objectives, storage, folder, sampler, sampler_se
         chosen_pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     else:  # Optuna's pruners read one intermediate value: a multi-objective study is not pruned
         chosen_pruner = optuna.pruners.NopPruner()
+    where = _storage(optuna, storage, folder)
     try:
-        study = optuna.create_study(storage=_storage(optuna, storage, folder), study_name=name,
+        study = optuna.create_study(storage=where, study_name=name,
                                     directions=directions, sampler=chosen, pruner=chosen_pruner,
                                     load_if_exists=True)
     except ValueError as err:  # another study of that name with other directions

@@ -283,3 +283,14 @@ def test_a_worker_of_two_torchrun_processes_trains_each_trial_together(tmp_path)
     assert [t["state"] for t in trials] == ["COMPLETE", "COMPLETE"]
     for t in trials:
         assert read_json(tmp_path / "logs" / t["run"] / "config.json")["processes"] == 2
+
+
+@pytest.mark.parametrize("content", [b"lr: [1.0e-3, 2.0e-3]\n", b"a\nb\n", b"", b"PK\x03\x04\x00\x01"])
+def test_a_storage_file_that_is_not_a_journal_is_refused_untouched(workdir, cli, content):
+    """A space file typed where --config was meant: Optuna would append a record to it."""
+    (workdir / "space.yaml").write_bytes(content)
+    code, _, err = cli("tune", "--name", "j", "--storage", "space.yaml", *SMALL, "--lr", "1e-3", "2e-3")
+    assert code == 2 and "--storage space.yaml exists and is not an Optuna journal" in err, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert (workdir / "space.yaml").read_bytes() == content
+    assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
