@@ -20,7 +20,7 @@ import filelock
 import torch
 
 from . import __version__
-from .errors import UsageError
+from .errors import UsageError, WriteError, write_error
 
 MAX_NAME_BYTES = 200  # a run name and the files named after it must fit a file name (255 bytes)
 FORMAT = "snnclf-checkpoint"
@@ -81,17 +81,12 @@ class Run:
         except OSError as err:
             for path in reversed(made):
                 shutil.rmtree(path, ignore_errors=True)
-            raise UsageError(f"cannot write the run's files in {err.filename or folder} "
-                             f"({err.strerror or err}): choose another --save_dir/--log_dir or free "
-                             "the folder") from None
+            raise write_error(err.filename or folder, err, "choose another --save_dir/--log_dir or free the folder",
+                              "another --save_dir/--log_dir", folder=True) from None
 
 
 class RunInUse(UsageError):
     """Another snnclf process holds the run (see :class:`RunLock`)."""
-
-
-class WriteError(UsageError):
-    """A file could not be written (a full disk, an unwritable folder); nothing was replaced."""
 
 
 def check_name(name, flag="--run"):
@@ -151,8 +146,8 @@ class RunLock:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise WriteError(f"cannot write the run's files in {self.path.parent} ({err.strerror or err}): "
-                                 "choose another --save_dir or fix its permissions") from None
+                raise write_error(self.path.parent, err, "choose another --save_dir or fix its permissions",
+                                  "another --save_dir", folder=True) from None
         try:
             self._lock.acquire()
         except filelock.Timeout:
@@ -202,10 +197,8 @@ def atomic_write(path, write, mode="w"):
             if seen is None or seen.error is None:
                 raise  # not a failed write: a bug, to be seen whole
             err = seen.error  # torch's writer reports the file's failure as a RuntimeError
-        why = err.strerror or str(err)
         kept = "; the previous version is intact" if path.is_file() else ""
-        raise WriteError(f"cannot write {path} ({why}){kept}: free space, fix the folder's permissions "
-                         "or choose another place") from None
+        raise write_error(path, err, f"free space, fix the folder's permissions or choose another place{kept}") from None
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -394,7 +387,7 @@ def config_record(options, model_name, data, splits, num_params, processes, batc
     record = {**options, "model_name": model_name, "in_shape": list(data.in_shape),
               "num_classes": data.num_classes, "class_names": data.class_names, "data_split": data.split,
               "num_params": num_params,
-              "num_train": len(splits["train"]), "num_val": len(splits["val"]), "num_test": len(splits["test"]),
+              "num_train": len(splits["train"]), "num_val": len(splits["val"]), "num_test": None if splits["test"] is None else len(splits["test"]),
               "processes": processes, "global_batch_size": batch_size * processes,
               "snnclf_version": __version__, "torch_version": torch.__version__}
     assert set(record) - set(options) == set(RECORDED)

@@ -21,7 +21,7 @@ from .builders import (build_augment, build_loss, build_model, build_optimizer, 
 from .config import RunConfig, check_chip, resolve
 from .data import make_loader, make_splits
 from .engine import evaluate, mean_rates, new_totals, summarize, train_one_epoch
-from .errors import Interrupted, NonFiniteLoss, UsageError
+from .errors import Interrupted, NonFiniteLoss, UsageError, write_error
 from .flags import given as given_values
 from .models import compile_model
 from .runs import (RunLock, RunState, WriteError, check_keys, config_record, load_checkpoint, make_checkpoint,
@@ -172,7 +172,7 @@ def _build(cfg, ctx):
     seed_everything(cfg.seed)  # the same initial weights in every process
     if not ctx.is_main:
         ctx.barrier()  # rank 0 builds simulated data and frame caches first; the others read them
-    data = load_data(cfg)
+    data = load_data(cfg, train_only=True)  # the test split is for eval alone
     if ctx.is_main:
         ctx.barrier()
     if not checked_chip:
@@ -203,8 +203,8 @@ def _open_log(run, overwrite):
     except (UsageError, OSError) as err:
         if aside is not None:
             aside.restore()
-        raise err if isinstance(err, UsageError) else WriteError(
-            f"cannot write {run.train_log} ({err.strerror or err}): choose another --log_dir") from None
+        raise err if isinstance(err, UsageError) else write_error(
+            run.train_log, err, "choose another --log_dir", "another --log_dir") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     logging.getLogger("snnclf").addHandler(handler)
     return handler, aside

@@ -28,7 +28,7 @@ from . import distributed, efficiency
 from .builders import load_data, make_encoder, open_trained
 from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
 from .data import check_files, make_splits
-from .errors import Interrupted, UsageError
+from .errors import Interrupted, UsageError, write_error
 from .runs import RunInUse, check_name, open_run, read_json, write_csv, write_json, write_text
 from .utils import need, resolve_device, seeded
 from .viz.files import save, subplots
@@ -190,7 +190,11 @@ def _storage(optuna, storage, folder):
         raise UsageError(f"--storage {path} exists and is not an Optuna journal (nothing was written to it): "
                          "name a new file, or a study's journal" + ("; a space file goes to --config" if storage
                                                                     else ""))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise write_error(path, err, "choose another --storage or --log_dir, or fix its permissions",
+                          "another --storage or --log_dir") from None
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 

@@ -479,3 +479,41 @@ def test_any_image_or_array_file_is_classified_or_refused_in_one_line(trained, p
             assert 0.0 <= p.confidence <= 1.0 and np.isfinite(array).all()
         else:
             assert "\n" not in p.error
+
+
+# --- round two: every command, and the newer ones (tune, simulate) --------------------------------
+
+def _commands():
+    """The command registry: every subcommand of the parser."""
+    from snnclf.cli import build_parser
+
+    parser = build_parser()
+    return sorted(parser._subparsers._group_actions[0].choices)
+
+
+# Each command with an output placed under a file ("f" is a file): a new command fails the test
+# below until it has a line here.
+UNDER_A_FILE = {
+    "train": [*TINY, "--save_dir", "f/ck"],
+    "eval": ["--run", "r", "--save_dir", "ck", "--log_dir", "f/lg", "--test_only"],
+    "visualize-data": ["--out", "f/pics"],
+    "visualize-activations": ["--run", "r", *D, "--out", "f/pics"],
+    "compare": ["r", "--log_dir", "lg", "--out", "f"],
+    "sweep": ["--name", "s", *TINY, "--time_steps", "1", "2", "--log_dir", "f/lg"],
+    "tune": ["--name", "t", *TINY, "--lr", "1e-3", "2e-3", "--storage", "f/study.journal"],
+    "predict": ["--run", "r", "--save_dir", "ck", "--csv", "f/out.csv", "f"],
+    "export": ["--run", "r", *D, "--out", "f/r.nir", "--samples", "5"],
+    "simulate": ["--dataset", "digits", "--subset", "10", "--out", "f/events"],
+}
+
+
+def test_every_command_names_a_file_where_a_folder_must_be(trained, cli):
+    """``--csv img.png/out.csv`` used to say "(File exists): free space, fix the folder's
+    permissions"; every command says which file stands in the way, and changes nothing."""
+    assert sorted(UNDER_A_FILE) == _commands()
+    (trained / "f").write_bytes(b"the user's file")
+    for command, args in UNDER_A_FILE.items():
+        code, _, err = cli(command, *args)
+        line = _one_line(err, command)
+        assert code == 2 and "f is a file, not a folder" in line and "free space" not in line, (command, line)
+        assert (trained / "f").read_bytes() == b"the user's file"

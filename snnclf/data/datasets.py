@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, TensorDataset
 
-from ..errors import UsageError
+from ..errors import UsageError, write_error
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ def scratch_folder(parent, prefix, flag="--cache_dir"):
             except FileExistsError:
                 continue
     except OSError as err:
-        raise UsageError(f"cannot write in {parent} ({err.strerror or err}): choose another {flag} or fix "
-                         "its permissions") from None
+        raise write_error(parent, err, f"choose another {flag} or fix its permissions", f"another {flag}",
+                          folder=True) from None
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from ..builders import check_fits, load_data, make_encoder, open_trained
 from ..config import EVAL_SEED, LOG_DIR, SAVE_DIR
 from ..data import is_event_dataset
 from ..data.encoders import ENCODERS
-from ..errors import UsageError
+from ..errors import UsageError, file_above, write_error
 from ..losses import predict as readout
 from ..models.quant import output_scale
 from ..runs import RunLock, write_json
@@ -109,6 +109,8 @@ def run_export(run=None, checkpoint=None, format=None, out=None, save_dir=SAVE_D
     target_path = Path(out) if out else path.with_name(f"{cfg.run}.{'xylo.npz' if spec else fmt}")
     if out and target_path.exists():
         raise UsageError(f"{target_path} exists: remove it or choose another --out")
+    if file_above(target_path):
+        raise write_error(target_path, None, place="another --out")
     if not target_path.parent.is_dir():
         raise UsageError(f"no folder {target_path.parent} for --out: create it first")
     in_shape = trained.in_shape
