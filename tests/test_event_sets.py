@@ -99,7 +99,7 @@ def test_a_recording_keeps_its_side_of_a_split_when_files_are_added(tmp_path):
     found, classes = scan(entry, tmp_path / "data")
     base = tmp_path / "data" / entry.folder
     train, test, path = seeded_split(entry, base, found["all"], classes, tmp_path / "cache")
-    assert len(test) == 9 and sorted(entry.label(f) for f in test) == sorted(classes[:3] * 3)  # stratified
+    assert len(test) == 9 and sorted(r.label for r in test) == sorted(classes[:3] * 3)  # stratified
     event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=60, classes=("airplane", "dog"),
                                seed=1)  # 30 more airplanes, and a class
     found, classes = scan(entry, tmp_path / "data")

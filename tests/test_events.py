@@ -84,8 +84,11 @@ def test_frame_cache_is_keyed_by_every_parameter(tmp_path):
         frame_key(NMNIST, "train", files, classes, replace(base, downsample=0.5))[1]
     assert frame_key(replace(NMNIST, sensor=(40, 40, 2)), "train", files, classes, base)[1] not in keys
     before = frame_key(NMNIST, "train", files, classes, base)[1]
-    files[0].write_bytes(files[0].read_bytes()[:-5])  # a file replaced
+    files[0].path.write_bytes(files[0].path.read_bytes()[:-5])  # a file replaced
     assert frame_key(NMNIST, "train", files, classes, base)[1] != before
+    # the layout read is part of the key: the same files read as another release are other frames
+    assert frame_key(replace(NMNIST, layout_name="original"), "train", files, classes, base)[1] != \
+        frame_key(NMNIST, "train", files, classes, base)[1]
 
 
 def test_a_class_without_test_recordings_keeps_every_label_in_place(tmp_path):
@@ -165,7 +168,7 @@ def test_empty_folder_only_one_split_and_bad_labels(tmp_path):
     (tmp_path / "data/NMNIST/Test").mkdir(parents=True)
     _bad(tmp_path, "no N-MNIST recordings in")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 0))
-    _bad(tmp_path, r"no N-MNIST recordings of the test split in .*NMNIST \(none match Test/\*/\*.bin\): download "
+    _bad(tmp_path, r"no N-MNIST recordings of the test split in .*NMNIST \(none match Test/\*/\*.bin; the train split is there\): download "
                    r"them from https://\S+ and put them there as NMNIST/Train/\*/\*.bin, NMNIST/Test/\*/\*.bin")
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
     (tmp_path / "data/NMNIST/Train/12").mkdir()

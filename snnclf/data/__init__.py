@@ -79,12 +79,13 @@ def known_shape(name, downsample=None):
     return (entry.sensor[2], height, width), len(entry.classes)
 
 
-def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, **event_options):
+def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, train_only=False, **event_options):
     """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, frame_ms, cache_dir);
     given to a static data set, those are refused. ``test_only``: only the test split will be
     read, so an event data set leaves its training recordings unframed (``train`` is None); a
-    data set of images, held in memory, is whole either way."""
+    data set of images, held in memory, is whole either way; ``train_only`` likewise leaves an event
+    data set's official test recordings unread (``test`` is None): training does not use them."""
     builder = DATASETS.lookup(name, "--dataset")
     given = {k: v for k, v in event_options.items() if v is not None and v is not False}  # a switch left off is not given
     if not is_event_dataset(name):
@@ -92,7 +93,7 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, **ev
             raise UsageError(f"--{key} applies to event data sets only "
                              f"({', '.join(n for n in DATASETS.names() if is_event_dataset(n))}), not {name}")
         return builder(data_dir=data_dir)
-    return builder(data_dir=data_dir, time_steps=time_steps, test_only=test_only, **given)
+    return builder(data_dir=data_dir, time_steps=time_steps, test_only=test_only, train_only=train_only, **given)
 
 
 def check_files(name, data_dir=DATA_DIR):

@@ -1,16 +1,23 @@
 """The event-camera data sets, one :class:`~snnclf.data.events.EventSet` entry each, read through
 tonic's own classes from the files its download leaves (``--data_dir`` holds the folder tonic names
-after the class). Adding a data set tonic reads is one entry here; ``snnclf.data`` registers them.
+after the class), and, where the authors publish another layout, that one too (an entry's
+``alternatives``: the original POKER-DVS and CIFAR10-DVS recordings, DVS Gesture's IBM release),
+read by :mod:`snnclf.data.aedat`. Adding a data set tonic reads is one entry here; ``snnclf.data``
+registers them.
 
 Sensor sizes, classes and file layouts are tonic's. ``reference`` is a published accuracy read in
 the paper or its code's README; where none could be checked (N-Caltech101, ASL-DVS) it is empty
 and the manual says so. The default ``downsample`` keeps frames small
 enough for a small convolutional SNN on a laptop CPU; ``--downsample 1`` gives the full sensor."""
+import re
 from dataclasses import replace
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import tonic
 
+from . import aedat
 from .events import CACHE_DIR, EventSet, event_dataset
 
 NMNIST = EventSet(
@@ -22,19 +29,60 @@ NMNIST = EventSet(
               "when a validation split picks it",
     recipe=dict(time_steps=10, shift=2, epochs=25, batch_size=128))
 
+# The original release: one zip a class, each unpacking to <class>/cifar10_<class>_<n>.aedat, jAER
+# AEDAT 2.0 from a DVS128 (tonic's copy converted them to AEDAT 4).
+CIFAR10_DVS_ORIGINAL = EventSet(
+    "cifar10-dvs", "CIFAR10-DVS", tonic.datasets.CIFAR10DVS, (128, 128, 2), {"all": "*/*.aedat"},
+    tuple(tonic.datasets.CIFAR10DVS.classes), "https://figshare.com/articles/dataset/CIFAR10-DVS/4724671",
+    test_fraction=0.1, downsample=0.5, read=partial(aedat.read_dvs128, transpose=True),
+    layout_name="the original AEDAT 2.0 release")
+
 CIFAR10_DVS = EventSet(
     "cifar10-dvs", "CIFAR10-DVS", tonic.datasets.CIFAR10DVS, (128, 128, 2), {"all": "*/*.aedat4"},
     tuple(tonic.datasets.CIFAR10DVS.classes), "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671",
-    test_fraction=0.1, downsample=0.5, needs=(("aedat", "aedat>=2"),),
+    test_fraction=0.1, downsample=0.5, needs=(("aedat", "aedat>=2"),), alternatives=(CIFAR10_DVS_ORIGINAL,),
+    layout_name="tonic's AEDAT 4 copy",
     reference="74.80%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, T=20, the first 900 "
               "recordings of each class for training; best test epoch, 69.00% when a validation split picks it",
     recipe=dict(time_steps=10, shift=4, epochs=30, batch_size=64))
+
+
+
+def _gesture_user(path):
+    """The user number of an IBM recording's name, userNN_<lighting>.aedat (0 for another name,
+    which the file scan names as misnamed)."""
+    match = re.fullmatch(r"user(\d+)_\w+\.aedat", path.name)
+    return int(match.group(1)) if match else 0
+
+
+def _gesture_file(path):
+    if not _gesture_user(path):
+        raise ValueError(f"{path.name} is not userNN_<lighting>.aedat")
+    return ""  # a file of all gestures: its clips carry the classes
+
+
+def _gesture_clips(path):
+    """The labelled gestures of one IBM recording: its ``_labels.csv`` beside it."""
+    return aedat.read_labels(path.with_name(path.stem + "_labels.csv"))
+
+
+# IBM's release (DvsGesture.tar.gz): userNN_<lighting>.aedat (AEDAT 3.1), each holding all 11
+# gestures of one person under one lighting, cut by userNN_<lighting>_labels.csv; trials_to_train.txt
+# lists users 1-23 and trials_to_test.txt users 24-29.
+DVS_GESTURE_IBM = EventSet(
+    "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
+    {"train": "user*_*.aedat", "test": "user*_*.aedat"}, tuple(tonic.datasets.DVSGesture.classes),
+    "https://research.ibm.com/interactive/dvsgesture/", subfolder="DvsGesture",
+    label=_gesture_file, downsample=0.25, read=aedat.read_aedat31, clips=_gesture_clips,
+    select=lambda split, path: (_gesture_user(path) <= 23) == (split == "train"),
+    layout_name="IBM's AEDAT 3.1 release")
 
 DVS_GESTURE = EventSet(
     "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
     {"train": "ibmGestureTrain/*/*.npy", "test": "ibmGestureTest/*/*.npy"},
     tuple(tonic.datasets.DVSGesture.classes), "https://research.ibm.com/interactive/dvsgesture/",
     label=lambda path: tonic.datasets.DVSGesture.classes[int(path.stem)], downsample=0.25,
+    alternatives=(DVS_GESTURE_IBM,), layout_name="tonic's .npy copy",
     reference="97.57%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, T=20; best test epoch, "
               "96.53% when a validation split picks it",
     recipe=dict(time_steps=16, shift=2, epochs=30, batch_size=32))
@@ -46,10 +94,29 @@ N_CALTECH101 = EventSet(
     None, "https://www.garrickorchard.com/datasets/n-caltech101", test_fraction=0.1, crop=True, downsample=0.25,
     reference="", recipe=dict(time_steps=10, shift=2, epochs=30, batch_size=32))
 
+SUITS = {"club": "cl", "diamond": "di", "heart": "he", "spade": "sp"}  # the original names -> tonic's classes
+
+
+def _suit(path):
+    match = re.fullmatch(r"x(club|diamond|heart|spade)\d+i?\.aedat", path.name)
+    if match is None:
+        raise ValueError(f"{path.name} is not x<suit>NN.aedat")
+    return SUITS[match.group(1)]
+
+
+# The 131 original recordings as IMSE-CNM publishes them: x{club,diamond,heart,spade}NN[i].aedat, jAER
+# AEDAT 2.0 with DVS128 addresses, all in one folder and without a split (tonic's 68 are some of them,
+# event for event, with t from 0).
+POKER_DVS_ORIGINAL = EventSet(
+    "poker-dvs", "POKER-DVS", tonic.datasets.POKERDVS, (35, 35, 2), {"all": "x*.aedat"},
+    tuple(tonic.datasets.POKERDVS.classes), "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html", label=_suit,
+    subfolder="", read=aedat.read_dvs128, layout_name="the original jAER recordings")
+
 POKER_DVS = EventSet(
     "poker-dvs", "POKER-DVS", tonic.datasets.POKERDVS, (35, 35, 2),
     {"train": "pips_train/*/*.npy", "test": "pips_test/*/*.npy"}, tuple(tonic.datasets.POKERDVS.classes),
-    "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html", item=np.load,
+    "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html",
+    item=np.load, alternatives=(POKER_DVS_ORIGINAL,), layout_name="tonic's .npy copy",
     reference="100%: Stromatias et al., Front. Neurosci. 11:350, 2017 (a spiking conv net with a readout "
               "trained by SGD on spike histograms, not a surrogate-gradient SNN)",
     recipe=dict(time_steps=10, shift=1, epochs=30, batch_size=16))

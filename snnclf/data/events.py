@@ -1,9 +1,11 @@
 """Event-camera data sets, any of them: each is an :class:`EventSet` entry (``event_sets.py``) that
-declares its sensor, classes, file layout, split and tonic class. Here the files an entry names
-are found and checked, read one by one through tonic's own class, split when the data set has no
-official split, and turned into frames [T, P, H, W] kept in an on-disk cache keyed by every frame
-parameter."""
+declares its sensor, classes, file layout, split and reader (tonic's class, or a reader of the
+format its authors publish), and may name other layouts of the same data set (:attr:`EventSet.alternatives`:
+tonic's copy and the original release). Here the layout present is found, its recordings are found
+and checked, read one by one, split when the data set has no official split, and turned into frames
+[T, P, H, W] kept in an on-disk cache keyed by every frame parameter, the layout included."""
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +28,7 @@ from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, s
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the way frames are made changes (2: any data set, --frame_ms)
+CACHE_VERSION = 3  # bump when the way frames are made changes (2: any data set, --frame_ms; 3: layouts)
 CACHE_DIR = "data/cache"  # where frames, splits and simulated recordings are kept unless told otherwise
 EVENTS = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
 # The checks of the framing options; the flags use them too (snnclf.config).
@@ -41,7 +43,14 @@ class EventSet:
     ``files`` maps each split to the files of it (a glob under ``<data_dir>/<folder>/``); a data
     set without an official split has one key, ``"all"``, and is split by snnclf (stratified,
     ``test_fraction``, seed :data:`SPLIT_SEED`). ``label`` gives a file's class name, ``item`` what
-    tonic's ``__getitem__`` expects in its ``data`` list for that file."""
+    tonic's ``__getitem__`` expects in its ``data`` list for that file.
+
+    An entry that reads its authors' own format gives ``read`` (a path -> events with fields x, y,
+    t, p) instead of going through tonic; one whose files each hold several labelled samples (DVS
+    Gesture's) gives ``clips`` (a path -> [(class index, start µs, end µs)]); ``select`` keeps the
+    files of a split where one glob cannot say it (a split by user). ``alternatives`` are the
+    same data set's other layouts (same name, sensor and classes): the first whose files are
+    present is read."""
 
     name: str
     title: str  # the data set's own name, for messages
@@ -63,6 +72,11 @@ class EventSet:
     recipe: Optional[dict] = None  # the train flags of its preset (``--preset <name>``), beside the shared ones
     subfolder: Optional[str] = None  # the folder under --data_dir ("": --data_dir itself); None: tonic's
     obtain: Optional[str] = None  # how a user gets the files, in words; None: "download them from <page>"
+    read: Optional[Callable] = None  # path -> events (x, y, t, p); None: tonic's class reads the file
+    clips: Optional[Callable] = None  # path -> [(class index, start, end µs)]: several samples a file
+    select: Optional[Callable] = None  # (split, path) -> whether the file belongs to the split
+    layout_name: str = "tonic"  # which release of the data set this layout is, for messages and the cache
+    alternatives: tuple = ()  # the data set's other layouts (EventSet entries), tried in order
 
     @property
     def folder(self):
@@ -77,11 +91,17 @@ class EventSet:
         return "all" not in self.files
 
     def layout(self):
-        return ", ".join(str(Path(self.folder) / pattern) for pattern in self.files.values())
+        return ", ".join(dict.fromkeys(str(Path(self.folder) / pattern) for pattern in self.files.values()))
+
+    @property
+    def layouts(self):
+        """This layout and the data set's others, in the order they are tried."""
+        return (self, *self.alternatives)
 
     def holds(self):
         """What the folder --data_dir names holds, in words."""
-        return f"{self.folder}/" if self.folder else " and ".join(f"{Path(p).parts[0]}/" for p in self.files.values())
+        return f"{self.folder}/" if self.folder else " and ".join(dict.fromkeys(
+            f"{Path(p).parts[0]}/" if len(Path(p).parts) > 1 else p for p in self.files.values()))
 
     def frame_size(self, downsample=None):
         """(width, height) of the frames at spatial factor ``downsample`` (None: the entry's)."""
@@ -91,21 +111,74 @@ class EventSet:
 
 # --- finding and reading the files -----------------------------------------------------------
 
-def needed(entry, test_only=False):
+@dataclass(frozen=True)
+class Recording:
+    """One sample: a file, its class name, and the part of the file it is (``window``: start and
+    end µs of a clip in a file of several; None: the whole file)."""
+
+    path: Path
+    label: str
+    window: Optional[tuple] = None
+
+    def name(self, base):
+        """The sample's name relative to ``base``, unique among the data set's."""
+        rel = self.path.relative_to(base).as_posix()
+        return rel if self.window is None else f"{rel}@{self.window[0]}-{self.window[1]}"
+
+
+def present(entry, root):
+    """Whether any file of the layout ``entry`` is under ``root``."""
+    base = Path(root) / entry.folder
+    return any(next(iter(base.glob(pattern)), None) is not None for pattern in entry.files.values())
+
+
+def resolve(entry, root):
+    """The layout of the data set ``entry`` whose files are under ``root``: the first of
+    :attr:`EventSet.layouts` with any file there (``entry`` itself when none has)."""
+    return next((layout for layout in entry.layouts if present(layout, root)), entry)
+
+
+def layout_for_file(entry, path):
+    """The layout of the data set ``entry`` that reads a file of ``path``'s suffix, or None."""
+    suffix = Path(path).suffix.lower()
+    return next((layout for layout in entry.layouts if layout.suffix == suffix), None)
+
+def needed(entry, test_only=False, train_only=False):
     """The entry's file patterns a load reads, by split: the test split's alone when nothing else
-    is used (``eval --test_only``), but all of them for a set without an official split, whose
-    test split is drawn from all its recordings."""
-    return {"test": entry.files["test"]} if test_only and "test" in entry.files else entry.files
+    is used (``eval --test_only``), the train split's alone for training (validation is held out
+    of it), but all of them for a set without an official split, whose test split is drawn from
+    all its recordings."""
+    for alone, split in ((test_only, "test"), (train_only, "train")):
+        if alone and split in entry.files:
+            return {split: entry.files[split]}
+    return entry.files
 
 
-def scan(entry, root, test_only=False):
-    """The files of each split (``"all"`` when there is no official split; only ``"test"`` with
-    ``test_only`` where there is one) under ``root/<folder>``, and the class names in order,
-    checked before tonic reads them: one line names the folder or file that is wrong."""
+def _files(entry, base, split, pattern):
+    return sorted(f for f in base.glob(pattern) if entry.select is None or entry.select(split, f))
+
+
+def _recordings(entry, f):
+    """The samples of file ``f``: the file, or each labelled clip of it."""
+    if entry.clips is None:
+        return [Recording(f, entry.label(f))]
+    try:
+        clips = entry.clips(f)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{entry.name}: cannot read the labels of {f} ({err}): {entry.title} keeps them "
+                         f"beside each recording as {entry.layout()}; replace it") from None
+    return [Recording(f, entry.classes[k], (start, end)) for k, start, end in clips]
+
+
+def scan(entry, root, test_only=False, train_only=False):
+    """The recordings (:class:`Recording`) of each split (``"all"`` when there is no official
+    split; only ``"test"`` with ``test_only`` where there is one) under ``root/<folder>``, and the
+    class names in order, checked before they are read: one line names the folder or file that is
+    wrong."""
     base = Path(root) / entry.folder
     found, names = {}, set()
-    for split, pattern in needed(entry, test_only).items():
-        files = sorted(base.glob(pattern))
+    for split, pattern in needed(entry, test_only, train_only).items():
+        files = _files(entry, base, split, pattern)
         if not files:
             raise UsageError(f"{entry.name}: no {entry.title} files matching {pattern} in {base}: {entry.title} "
                              f"keeps its recordings as {entry.layout()}")
@@ -116,11 +189,12 @@ def scan(entry, root, test_only=False):
                                  f"{', not a whole number of 5-byte events' if entry.suffix == '.bin' else ''}); "
                                  "replace it")
             try:
-                names.add(entry.label(f))
+                entry.label(f)
             except (ValueError, IndexError):  # a file name that does not say a class
                 raise UsageError(f"{entry.name}: {f} is not named as {entry.title} names its recordings "
                                  f"({entry.layout()}): move or remove it") from None
-        found[split] = files
+        found[split] = [r for f in files for r in _recordings(entry, f)]
+        names.update(r.label for r in found[split])
     if entry.classes is None:  # the class folders found: those of the splits left unread count too
         for split, pattern in entry.files.items():
             for f in base.glob(pattern) if split not in found else ():
@@ -129,18 +203,20 @@ def scan(entry, root, test_only=False):
     classes = list(entry.classes or sorted(names))
     unknown = sorted(names - set(classes))
     if unknown:
-        bad = next(f for files in found.values() for f in files if entry.label(f) == unknown[0])
+        bad = next(r.path for recs in found.values() for r in recs if r.label == unknown[0])
         raise UsageError(f"{entry.name}: {bad} is of class {unknown[0]!r}, which {entry.title} does not have "
                          f"({', '.join(classes)}): move or remove it")
     return found, classes
 
 
-def fingerprint(files):
-    """A hash of the files' names, sizes and times: adding, replacing or removing one changes it."""
+def fingerprint(recordings):
+    """A hash of the recordings' files (names, sizes and times), classes and clips: adding,
+    replacing, removing or relabelling one changes it."""
     digest = hashlib.sha1()
-    for f in files:
-        st = f.stat()
-        digest.update(f"{f.parent.name}/{f.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for r in recordings:
+        st = r.path.stat()
+        digest.update(f"{r.path.parent.name}/{r.path.name}:{st.st_size}:{st.st_mtime_ns}:{r.label}:{r.window}\n"
+                      .encode())
     return digest.hexdigest()
 
 
@@ -160,21 +236,37 @@ def tonic_reader(entry, **options):
     return present(os.devnull, **options)
 
 
-def read_events(entry, reader, path):
-    """The events of one recording, read by tonic, as an array of :data:`EVENTS` sorted by time
-    (with timestamps from the recording's start), or a one-line error naming the file."""
+def file_reader(entry, **options):
+    """path -> the raw events of one file of layout ``entry`` (tonic's class with ``options``, or
+    the entry's own reader); the last file read is kept, for a file of several clips."""
+    if entry.read is None:
+        reader = tonic_reader(entry, **options)
+
+        def read(path):
+            reader.data, reader.targets = [entry.item(path)], [0]
+            return reader[0][0]
+    else:
+        read = entry.read
+    return functools.lru_cache(maxsize=1)(read)
+
+
+def read_events(entry, read, path, window=None):
+    """The events of one recording (read by ``read``, a :func:`file_reader`) as an array of
+    :data:`EVENTS` sorted by time, with timestamps from the recording's start (or the clip's
+    ``window`` start), or a one-line error naming the file."""
     try:
-        reader.data, reader.targets = [entry.item(str(path))], [0]
-        raw, _ = reader[0]
-        raw = raw.ravel()  # ASL-DVS's come as a column [N, 1], the shape of its MATLAB vectors
+        raw = read(str(path)).ravel()  # ASL-DVS's come as a column [N, 1], the shape of its MATLAB vectors
         events = np.empty(len(raw), dtype=EVENTS)
         for field in EVENTS.names:
             events[field] = raw[field]
-    except Exception as err:  # tonic's readers fail in many ways on a malformed file
+    except Exception as err:  # the readers fail in many ways on a malformed file
         raise UsageError(f"{entry.name}: cannot read {path} as {entry.title} events "
                          f"({type(err).__name__}); replace the file") from None
     events = events[np.argsort(events["t"], kind="stable")]
-    if len(events) and not entry.starts_at_zero:
+    if window is not None:
+        events = events[(events["t"] >= window[0]) & (events["t"] < window[1])]
+        events["t"] -= window[0]
+    elif len(events) and not entry.starts_at_zero:
         events["t"] -= events["t"][0]
     return events
 
@@ -206,13 +298,13 @@ def seeded_split(entry, base, files, classes, cache_dir):
     path's :func:`_share` is below ``test_fraction``, so no training recording ever becomes a
     test one. ``base``: the folder the files' names are relative to. Returns (train files, test
     files, the split file)."""
-    names = [f.relative_to(base).as_posix() for f in files]
+    names = [f.name(base) for f in files]
     path = Path(cache_dir) / "splits" / f"{entry.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:12]}.json"
     record = json.loads(path.read_text()) if path.is_file() else None
     if record is None:
         if len(files) < 2:
             raise UsageError(f"{entry.name}: {len(files)} recording in {base}: a train/test split needs at least two")
-        labels = torch.tensor([classes.index(entry.label(f)) for f in files])
+        labels = torch.tensor([classes.index(f.label) for f in files])
         held, kept = stratified(labels, max(1, round(len(files) * entry.test_fraction)))
         record = {"data_set": entry.name, "folder": str(base), "seed": SPLIT_SEED,
                   "test_fraction": entry.test_fraction,
@@ -234,7 +326,7 @@ def frame_key(entry, split, files, classes, framing):
     """Every parameter that changes the frames or their labels (the entry's sensor and reading, the
     effective downsampling, the framing options, the files, the class list that numbers the
     labels), and the hash that names their cache folder."""
-    params = {"dataset": entry.name, "split": split, "classes": [str(c) for c in classes],
+    params = {"dataset": entry.name, "layout": entry.layout_name, "split": split, "classes": [str(c) for c in classes],
               "sensor": list(entry.sensor), "crop": entry.crop, "starts_at_zero": entry.starts_at_zero,
               "time_steps": int(framing.time_steps), "denoise_us": framing.denoise_us,
               "downsample": framing.downsample or entry.downsample, "frame_ms": framing.frame_ms,
@@ -308,16 +400,17 @@ class Framing:
     first_saccade_only: bool = False
     frame_ms: Optional[float] = None
 
-    def frames(self, entry, reader, path):
-        """The frames [T, P, H, W] of one recording, counts capped at 255, and how many were capped."""
-        events = inside(entry, read_events(entry, reader, path), path)
+    def frames(self, entry, read, recording):
+        """The frames [T, P, H, W] of one :class:`Recording`, counts capped at 255, and how many were capped."""
+        path = recording.path
+        events = inside(entry, read_events(entry, read, path, recording.window), path)
         if self.denoise_us and len(events):  # tonic's Denoise fails on a recording without events
             events = tonic.transforms.Denoise(filter_time=self.denoise_us)(events)
         counts = to_frames(entry, events, self.time_steps, self.downsample, self.frame_ms)
         return np.minimum(counts, 255), int((counts > 255).sum())
 
     def reader(self, entry):
-        return tonic_reader(entry, **({"first_saccade_only": self.first_saccade_only} if entry.saccades else {}))
+        return file_reader(entry, **({"first_saccade_only": self.first_saccade_only} if entry.saccades else {}))
 
 
 def cached_frames(entry, split, files, classes, cache_dir, framing):
@@ -333,11 +426,11 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
     try:
         frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
                                            shape=(len(files), *shape))
-        labels = np.asarray([classes.index(entry.label(f)) for f in files], dtype=np.int64)
+        labels = np.asarray([classes.index(f.label) for f in files], dtype=np.int64)
         clipped, blank = 0, 0
-        for i, path in enumerate(tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
-                                      unit="sample", dynamic_ncols=True, mininterval=1.0)):
-            frames[i], capped = framing.frames(entry, reader, path)
+        for i, recording in enumerate(tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
+                                           unit="sample", dynamic_ncols=True, mininterval=1.0)):
+            frames[i], capped = framing.frames(entry, reader, recording)
             clipped += capped
             blank += not frames[i].any()
         frames.flush()
@@ -364,8 +457,9 @@ def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first
     framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
     if Path(path).stat().st_size == 0:
         raise UsageError("it holds no events: an empty or truncated recording")
+    entry = layout_for_file(entry, path) or entry
     try:
-        frames, _ = framing.frames(entry, framing.reader(entry), path)
+        frames, _ = framing.frames(entry, framing.reader(entry), Recording(Path(path), ""))
     except UsageError as err:  # said of the file the user named: drop the data set's prefix
         raise UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1)) from None
     return frames
@@ -409,18 +503,35 @@ def _get_them(entry, how):
             f"{entry.holds()})")
 
 
-def missing(entry, data_dir, test_only=False):
-    """A one-line error for a data set whose files (those ``test_only`` needs) are not under
-    ``data_dir``, or None."""
-    base = Path(data_dir) / entry.folder
-    patterns = needed(entry, test_only)
-    absent = {split: pattern for split, pattern in patterns.items() if not any(base.glob(pattern))}
-    if not absent:
-        return None
-    what = (_none_in(entry, data_dir) if len(absent) == len(patterns) else  # or only some splits' files
-            f"{entry.name}: no {entry.title} recordings of the {' or '.join(absent)} split in {base} "
-            f"(none match {', '.join(absent.values())})")
-    return f"{what}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
+def _absent(layout, base, patterns):
+    return {split: pattern for split, pattern in patterns.items() if not _files(layout, base, split, pattern)}
+
+
+def missing(entry, data_dir, test_only=False, train_only=False):
+    """A one-line error for a data set none of whose layouts has its files (those ``test_only``
+    needs) under ``data_dir``, or None. It names the split that is missing where a layout has
+    the others, and else every layout and where each is downloaded."""
+    partial = None
+    for layout in entry.layouts:
+        base = Path(data_dir) / layout.folder
+        absent = _absent(layout, base, needed(layout, test_only, train_only))
+        if not absent:
+            return None
+        if partial is None and len(_absent(layout, base, layout.files)) < len(layout.files):
+            there = [split for split in layout.files if split not in absent]
+            partial = (f"{entry.name}: no {entry.title} recordings of the {' or '.join(absent)} split in {base} "
+                       f"(none match {', '.join(dict.fromkeys(absent.values()))}; the {' and '.join(there)} split "
+                       f"{'is' if len(there) == 1 else 'are'} there): "
+                       f"{_get_them(layout, layout.obtain or 'download them from ' + layout.page)}")
+    if partial is not None:
+        return partial
+    if len(entry.layouts) == 1:
+        return f"{_none_in(entry, data_dir)}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
+    ways = "; or ".join(f"{layout.layout_name} ({layout.obtain or 'download them from ' + layout.page}) as "
+                        f"{layout.layout()}" for layout in entry.layouts)
+    holds = " or ".join(layout.holds() for layout in entry.layouts)
+    return (f"{entry.name}: no {entry.title} recordings in {data_dir}: put there {ways} "
+            f"(or pass --data_dir to the folder that holds {holds})")
 
 
 def download(entry, data_dir):
@@ -435,16 +546,24 @@ def download(entry, data_dir):
 
 
 def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,
-                  first_saccade_only=False, frame_ms=None, test_only=False):
+                  first_saccade_only=False, frame_ms=None, test_only=False, train_only=False):
     """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``. With
     ``test_only`` the training recordings are neither needed (where the split is official) nor
-    framed, and the data set's ``train`` and ``train_y`` are None."""
+    framed, and the data set's ``train`` and ``train_y`` are None; with ``train_only`` the official
+    test recordings are not needed (training holds its validation split out of the training
+    recordings): without them ``test`` and ``test_y`` are None."""
     check_options(entry, denoise_us, downsample, first_saccade_only, frame_ms)
+    entry = resolve(entry, root)
     if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
         download(entry, root)
-    elif problem := missing(entry, root, test_only):
+    elif problem := missing(entry, root, test_only, train_only):
         raise UsageError(problem)
-    found, classes = scan(entry, root, test_only)
+    train_only = train_only and entry.official_split and missing(entry, root, test_only=True) is not None
+    if train_only:
+        log.warning("%s: no test split in %s; training validates on a split of the training recordings, and "
+                    "snnclf eval will need the test split (%s)", entry.name, Path(root) / entry.folder,
+                    entry.files["test"])
+    found, classes = scan(entry, root, test_only, train_only)
     split = "official"
     if not entry.official_split:
         train, test, path = seeded_split(entry, Path(root) / entry.folder, found["all"], classes, cache_dir)
@@ -453,12 +572,12 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
                  f"(seed {SPLIT_SEED}), test files listed in {path}")
     framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
     parts = {s: cached_frames(entry, s, found[s], classes, cache_dir, framing)
-             for s in (("test",) if test_only else ("train", "test"))}
+             for s in (("test",) if test_only else ("train",) if train_only else ("train", "test"))}
     for s, part in parts.items():
         if len(part) == 0:
             raise UsageError(f"{entry.name}: the {s} split has no samples")
-    train = parts.get("train")
-    return DataSet(train, parts["test"], None if train is None else train.labels, parts["test"].labels, classes,
+    train, test = parts.get("train"), parts.get("test")
+    return DataSet(train, test, None if train is None else train.labels, None if test is None else test.labels, classes,
                    frame_shape(entry, time_steps, downsample)[1:], events=True, split=split)
 
 
