@@ -13,7 +13,7 @@ import torch
 
 from .data import CHECKS as DATA_CHECKS, DATA_DIR, DATASETS, is_event_dataset, load_dataset
 from .data.datasets import stratified
-from .data.simulate import SIM_VERSION, generate, source_key, to_28
+from .data.simulate import SIM_VERSION, class_folders, generate, source_key, to_28
 from .errors import UsageError
 from .flags import checked, number
 from .runs import write_json
@@ -45,6 +45,10 @@ def _folder_images(folder, test_fraction):
     except FileNotFoundError as err:  # no class folders, or a class folder without images
         raise UsageError(f"--dataset {folder}: {err}; put each class's images in a folder of its own "
                          "(FOLDER/<class>/*.png)") from None
+    if len(found.classes) < 2:
+        raise UsageError(f"--dataset {folder}: one class folder ({found.classes[0]}); a classifier needs two "
+                         "or more, one folder of images each")
+    class_folders(found.classes)  # two that would be written as one folder: refused before the images are read
     images, labels = [], []
     for i, (path, label) in enumerate(found.samples):
         try:

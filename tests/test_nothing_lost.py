@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -517,3 +518,56 @@ def test_every_command_names_a_file_where_a_folder_must_be(trained, cli):
         line = _one_line(err, command)
         assert code == 2 and "f is a file, not a folder" in line and "free space" not in line, (command, line)
         assert (trained / "f").read_bytes() == b"the user's file"
+
+
+@pytest.mark.parametrize("command", [["simulate", "--dataset", "digits", "--subset", "20", "--out", "ev"],
+                                     ["train", "--dataset", "digits-events", "--cache_dir", "ev", *TINY[2:]]])
+def test_a_full_disk_while_recordings_are_simulated(tmp_path, command):
+    """A file-size limit makes the first recording's write fail: one line, exit 2, no partial
+    folder (the recordings of simulate, and of digits-events' first use)."""
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, "2000", *command], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    line = _one_line(out.stderr, command[0])
+    assert out.returncode == 2 and "File too large" in line and "cannot write" in line, out.stderr
+    assert not (tmp_path / "ev").exists() or not any((tmp_path / "ev").rglob("*.bin"))
+    assert not list(tmp_path.rglob(".ev.*")) and not list(tmp_path.rglob(".DigitsEvents.*"))
+
+
+def test_scratch_folders_of_killed_processes_are_removed_and_held_ones_kept(tmp_path):
+    """A folder that a process killed by SIGKILL was writing is removed by the next one made with
+    its prefix; one that a living process holds, or a user's folder of another name, is kept."""
+    from snnclf.data.datasets import release_scratch, scratch_folder
+
+    killed = subprocess.run([sys.executable, "-c", "import os, sys\nfrom snnclf.data.datasets import scratch_folder\n"
+                             "f = scratch_folder(sys.argv[1], '.out.')\n(f / 'half.bin').write_bytes(b'x')\n"
+                             "print(f, flush=True)\nos.kill(os.getpid(), 9)", str(tmp_path)],
+                            capture_output=True, text=True, timeout=120)
+    left = tmp_path / killed.stdout.strip().rsplit("/", 1)[-1]
+    assert killed.returncode == -9 and (left / "half.bin").is_file()
+    (tmp_path / ".out.mine").mkdir()
+    held = scratch_folder(tmp_path, ".out.")
+    assert not left.exists() and (tmp_path / ".out.mine").is_dir()
+    again = scratch_folder(tmp_path, ".out.")
+    assert held.is_dir() and again.is_dir() and held != again
+    for folder in (held, again):
+        release_scratch(folder)
+
+
+@pytest.mark.slow
+def test_a_simulation_killed_midway_is_cleaned_by_the_next(tmp_path):
+    """SIGKILL while simulate writes: the next run with the same --out removes the hidden folder."""
+    proc = subprocess.Popen([sys.executable, "-m", "snnclf", "simulate", "--dataset", "digits", "--out", "ev"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            if any(tmp_path.glob(".ev.*/Train/*/*.bin")):
+                break
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert list(tmp_path.glob(".ev.*")), "the simulation was not caught midway"
+    out = subprocess.run([sys.executable, "-m", "snnclf", "simulate", "--dataset", "digits", "--subset", "10",
+                          "--out", "ev"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert not list(tmp_path.glob(".ev.*")) and (tmp_path / "ev/simulation.json").is_file()

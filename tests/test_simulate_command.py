@@ -126,3 +126,15 @@ def test_a_folder_given_files_while_simulating_is_left_as_it_is(tmp_path):
     with pytest.raises(UsageError, match="--out .*out was given files while the recordings were made"):
         generate(out, splits, "k", flag="--out", replace=False)
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+@pytest.mark.parametrize("classes, named", [(("a-b", "a\\b", "c"), "'a-b' and 'a\\\\b'"),
+                                            (("x", "x "), "'x' and 'x '"),
+                                            (("only",), "one class folder (only)")])
+def test_classes_that_would_be_merged_or_a_single_class_are_refused(workdir, cli, classes, named):
+    """'a-b' and 'a\\b' would both be written as the folder a-b, 'x' and 'x ' as x: read back,
+    two classes would be one. One class trains to a meaningless 100%."""
+    _image_folder(workdir / "shapes", classes=classes, per_class=2)
+    code, _, err = cli("simulate", "--dataset", "shapes", "--out", "ev")
+    assert code == 2 and named in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "ev").exists() and not list(workdir.glob(".ev.*"))

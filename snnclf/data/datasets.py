@@ -1,6 +1,7 @@
 """Static image data sets, each loaded once into tensors: digits (bundled), mnist, fashion-mnist."""
 import logging
 import os
+import re
 import secrets
 import shutil
 from contextlib import contextmanager
@@ -11,6 +12,11 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import UsageError, write_error
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +49,81 @@ def images(train_x, train_y, test_x, test_y, class_names, split="official"):
 
 
 def scratch_folder(parent, prefix, flag="--cache_dir"):
-    """A new hidden temporary folder in ``parent`` (created if needed), where a cache or a
-    generated data set is written before it is renamed into place; an unwritable ``parent`` is a
-    one-line error naming ``flag``. Made with mode 0777 so the system applies the user's umask, as
-    for a folder made by hand, once it is in place (``mkdtemp``'s would stay private)."""
+    """A new hidden temporary folder ``<parent>/<prefix><8 hex digits>`` (``parent`` created if
+    needed), where a cache or a generated data set is written before it is renamed into place; an
+    unwritable ``parent`` is a one-line error naming ``flag``. Made with mode 0777 so the system
+    applies the user's umask, as for a folder made by hand, once it is in place (``mkdtemp``'s
+    would stay private). The folder is locked (``flock``) while this process lives: the scratch
+    folders of ``prefix`` that no living process holds (a process killed by SIGKILL or a power
+    cut) are removed first. :func:`release_scratch` lets the lock go once the folder is renamed."""
+    parent = Path(parent)
     try:
-        Path(parent).mkdir(parents=True, exist_ok=True)
+        parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(parent, prefix)
         while True:
-            folder = Path(parent) / f"{prefix}{secrets.token_hex(4)}"
+            folder = parent / f"{prefix}{secrets.token_hex(4)}"
             try:
                 folder.mkdir(0o777)
-                return folder
             except FileExistsError:
                 continue
+            if _hold(folder):
+                return folder
     except OSError as err:
         raise write_error(parent, err, f"choose another {flag} or fix its permissions", f"another {flag}",
                           folder=True) from None
+
+
+_HELD = {}  # scratch folder -> the descriptor whose lock says its maker lives
+
+
+def _hold(folder):
+    """Lock ``folder`` for this process's life; False if another process removed it first (it
+    took the folder for a dead one's in the instant before the lock)."""
+    if fcntl is None:  # no flock (Windows): nothing is locked, and nothing is taken for stale
+        return True
+    fd = os.open(folder, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(folder))
+    except FileNotFoundError:
+        same = False
+    if not same:
+        os.close(fd)
+        return False
+    _HELD[str(folder)] = fd
+    return True
+
+
+def release_scratch(folder):
+    """Let the lock of a scratch folder go (it was renamed into place, or removed)."""
+    fd = _HELD.pop(str(folder), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def _remove_stale(parent, prefix):
+    """Remove the scratch folders of ``prefix`` in ``parent`` whose lock no living process holds."""
+    if fcntl is None:
+        return
+    for folder in parent.iterdir():
+        name = folder.name
+        if not (name.startswith(prefix) and re.fullmatch(r"[0-9a-f]{8}", name[len(prefix):])) \
+                or str(folder) in _HELD or folder.is_symlink() or not folder.is_dir():
+            continue
+        try:
+            fd = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its maker is alive
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("removed %s, left by a process that was killed while writing it", folder)
+        finally:
+            os.close(fd)
 
 
 @contextmanager

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import UsageError
-from .datasets import IDX_FILES, digits, fashion_mnist, mnist, scratch_folder
+from ..errors import UsageError, write_error
+from .datasets import IDX_FILES, digits, fashion_mnist, mnist, release_scratch, scratch_folder
 from .event_sets import NMNIST, simulated
 from .events import CACHE_DIR, event_dataset, write_bin
 
@@ -158,6 +158,18 @@ def class_folder(name):
     return str(name).replace("/", "-").replace("\\", "-").strip() or "_"
 
 
+def class_folders(class_names):
+    """The folder of each class (:func:`class_folder`), or a one-line error where two classes would
+    share one ('a-b' and 'a\\b', 'x' and 'x '): their recordings would be read back as one class."""
+    folders = {}
+    for name in class_names:
+        other = folders.setdefault(class_folder(name), name)
+        if other != name:
+            raise UsageError(f"classes {other!r} and {name!r} would both be written as the folder "
+                             f"{class_folder(name)!r}, one class when read back: rename one of them")
+    return list(folders)
+
+
 def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, flag="--cache_dir", replace=True):
     """Write ``splits`` ({"train": (images [N, 1, H, W], labels [N]), "test": ...}) as N-MNIST
     ``.bin`` files under ``folder`` (``Train/<class>/<index>.bin``, ``Test/...``; the class folder
@@ -166,7 +178,7 @@ def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, fla
     with ``replace=False`` only an empty folder, and anything else is a one-line error naming
     ``flag``."""
     folder = Path(folder)
-    names = [class_folder(n) for n in class_names] if class_names is not None else None
+    names = class_folders(class_names) if class_names is not None else None
     key = {"version": SIM_VERSION, "seed": seed, "source": source_key,
            "sizes": {s: len(labels) for s, (_, labels) in splits.items()}}
     marker = folder / "complete.json"
@@ -193,9 +205,15 @@ def generate(folder, splits, source_key, seed=0, batch=64, class_names=None, fla
                 raise UsageError(f"{flag} {folder} was given files while the recordings were made: nothing "
                                  "was written there; choose a new folder") from None
         os.replace(tmp, folder)
+    except OSError as err:  # a full disk: the recordings written so far go with their folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(folder, err, f"free space or choose another {flag} (nothing was kept)",
+                          f"another {flag}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        release_scratch(tmp)
     return folder
 
 
