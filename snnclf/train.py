@@ -178,6 +178,11 @@ def _build(cfg, ctx):
     if not checked_chip:
         check_chip(cfg, data)
     splits = make_splits(data, cfg.val_fraction, cfg.subset)
+    sized = cfg.sized(len(splits["train"]), ctx.world)
+    if sized.epochs != cfg.epochs:
+        log.info("%d epochs instead of %d: --min_steps %d on %d training samples at batch size %d",
+                 sized.epochs, cfg.epochs, cfg.min_steps, len(splits["train"]), cfg.batch_size)
+        cfg = sized
     model, name, kwargs = build_model(cfg, data)
     model = model.to(device)
     check_memory(model, data.in_shape, cfg.time_steps, cfg.batch_size, device, training=True)

@@ -95,8 +95,86 @@ def write_dvsgesture(path, x, y, p, t):
 
 
 def write_pokerdvs(path, x, y, p, t):
-    """One POKER-DVS recording: int64 [N, 4] columns t, x, y, p (tonic's field order)."""
-    _save_npy(path, np.column_stack([t, x, y, p]).astype(np.int64))
+    """One POKER-DVS recording as tonic ships it: uint64 [N, 4] columns t, x, y, p (tonic's field
+    order), t in microseconds from 0 (the first event's time)."""
+    t = np.asarray(t, dtype=np.int64)
+    _save_npy(path, np.column_stack([t - (t.min() if len(t) else 0), x, y, p]).astype(np.uint64))
+
+
+# --- jAER AEDAT 2.0 (POKER-DVS's and CIFAR10-DVS's original releases) and AEDAT 3.1 (DVS Gesture) -
+
+AEDAT2_HEADER = ("#!AER-DAT2.0", "# This is a raw AE data file - do not edit",
+                 "# Data format is int32 address, int32 timestamp (8 bytes total), repeated for each event",
+                 "# Timestamps tick is 1 us", "# created Tue Apr 29 11:36:59 CEST 2008")  # as jAER writes it
+
+
+def dvs128_address(x, y, p):
+    """jAER's DVS128 address: polarity in bit 0 (1: OFF), x in bits 1-7, y in bits 8-14."""
+    x, y, p = (np.asarray(a, dtype=np.int64) for a in (x, y, p))
+    return (y << 8) | (x << 1) | (1 - p)
+
+
+def write_aedat2(path, address, t, header=AEDAT2_HEADER):
+    """A jAER AEDAT 2.0 file: ``#`` header lines ending in CR LF, then a big-endian int32 address
+    and int32 timestamp (µs) per event."""
+    raw = np.column_stack([address, np.asarray(t, dtype=np.int64) & 0xFFFFFFFF]).astype(">u4")
+    with _create(path) as f:
+        f.write("".join(line + "\r\n" for line in header).encode())
+        f.write(raw.tobytes())
+
+
+def write_pokerdvs_original(path, x, y, p, t):
+    """One original POKER-DVS recording (IMSE-CNM's x<suit>NN.aedat): AEDAT 2.0, DVS128 addresses,
+    timestamps as recorded (they do not start at 0)."""
+    write_aedat2(path, dvs128_address(x, y, p), t)
+
+
+def write_cifar10dvs_original(path, x, y, p, t):
+    """One recording of CIFAR10-DVS's original release: AEDAT 2.0 from a DVS128, whose picture is
+    turned (snnclf reads x = 127 - address y, y = 127 - address x, as SpikingJelly does)."""
+    write_aedat2(path, dvs128_address(127 - np.asarray(y), 127 - np.asarray(x), p), t)
+
+
+AEDAT31_HEADER = ("#!AER-DAT3.1", "#Format: RAW", "#Source 1: DVS128", "#Start-Time: 2017-03-22 12:31:17 (TZ+0100)",
+                  "#!END-HEADER")  # DVS Gesture's
+
+
+def _aedat31_packet(kind, words, overflow=0, size=8):
+    """A packet: its 28-byte header (type, source 1, event size, timestamp offset 4, overflow,
+    capacity, number, valid) and ``words`` [N, 2] uint32 (data, timestamp)."""
+    words = np.asarray(words, dtype="<u4").reshape(-1, 2)
+    valid = int((words[:, 0] & 1).sum()) if kind == 1 else len(words)
+    return struct.pack("<hhiiiiii", kind, 1, size, 4, overflow, len(words), len(words), valid) + words.tobytes()
+
+
+def write_aedat31(path, x, y, p, t, invalid=0, events_per_packet=1000, seed=0):
+    """A DVS Gesture recording (IBM's userNN_<lighting>.aedat): AEDAT 3.1, a special-event packet
+    (a timestamp reset), then polarity packets of at most ``events_per_packet`` events, a new one
+    wherever the timestamp's bit 31 (the packet's overflow) changes. ``invalid`` more events with
+    the validity bit clear are mixed in; a reader must drop them."""
+    x, y, p, t = (np.asarray(a, dtype=np.int64) for a in (x, y, p, t))
+    data = (x << 17) | (y << 2) | (p << 1) | 1
+    rng = np.random.default_rng(seed)
+    if invalid:
+        at = np.sort(rng.integers(0, len(t) + 1, invalid))
+        data = np.insert(data, at, rng.integers(0, 2 ** 31, invalid) << 1)  # bit 0 clear
+        t = np.insert(t, at, t[np.minimum(at, len(t) - 1)])
+    with _create(path) as f:
+        f.write("".join(line + "\r\n" for line in AEDAT31_HEADER).encode())
+        f.write(_aedat31_packet(0, [[(1 << 1) | 1, int(t[0]) & 0x7FFFFFFF]]))  # special: timestamp reset
+        start = 0
+        while start < len(t):
+            overflow = int(t[start]) >> 31
+            end = min(start + events_per_packet, len(t), start + int(np.searchsorted(t[start:] >> 31, overflow + 1)))
+            f.write(_aedat31_packet(1, np.column_stack([data[start:end], t[start:end] & 0x7FFFFFFF]), overflow))
+            start = end
+
+
+def write_gesture_labels(path, clips):
+    """DVS Gesture's userNN_<lighting>_labels.csv: [(class 1-11, start µs, end µs)]."""
+    with _create(path) as f:
+        f.write(("class,startTime_usec,endTime_usec\r\n"
+                 + "".join(f"{k},{start},{end}\r\n" for k, start, end in clips)).encode())
 
 
 def write_asldvs(path, x, y, p, t):
@@ -140,10 +218,14 @@ def _save_npy(path, array):
 
 # --- tiny learnable data sets -------------------------------------------------------------------
 
+TONIC = ("cifar10dvs", "dvsgesture", "ncaltech101", "pokerdvs", "asldvs")  # the layouts tonic's classes read
 WRITERS = {"cifar10dvs": write_cifar10dvs, "dvsgesture": write_dvsgesture,
-           "ncaltech101": write_ncaltech101, "pokerdvs": write_pokerdvs, "asldvs": write_asldvs}
+           "ncaltech101": write_ncaltech101, "pokerdvs": write_pokerdvs, "asldvs": write_asldvs,
+           "pokerdvs-original": write_pokerdvs_original, "cifar10dvs-original": write_cifar10dvs_original,
+           "dvsgesture-ibm": write_aedat31}
 FOLDERS = {"cifar10dvs": "CIFAR10DVS", "dvsgesture": "DVSGesture", "ncaltech101": "NCALTECH101",
-           "pokerdvs": "POKERDVS", "asldvs": "ASLDVS"}
+           "pokerdvs": "POKERDVS", "asldvs": "ASLDVS", "pokerdvs-original": "", "cifar10dvs-original": "CIFAR10DVS",
+           "dvsgesture-ibm": "DvsGesture"}
 SENSORS = {"cifar10dvs": (128, 128), "dvsgesture": (128, 128), "ncaltech101": (240, 180),
            "pokerdvs": (35, 35), "asldvs": (240, 180)}  # (width, height)
 CLASSES = {"cifar10dvs": ("airplane", "automobile", "bird"), "dvsgesture": (0, 1, 2, 3),
@@ -151,23 +233,41 @@ CLASSES = {"cifar10dvs": ("airplane", "automobile", "bird"), "dvsgesture": (0, 1
            "pokerdvs": ("cl", "he", "di", "sp"), "asldvs": ("a", "b", "c")}
 LIGHTS = ("fluorescent", "led", "fluorescent_led", "natural", "lab")
 SUFFIX = {"cifar10dvs": ".aedat4", "dvsgesture": ".npy", "ncaltech101": ".bin",
-          "pokerdvs": ".npy", "asldvs": ".mat"}
+          "pokerdvs": ".npy", "asldvs": ".mat", "pokerdvs-original": ".aedat", "cifar10dvs-original": ".aedat",
+          "dvsgesture-ibm": ".aedat"}
+# (events, duration in ms) of a recording; POKER-DVS's are those of the real recordings (its README in
+# shared/data/real-events: 870-5,387 events over 4.7-30 ms); the others' are only small.
+SIZES = {"pokerdvs": ((870, 5387), (4.7, 30.0))}
+SUITS = {"cl": "club", "di": "diamond", "he": "heart", "sp": "spade"}
 
 
-def _key(name):
-    """'CIFAR10-DVS', 'cifar10dvs', 'N-Caltech101', 'NCALTECH101', ... -> the key used here."""
+def _key(name, layout=None):
+    """'CIFAR10-DVS', 'cifar10dvs', 'N-Caltech101', 'NCALTECH101', ... and a layout ("original",
+    "ibm"; None: tonic's copy) -> the key used here."""
     key = name.lower().replace("-", "").replace("_", "")
     key = {"caltech101": "ncaltech101", "dvsgestures": "dvsgesture", "ibmgesture": "dvsgesture",
            "poker": "pokerdvs", "asl": "asldvs", "cifar10": "cifar10dvs"}.get(key, key)
+    key = f"{key}-{layout}" if layout else key
     if key not in WRITERS:
-        raise ValueError(f"unknown event data set {name!r}: one of {', '.join(WRITERS)}")
+        raise ValueError(f"unknown event data set {name!r} (layout {layout}): one of {', '.join(WRITERS)}")
     return key
 
 
-def _recording(rng, k, n_classes, width, height, t0):
+def layout_of(entry):
+    """The layout argument of :func:`make_dataset` that writes the files of snnclf's EventSet ``entry``."""
+    return None if entry.layout_name.startswith("tonic") else "ibm" if entry.clips else "original"
+
+
+def _base(key):
+    return key.split("-")[0]
+
+
+def _recording(rng, k, n_classes, width, height, t0, sizes=((200, 800), (100, 300))):
     """Events of class ``k``: ~85% a Gaussian blob whose centre sits on a circle at angle
-    2*pi*k/n_classes (jittered), the rest uniform noise; 200-800 events over 100-300 ms."""
-    n = int(rng.integers(200, 800))
+    2*pi*k/n_classes (jittered), the rest uniform noise; ``sizes``: (events, duration in ms) ranges,
+    by default 200-800 events over 100-300 ms."""
+    (low, high), (short, long) = sizes
+    n = int(rng.integers(low, high + 1))
     side = min(width, height)
     angle = 2 * np.pi * k / n_classes
     cx = width / 2 + 0.3 * side * np.cos(angle) + rng.normal(0, 0.03 * side)
@@ -178,7 +278,8 @@ def _recording(rng, k, n_classes, width, height, t0):
     y = np.where(blob, rng.normal(cy, sigma, n), rng.uniform(0, height, n))
     x = np.clip(np.round(x), 0, width - 1).astype(np.int64)
     y = np.clip(np.round(y), 0, height - 1).astype(np.int64)
-    t = t0 + np.sort(rng.integers(0, int(rng.uniform(100e3, 300e3)), n))
+    t = t0 + np.sort(rng.integers(0, int(rng.uniform(short, long) * 1000), n))
+    t[0] = t0  # the first event starts the recording
     return x, y, rng.integers(0, 2, n), t
 
 
@@ -188,6 +289,10 @@ def _files(key, classes, samples_per_class):
     for k, c in enumerate(classes):
         if key == "cifar10dvs":
             yield from (("all", k, f"{c}/{i}.aedat4") for i in range(spc))
+        elif key == "cifar10dvs-original":
+            yield from (("all", k, f"{c}/cifar10_{c}_{i}.aedat") for i in range(spc))
+        elif key == "pokerdvs-original":  # the "i" recordings are of the same cards
+            yield from (("all", k, f"x{SUITS[c]}{i + 1:02d}{'i' if i % 3 == 2 else ''}.aedat") for i in range(spc))
         elif key == "ncaltech101":
             yield from (("all", k, f"Caltech101/{c}/image_{i + 1:04d}.bin") for i in range(spc))
         elif key == "asldvs":
@@ -196,51 +301,86 @@ def _files(key, classes, samples_per_class):
             for split, n in (("train", spc), ("test", n_test)):
                 yield from ((split, k, f"pips_{split}/{c}/{i}.npy") for i in range(n))
         else:  # DVS Gesture: one file per label in each user/lighting folder, two users a split
-            for split, n, first, shift in (("Train", spc, 1, 0), ("Test", n_test, 24, 1)):
-                for i in range(n):
-                    user, light = first + i % 2 + 2 * (i // 10), LIGHTS[(i + shift) % len(LIGHTS)]
-                    yield split.lower(), k, f"ibmGesture{split}/user{user:02d}_{light}/{c}.npy"
+            for split, user, light in _gesture_trials(samples_per_class):
+                yield split, k, f"ibmGesture{split.title()}/user{user:02d}_{light}/{c}.npy"
 
 
-def make_dataset(name, root, samples_per_class=5, classes=None, seed=0):
-    """Write a tiny learnable data set ``name`` under ``root/<tonic's folder>`` and return
-    ``{split: [paths]}`` (split "all" for the sets without an official split, else "train" and
-    "test").
+def _gesture_trials(samples_per_class):
+    """(split, user, lighting) of DVS Gesture's recordings: users 1 and 2 train, 24 and 25 test."""
+    for split, n, first, shift in (("train", samples_per_class, 1, 0), ("test", max(2, samples_per_class // 2), 24, 1)):
+        for i in range(n):
+            yield split, first + i % 2 + 2 * (i // 10), LIGHTS[(i + shift) % len(LIGHTS)]
 
+
+def _ibm_recording(rng, classes, path, t0):
+    """One IBM DVS Gesture file: each class's gesture once, in a random order, as a clip of its own
+    window, with stray events between the clips (outside every window), and its labels csv."""
+    xs, ys, ps, ts, clips = [], [], [], [], []
+    start = t0
+    for k in rng.permutation(len(classes)):
+        x, y, p, t = _recording(rng, int(k), len(classes), 128, 128, start)
+        gap = rng.integers(0, 128, (2, 30))
+        xs += [x, gap[0]]
+        ys += [y, gap[1]]
+        ps += [p, rng.integers(0, 2, 30)]
+        end = int(t[-1]) + 1
+        ts += [t, np.sort(rng.integers(end, end + 100_000, 30))]
+        clips.append((int(classes[k]) + 1, start, end))
+        start = end + 100_000
+    write_aedat31(path, *(np.concatenate(a) for a in (xs, ys, ps, ts)), invalid=25)
+    write_gesture_labels(path.with_name(path.stem + "_labels.csv"), clips)
+
+
+def make_dataset(name, root, samples_per_class=5, classes=None, seed=0, layout=None):
+    """Write a tiny learnable data set ``name`` under ``root/<its folder>`` and return ``{split:
+    [paths]}`` (split "all" for the sets without an official split, else "train" and "test"),
+    a path for each sample (an IBM DVS Gesture file once for each gesture it holds).
+
+    ``layout``: None for tonic's copy, "original" for POKER-DVS's and CIFAR10-DVS's original
+    AEDAT 2.0 releases, "ibm" for DVS Gesture's AEDAT 3.1 release (userNN_<lighting>.aedat holding
+    every class's gesture, cut by its _labels.csv; the first one's clock passes 2**31 µs).
     ``samples_per_class`` recordings a class (in the training split where there is one, and half
     as many, at least 2, in the test split). For DVS Gesture it is the number of user/lighting
-    folders of the training split (users 01 and 02; the test split has users 24 and 25), each
-    holding one ``<label>.npy`` a class. The default of 5 is the least that lets a stratified
+    folders (files) of the training split (users 01 and 02; the test split has users 24 and 25),
+    each holding one ``<label>.npy`` a class. The default of 5 is the least that lets a stratified
     80/20 split hold out one recording of every class. ``classes``: class names (DVS Gesture:
     integer labels 0-10) instead of the small default list. N-Caltech101 recordings get a random
     size up to 240x180 (tonic moves each to the origin); CIFAR10-DVS timestamps are absolute."""
-    key = _key(name)
-    classes = tuple(CLASSES[key] if classes is None else classes)
+    key = _key(name, layout)
+    classes = tuple(CLASSES[_base(key)] if classes is None else classes)
     rng = np.random.default_rng([seed, list(WRITERS).index(key)])  # data sets differ
-    width, height = SENSORS[key]
+    width, height = SENSORS[_base(key)]
     base = Path(root) / FOLDERS[key]
     written = {}
+    if key == "dvsgesture-ibm":
+        for i, (split, user, light) in enumerate(_gesture_trials(samples_per_class)):
+            path = base / f"user{user:02d}_{light}.aedat"
+            _ibm_recording(rng, classes, path, 2 ** 31 - 400_000 if i == 0 else int(rng.integers(0, 10 ** 9)))
+            written.setdefault(split, []).extend([path] * len(classes))
+        return written
     for split, k, rel in _files(key, classes, samples_per_class):
         if key == "ncaltech101":
             width, height = int(rng.integers(160, 241)), int(rng.integers(120, 181))
         t0 = {"cifar10dvs": 1_600_000_000_000_000 + int(rng.integers(0, 10 ** 12)),
               "ncaltech101": int(rng.integers(0, 1000))}.get(key, int(rng.integers(0, 5_000_000)))
-        x, y, p, t = _recording(rng, k, len(classes), width, height, t0)
+        x, y, p, t = _recording(rng, k, len(classes), width, height, t0, **(
+            {"sizes": SIZES[_base(key)]} if _base(key) in SIZES else {}))
         WRITERS[key](base / rel, x, y, p, t)
         written.setdefault(split, []).append(base / rel)
     return written
 
 
-def corrupt_file(name, root):
+def corrupt_file(name, root, layout=None):
     """Cut short the first recording (in sorted order) of data set ``name`` under ``root``, as an
     interrupted download leaves it, and return its path: a .bin loses its last 3 bytes (no longer
     whole 5-byte events), an .aedat4 is cut inside its last packet (cut at a packet boundary, the
-    aedat decoder would quietly read fewer events), a .npy or .mat keeps its first half. tonic's
-    reader then raises (RuntimeError, IndexError, ValueError, OSError respectively)."""
-    key = _key(name)
+    aedat decoder would quietly read fewer events), an AEDAT 2.0 or 3.1 file loses its last 3
+    bytes, a .npy or .mat keeps its first half. The reader then raises (tonic's: RuntimeError,
+    IndexError, ValueError, OSError respectively; snnclf's AEDAT readers: ValueError)."""
+    key = _key(name, layout)
     path = sorted((Path(root) / FOLDERS[key]).rglob("*" + SUFFIX[key]))[0]
     data = path.read_bytes()
-    if key == "ncaltech101":
+    if key == "ncaltech101" or key.endswith(("-original", "-ibm")):
         data = data[:-3]
     elif key == "cifar10dvs":
         data = data[:-24]  # inside the last event struct of the last packet

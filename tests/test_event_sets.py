@@ -17,7 +17,15 @@ from snnclf.data.events import scan, seeded_split
 from snnclf.errors import UsageError
 
 # N-MNIST has tests of its own (test_events.py) and files written by conftest.make_nmnist_folder.
-SETS = [pytest.param(entry, id=entry.name) for entry in REAL if entry.name != "nmnist"]
+# Each layout of a data set (tonic's copy, the authors' release) is a case of its own.
+SETS = [pytest.param(layout, id=f"{entry.name}-{event_formats.layout_of(layout)}" if event_formats.layout_of(layout)
+                     else entry.name)
+        for entry in REAL if entry.name != "nmnist" for layout in entry.layouts]
+
+
+def _make(entry, root, **options):
+    """The fixture files of ``entry``'s layout under ``root``."""
+    return event_formats.make_dataset(entry.name, root, layout=event_formats.layout_of(entry), **options)
 
 
 def _small(entry):
@@ -35,7 +43,7 @@ def test_frames_hold_each_recording_under_its_own_label(tmp_path, entry):
     """Each class of the fixture is a blob of events at its own place: the frames of the test split
     are told apart by the nearest class mean of the training frames, which only works when every
     recording is read, framed and labelled as written."""
-    written = event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=10)
+    written = _make(entry, tmp_path / "data", samples_per_class=10)
     data = _load(entry, tmp_path)
     n_files = sum(len(files) for files in written.values())
     assert len(data.train) + len(data.test) == n_files and data.events
@@ -73,11 +81,11 @@ def test_frames_hold_each_recording_under_its_own_label(tmp_path, entry):
 def test_the_test_split_is_read_alone_when_nothing_else_is_used(tmp_path, entry):
     """What eval --test_only, export and the drawing commands load: the same test frames, and no
     training frames made; where the split is official, the training recordings need not be there."""
-    written = event_formats.make_dataset(entry.name, tmp_path / "data")
+    written = _make(entry, tmp_path / "data")
     whole = _load(entry, tmp_path)
     for frames in (tmp_path / "cache/frames").iterdir():
         shutil.rmtree(frames)
-    for path in written.get("train", []):  # an official split: its training recordings go
+    for path in set(written.get("train", [])):  # an official split: its training recordings go
         path.unlink()
     alone = _load(entry, tmp_path, test_only=True)
     assert alone.train is None and alone.train_y is None and alone.class_names == whole.class_names
@@ -111,8 +119,8 @@ def test_a_recording_keeps_its_side_of_a_split_when_files_are_added(tmp_path):
 
 @pytest.mark.parametrize("entry", SETS)
 def test_a_corrupt_recording_is_named_in_one_line(tmp_path, entry):
-    event_formats.make_dataset(entry.name, tmp_path / "data")
-    bad = event_formats.corrupt_file(entry.name, tmp_path / "data")
+    _make(entry, tmp_path / "data")
+    bad = event_formats.corrupt_file(entry.name, tmp_path / "data", layout=event_formats.layout_of(entry))
     with pytest.raises(UsageError) as err:
         _load(entry, tmp_path)
     message = str(err.value)
@@ -150,19 +158,20 @@ def test_options_that_do_not_fit_a_data_set_are_refused(tmp_path):
 
 def test_fixed_windows_leave_later_events_out(tmp_path):
     """--frame_ms: T frames of that many milliseconds from the start; the fixture's recordings
-    last 100-300 ms, so 3 frames of 20 ms hold fewer events than 3 frames over the whole."""
+    last 4.7-30 ms (as the real ones do), so 3 frames of 2 ms hold fewer events than 3 frames over
+    the whole."""
     event_formats.make_dataset("poker-dvs", tmp_path / "data")
     entry = next(e for e in REAL if e.name == "poker-dvs")
-    whole, short = _load(entry, tmp_path), _load(entry, tmp_path, frame_ms=20.0)
+    whole, short = _load(entry, tmp_path), _load(entry, tmp_path, frame_ms=2.0)
     a, b = whole.train[[0, 1, 2]][0], short.train[[0, 1, 2]][0]
     assert a.shape == b.shape and 0 < b.sum() < a.sum()
-    assert (b.sum((2, 3, 4)) > 0).all()  # every 20 ms window of the first 60 ms has events
+    assert (b.sum((2, 3, 4)) > 0).all()  # every 2 ms window of the first 6 ms has events
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", SETS)
 def test_train_eval_predict_and_draw_each_data_set(workdir, cli, entry):
-    written = event_formats.make_dataset(entry.name, workdir / "data")
+    written = _make(entry, workdir / "data")
     small = ["--downsample", str(_small(entry)), "--time_steps", "3"]
     code, _, err = cli("train", "--preset", entry.name, "--epochs", "1", "--batch_size", "8", "--run", "r", *small)
     assert code == 0, err
