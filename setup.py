@@ -30,5 +30,5 @@ setup(
                     "events": EVENTS,
                     # the manual as a site: mkdocs build --strict (mkdocs.yml)
                     "docs": ["mkdocs>=1.5,<2", "mkdocs-material>=9.5"]},
-    entry_points={"console_scripts": ["snnclf=snnclf.cli:main"]},
+    entry_points={"console_scripts": ["snnclf=snnclf.__main__:main"]},
 )

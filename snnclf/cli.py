@@ -416,7 +416,11 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("snnclf: interrupted", file=sys.stderr)
+        return 130
     rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports progress
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(message)s" if rank == 0 else f"[rank {rank}] %(message)s",

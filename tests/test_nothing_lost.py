@@ -571,3 +571,28 @@ def test_a_simulation_killed_midway_is_cleaned_by_the_next(tmp_path):
                           "--out", "ev"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert not list(tmp_path.glob(".ev.*")) and (tmp_path / "ev/simulation.json").is_file()
+
+
+INTERRUPT_AT_IMPORT = """
+import importlib.abc, importlib.metadata, os, signal, sys
+class Interrupt(importlib.abc.MetaPathFinder):  # Ctrl-C while torch is being imported
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["snnclf", *sys.argv[1:]]
+(entry,) = importlib.metadata.entry_points(group="console_scripts", name="snnclf")  # the installed command
+main = entry.load()
+sys.exit(main())
+"""
+
+
+def test_ctrl_c_while_any_command_is_importing_is_one_line_and_130(tmp_path):
+    """The first seconds of every command import torch: Ctrl-C there printed a KeyboardInterrupt
+    traceback (at times a RecursionError, exit 1). The installed command's entry point handles
+    Ctrl-C before its first heavy import."""
+    for command in _commands():
+        out = subprocess.run([sys.executable, "-c", INTERRUPT_AT_IMPORT, command, "--help"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 130 and out.stderr == f"snnclf {command}: interrupted\n", (command, out.stderr)
+        assert out.stdout == ""
