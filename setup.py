@@ -13,6 +13,8 @@ EXPORT = ["nir>=1.0.7", "nirtorch>=2.0", "spikingjelly[nir]>=2.0", "onnx>=1.14",
 TUNE = ["optuna>=3.4"]
 # CIFAR10-DVS's .aedat4 files: the decoder tonic reads them with
 EVENTS = ["aedat>=2"]
+# the tests write AEDAT 4 files LZ4-compressed, as the cameras record them
+TEST_FORMATS = ["lz4>=4"]
 
 setup(
     name="snnclf",
@@ -23,7 +25,7 @@ setup(
     packages=find_packages(include=["snnclf", "snnclf.*"]),
     python_requires=">=3.9",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT, *TUNE, *EVENTS],
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "tensorboard>=2.10", *EXPORT, *TUNE, *EVENTS, *TEST_FORMATS],
                     "tensorboard": ["tensorboard>=2.10"],
                     "export": EXPORT,
                     "tune": TUNE,

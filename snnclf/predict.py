@@ -4,9 +4,10 @@ Images (PNG, JPEG, anything Pillow opens) are turned into the run's input the wa
 grey or colour as its channels are, resized to its size, scaled to [0, 1], and inverted when the
 digit is dark on a light background (the data sets' digits are light on dark); each change is
 reported. ``.npy`` arrays are taken as they are, in the run's shape ([C, H, W], or [H, W] for one
-channel; for event runs [T, P, H, W] frames). Event runs read their data set's recording files
-(N-MNIST ``.bin``, CIFAR10-DVS ``.aedat4``, DVS Gesture ``.npy`` events [N, 4], ...) through
-tonic and make their frames as the data set does. The run's encoder then makes the input over time, as
+channel; for event runs [T, P, H, W] frames). Event runs read their data set's recording files in
+any of its layouts (N-MNIST ``.bin``, CIFAR10-DVS ``.aedat4`` or the original ``.aedat``, DVS
+Gesture ``.npy`` events [N, 4] or IBM's ``.aedat``, read whole, POKER-DVS ``.npy`` or the original
+``.aedat``, ...) as the data set reads them, and make their frames as the data set does. The run's encoder then makes the input over time, as
 in ``snnclf eval`` (random encoders from ``--seed``)."""
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .builders import make_encoder, open_trained
 from .config import EVAL_SEED, SAVE_DIR
 from .data import event_set
-from .data.events import file_frames
+from .data.events import file_frames, layout_for_file
 from .errors import UsageError
 from .losses import predict as readout, scores as readout_scores
 from .runs import new_file, write_csv
@@ -120,14 +121,15 @@ def load_input(path, cfg, in_shape):
         raise UsageError("no such file")
     entry = event_set(cfg.dataset)
     suffix = path.suffix.lower()
-    if entry is not None and suffix == entry.suffix and not _frames_file(path):
+    if entry is not None and layout_for_file(entry, path) is not None and not _frames_file(path):
         frames = file_frames(entry, path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only,
                              cfg.frame_ms)
         return torch.from_numpy(frames).float(), []
     if suffix == ".npy":
         return _array(path, (cfg.time_steps, *in_shape) if entry else in_shape, entry is not None)
     if entry is not None:
-        raise UsageError(f"run {cfg.run} takes events: give {entry.title} {entry.suffix} recordings or .npy "
+        suffixes = " or ".join(dict.fromkeys(layout.suffix for layout in entry.layouts))
+        raise UsageError(f"run {cfg.run} takes events: give {entry.title} {suffixes} recordings or .npy "
                          f"frames [{cfg.time_steps}, {', '.join(map(str, in_shape))}]")
     try:
         return _image(path, in_shape)

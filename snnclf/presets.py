@@ -37,6 +37,9 @@ for _entry in EVENT_SETS:
         _width, _height = _entry.frame_size()
         _register(_entry.name, f"cnn with batch norm and learnable beta on {_entry.title}: T={_r['time_steps']} frames "
                   f"of {_width}x{_height}, AdamW 2e-3 cosine, {_r['shift']}-pixel shifts, {_r['epochs']} epochs"
+                  + (f" and at least {_r['min_steps']} optimizer steps" if _r.get("min_steps") else "")
+                  + (f", {_r['val_fraction']:.0%} of the training recordings for validation"
+                     if _r.get("val_fraction") else "")
                   + (f" (published: {_entry.reference.split(',')[0].replace(':', ',')})" if _entry.reference else ""),
                   dataset=_entry.name, **_r, **_EVENTS)
 _register("nmnist-sim", "the nmnist recipe trained on simulated events, to classify real N-MNIST "

@@ -28,56 +28,102 @@ import scipy.io
 # --- CIFAR10-DVS: AEDAT 4.0 ---------------------------------------------------------------------
 # The file is the magic line, a uint32 size, an IOHeader flatbuffer (compression, data table
 # position, and an XML description of the streams), then packets: int32 stream id, uint32 size,
-# and a *size-prefixed* EventPacket flatbuffer (identifier "EVTS") holding a vector of 16-byte
-# Event structs. The flatbuffers are laid out by hand; the aedat decoder verifies the packets.
+# and a *size-prefixed* flatbuffer (EventPacket "EVTS" of 16-byte Event structs, IMUPacket "IMUS"
+# of IMU tables), LZ4-frame compressed as the cameras record them. The flatbuffers are
+# laid out by hand; the aedat decoder verifies the packets.
 
 AEDAT4_EVENT = np.dtype({"names": ["t", "x", "y", "on"], "formats": ["<i8", "<i2", "<i2", "u1"],
                          "offsets": [0, 8, 10, 12], "itemsize": 16})  # struct Event, 8-aligned
-AEDAT4_XML = (
-    '<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">'
-    '<node name="0" path="/mainloop/Recorder/outInfo/0/">'
-    '<attr key="compression" type="string">NONE</attr>'
-    '<attr key="originalOutputName" type="string">events</attr>'
-    '<attr key="typeDescription" type="string">Array of events (polarity ON/OFF).</attr>'
-    '<attr key="typeIdentifier" type="string">EVTS</attr>'
-    '<node name="info" path="/mainloop/Recorder/outInfo/0/info/">'
-    '<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
-    '<attr key="source" type="string">DVS128</attr></node></node></node></dv>')
+AEDAT4_COMPRESSION = {0: "NONE", 1: "LZ4", 2: "LZ4_HIGH", 3: "ZSTD", 4: "ZSTD_HIGH"}
+AEDAT4_STREAM = (
+    '<node name="{id}" path="/mainloop/Recorder/outInfo/{id}/">'
+    '<attr key="compression" type="string">LZ4</attr>'
+    '<attr key="originalOutputName" type="string">{name}</attr>'
+    '<attr key="typeIdentifier" type="string">{identifier}</attr>'
+    '<node name="info" path="/mainloop/Recorder/outInfo/{id}/info/">{info}'
+    '<attr key="source" type="string">DVS128</attr></node></node>')
+AEDAT4_XML = '<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">{streams}</node></dv>'
 
 
-def _aedat4_header(description):
-    """uint32 size + IOHeader table {compression: int32 = 0 (NONE), dataTablePosition: int64 = -1
+def _aedat4_header(description, compression=1):
+    """uint32 size + IOHeader table {compression: int32 (1: LZ4), dataTablePosition: int64 = -1
     (no table: read to the end), infoNode: string}."""
     text = description.encode()
     fb = struct.pack("<I4s", 24, b"IOHE")                # root table at 24; file identifier
     fb += struct.pack("<5H6x", 10, 24, 4, 16, 8)         # vtable at 8: field offsets in the table
-    fb += struct.pack("<iiI4xq", 16, 0, 16, -1)          # table at 24: vtable, NONE, ->string, -1
+    fb += struct.pack("<iiI4xq", 16, compression, 16, -1)  # table at 24: vtable, compression, ->string, -1
     fb += struct.pack("<I", len(text)) + text + b"\0"    # string at 48
     fb += b"\0" * (-len(fb) % 4)
     return struct.pack("<I", len(fb)) + fb
 
 
-def _aedat4_packet(events, stream_id=0):
-    """One packet of a stream: its id, its size, and a size-prefixed EventPacket flatbuffer."""
-    fb = struct.pack("<I4s", 16, b"EVTS")                # root table at 4 + 16 = 20; identifier
+def _aedat4_packet(elements, identifier, stream_id):
+    """One packet of a stream: its id, its size, and a size-prefixed flatbuffer of one vector
+    (``elements``: the bytes after its length), LZ4-frame compressed."""
+    import lz4.frame
+
+    count = len(elements) if isinstance(elements, np.ndarray) else elements[0]
+    body = elements.tobytes() if isinstance(elements, np.ndarray) else elements[1]
+    fb = struct.pack("<I4s", 16, identifier)             # root table at 4 + 16 = 20; identifier
     fb += struct.pack("<3H2x", 6, 8, 4)                  # vtable at 12: one field, at 4 in the table
-    fb += struct.pack("<iII", 8, 4, len(events))         # table at 20: vtable, ->vector; vector length
-    fb += events.tobytes()                               # elements at 32 (8-aligned)
-    fb = struct.pack("<I", len(fb)) + fb
-    return struct.pack("<iI", stream_id, len(fb)) + fb
+    fb += struct.pack("<iII", 8, 4, count)               # table at 20: vtable, ->vector; vector length
+    fb += body                                           # elements at 32 (8-aligned)
+    data = lz4.frame.compress(struct.pack("<I", len(fb)) + fb)
+    return struct.pack("<iI", stream_id, len(data)) + data
+
+
+def _imu_tables(timestamps):
+    """An IMUPacket's vector: IMU is a *table* (its vector holds offsets), here with its first
+    field, the int64 timestamp, alone (the others take their defaults): (count, bytes from the
+    vector's first offset, which lies at 32 in the size-prefixed buffer)."""
+    n = len(timestamps)
+    vtable = 32 + 4 * n                                  # one vtable for every IMU table
+    first = vtable + 6 + (-(vtable + 6) % 8)             # tables 8-aligned, 16 bytes each
+    tables = [first + 16 * i for i in range(n)]
+    out = b"".join(struct.pack("<I", at - (32 + 4 * i)) for i, at in enumerate(tables))
+    out += struct.pack("<3H", 6, 16, 8) + b"\0" * (first - vtable - 6)
+    out += b"".join(struct.pack("<i4xq", at - vtable, int(t)) for at, t in zip(tables, timestamps))
+    return n, out
 
 
 def write_cifar10dvs(path, x, y, p, t, width=128, height=128, events_per_packet=1000):
-    """One CIFAR10-DVS recording, an uncompressed AEDAT 4.0 file with one event stream, as
-    ``tonic.io.read_aedat4`` reads it (fields t, x, y, on). ``t``: any int64 microseconds (the real
-    files count from the epoch). Packets hold ``events_per_packet`` events; none is empty."""
+    """One CIFAR10-DVS recording as tonic's copy (and the cameras) write AEDAT 4.0: LZ4-compressed
+    packets of two streams, events (fields t, x, y, on, as ``tonic.io.read_aedat4`` reads them) and
+    IMU samples between them, which a reader must leave out. ``t``: any int64 microseconds (the
+    real files count from the epoch). Packets hold ``events_per_packet`` events; none is empty."""
     events = np.zeros(len(t), AEDAT4_EVENT)
     events["t"], events["x"], events["y"], events["on"] = t, x, y, p
+    size = f'<attr key="sizeX" type="int">{width}</attr><attr key="sizeY" type="int">{height}</attr>'
+    streams = (AEDAT4_STREAM.format(id=0, name="events", identifier="EVTS", info=size)
+               + AEDAT4_STREAM.format(id=1, name="imu", identifier="IMUS", info=""))
     with _create(path) as f:
         f.write(b"#!AER-DAT4.0\r\n")
-        f.write(_aedat4_header(AEDAT4_XML.format(width=width, height=height)))
+        f.write(_aedat4_header(AEDAT4_XML.format(streams=streams)))
         for start in range(0, len(events), events_per_packet):
-            f.write(_aedat4_packet(events[start:start + events_per_packet]))
+            chunk = events[start:start + events_per_packet]
+            f.write(_aedat4_packet(chunk, b"EVTS", 0))
+            f.write(_aedat4_packet(_imu_tables(chunk["t"][[0, -1]]), b"IMUS", 1))  # two IMU samples
+
+
+def aedat4_facts(path):
+    """An AEDAT 4 file's compression (the IOHeader's) and the type identifiers of its streams."""
+    data = Path(path).read_bytes()
+    start = data.index(b"\n") + 1
+    size = struct.unpack_from("<I", data, start)[0]
+    table = start + 4 + struct.unpack_from("<I", data, start + 4)[0]
+    vtable = table - struct.unpack_from("<i", data, table)[0]
+    where = struct.unpack_from("<H", data, vtable + 4)[0]  # the first field: compression
+    xml = data[start + 4:start + 4 + size].decode("latin-1")
+    import re
+    return {"compression": AEDAT4_COMPRESSION[struct.unpack_from("<i", data, table + where)[0] if where else 0],
+            "streams": re.findall(r'key="typeIdentifier" type="string">(\w+)<', xml)}
+
+
+def random_events(n, width, height, t0=0, seed=1):
+    """``n`` events anywhere on a sensor, sorted in time over 300 ms from ``t0``: (x, y, p, t)."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n),
+            t0 + np.sort(rng.integers(0, 300_000, n)))
 
 
 # --- DVS Gesture, POKER-DVS, ASL-DVS: numpy and MATLAB arrays ---------------------------------
@@ -235,9 +281,9 @@ LIGHTS = ("fluorescent", "led", "fluorescent_led", "natural", "lab")
 SUFFIX = {"cifar10dvs": ".aedat4", "dvsgesture": ".npy", "ncaltech101": ".bin",
           "pokerdvs": ".npy", "asldvs": ".mat", "pokerdvs-original": ".aedat", "cifar10dvs-original": ".aedat",
           "dvsgesture-ibm": ".aedat"}
-# (events, duration in ms) of a recording; POKER-DVS's are those of the real recordings (its README in
-# shared/data/real-events: 870-5,387 events over 4.7-30 ms); the others' are only small.
-SIZES = {"pokerdvs": ((870, 5387), (4.7, 30.0))}
+# (events, duration in ms) of a recording; POKER-DVS's are those of the 48 real recordings (its README in
+# shared/data/real-events: 870-5,387 events over 4.66-29.8 ms); the others' are only small.
+SIZES = {"pokerdvs": ((870, 5387), (4.66, 29.8))}
 SUITS = {"cl": "club", "di": "diamond", "he": "heart", "sp": "spade"}
 
 
@@ -278,8 +324,9 @@ def _recording(rng, k, n_classes, width, height, t0, sizes=((200, 800), (100, 30
     y = np.where(blob, rng.normal(cy, sigma, n), rng.uniform(0, height, n))
     x = np.clip(np.round(x), 0, width - 1).astype(np.int64)
     y = np.clip(np.round(y), 0, height - 1).astype(np.int64)
-    t = t0 + np.sort(rng.integers(0, int(rng.uniform(short, long) * 1000), n))
-    t[0] = t0  # the first event starts the recording
+    span = int(rng.uniform(short, long) * 1000)
+    t = t0 + np.sort(rng.integers(0, span, n))
+    t[0], t[-1] = t0, t0 + span - 1  # the recording runs from its first event to its last
     return x, y, rng.integers(0, 2, n), t
 
 

@@ -11,19 +11,13 @@ def tonic_set(cls, root, **options):
     return type(cls.__name__, (cls,), {"_check_exists": lambda self: True})(str(root), **options)
 
 
-def random_events(n, width, height, t0=0, seed=1):
-    rng = np.random.default_rng(seed)
-    return (rng.integers(0, width, n), rng.integers(0, height, n), rng.integers(0, 2, n),
-            t0 + np.sort(rng.integers(0, 300_000, n)))
-
-
 def same(events, x, y, p, t, p_field="p"):
     for field, want in (("x", x), ("y", y), (p_field, p), ("t", t)):
         np.testing.assert_array_equal(np.ravel(events[field]), want, err_msg=field)
 
 
 def test_cifar10dvs_round_trip(tmp_path):
-    x, y, p, t = random_events(2500, 128, 128, t0=1_600_000_000_000_000)  # 3 packets
+    x, y, p, t = ef.random_events(2500, 128, 128, t0=1_600_000_000_000_000)  # 3 packets
     ef.write_cifar10dvs(tmp_path / "r.aedat4", x, y, p, t)
     events = tonic.io.read_aedat4(str(tmp_path / "r.aedat4"))
     assert events.dtype.names == ("t", "x", "y", "on")
@@ -31,7 +25,7 @@ def test_cifar10dvs_round_trip(tmp_path):
 
 
 def test_dvsgesture_round_trip(tmp_path):
-    x, y, p, t = random_events(3000, 128, 128, t0=8_000_000)  # ~9% of these lose 1 us un-nudged
+    x, y, p, t = ef.random_events(3000, 128, 128, t0=8_000_000)  # ~9% of these lose 1 us un-nudged
     ef.write_dvsgesture(tmp_path / "DVSGesture/ibmGestureTrain/user03_lab/5.npy", x, y, p, t)
     assert np.load(tmp_path / "DVSGesture/ibmGestureTrain/user03_lab/5.npy").dtype == np.float64
     data = tonic_set(tonic.datasets.DVSGesture, tmp_path, train=True)
@@ -41,7 +35,7 @@ def test_dvsgesture_round_trip(tmp_path):
 
 
 def test_ncaltech101_round_trip(tmp_path):
-    x, y, p, t = random_events(1000, 240, 180)
+    x, y, p, t = ef.random_events(1000, 240, 180)
     x, y = x + 3, y + 2  # recordings do not start at the origin; tonic moves them there
     ef.write_ncaltech101(tmp_path / "NCALTECH101/Caltech101/accordion/image_0001.bin", x, y, p, t)
     path = tmp_path / "NCALTECH101/Caltech101/accordion/image_0001.bin"
@@ -55,7 +49,7 @@ def test_ncaltech101_round_trip(tmp_path):
 
 
 def test_pokerdvs_round_trip(tmp_path):
-    x, y, p, t = random_events(500, 35, 35, t0=12_345)
+    x, y, p, t = ef.random_events(500, 35, 35, t0=12_345)
     ef.write_pokerdvs(tmp_path / "POKERDVS/pips_test/he/0.npy", x, y, p, t)
     assert np.load(tmp_path / "POKERDVS/pips_test/he/0.npy").dtype == np.uint64  # as tonic ships them
     events, label = tonic_set(tonic.datasets.POKERDVS, tmp_path, train=False)[0]
@@ -64,7 +58,7 @@ def test_pokerdvs_round_trip(tmp_path):
 
 
 def test_asldvs_round_trip(tmp_path):
-    x, y, p, t = random_events(800, 240, 180, t0=5_000_000)
+    x, y, p, t = ef.random_events(800, 240, 180, t0=5_000_000)
     ef.write_asldvs(tmp_path / "ASLDVS/c/c_0001.mat", x, y, p, t)
     events, label = tonic_set(tonic.datasets.ASLDVS, tmp_path)[0]
     assert label == 2 and events.shape == (800, 1)  # tonic keeps MATLAB's column shape

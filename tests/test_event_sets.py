@@ -173,7 +173,8 @@ def test_fixed_windows_leave_later_events_out(tmp_path):
 def test_train_eval_predict_and_draw_each_data_set(workdir, cli, entry):
     written = _make(entry, workdir / "data")
     small = ["--downsample", str(_small(entry)), "--time_steps", "3"]
-    code, _, err = cli("train", "--preset", entry.name, "--epochs", "1", "--batch_size", "8", "--run", "r", *small)
+    code, _, err = cli("train", "--preset", entry.name, "--epochs", "1", "--min_steps", "1", "--batch_size", "8",
+                       "--run", "r", *small)
     assert code == 0, err
     config = json.loads((workdir / "logs/r/config.json").read_text())
     assert config["dataset"] == entry.name and config["data_split"].split(":")[0] in ("official", "seeded")

@@ -33,6 +33,23 @@ def test_preset_sets_the_recipe_and_given_flags_override_it(workdir, cli):
     assert any("running_mean" in key for key in state) and any(key.endswith("beta") for key in state)
 
 
+def test_min_steps_sizes_a_run_to_its_training_split(workdir, cli):
+    """A recipe's length in optimizer steps: the epochs rise on a small training split (and the
+    schedule and config.json follow them), and a large one keeps its epochs."""
+    from snnclf.config import RunConfig
+
+    cfg = RunConfig(epochs=30, batch_size=16, min_steps=600)
+    assert cfg.sized(36).epochs == 200 and cfg.sized(60_000).epochs == 30 and cfg.sized(36, 2).epochs == 300
+    assert RunConfig(epochs=30).sized(36).epochs == 30  # no floor without --min_steps
+    code, _, err = cli("train", "--epochs", "1", "--min_steps", "8", "--subset", "100", "--batch_size", "50",
+                       "--time_steps", "2", "--run", "floor")
+    assert code == 0, err
+    config = json.loads((workdir / "logs/floor/config.json").read_text())
+    assert config["min_steps"] == 8 and config["epochs"] == 4  # 100 images at 50 a batch: 2 steps an epoch
+    assert len((workdir / "logs/floor/metrics.csv").read_text().splitlines()) == 1 + 4
+    assert "4 epochs instead of 1: --min_steps 8" in err
+
+
 def test_unknown_preset_is_one_line_exit_2(workdir, cli):
     code, _, err = cli("train", "--preset", "cifar")
     assert code == 2 and "--preset" in err and "digits" in err
