@@ -91,7 +91,9 @@ def _measure(net, model, splits, which, encode, loss_fn, device, batch_size, nam
         if split == "test":
             confusion = m["confusion"]
             per_class = confusion.diag().double() / confusion.sum(1).clamp(min=1).double()
-            results["per_class_accuracy"] = {n: float(a) for n, a in zip(names, per_class)}
+            # a class without test samples has no accuracy (None: null in the JSON, n/a printed)
+            results["per_class_accuracy"] = {n: float(a) if total else None
+                                             for n, a, total in zip(names, per_class, confusion.sum(1).tolist())}
             results["confusion_matrix"] = confusion.tolist()
     results["class_names"] = names
     results["efficiency"] = efficiency.measure(model, splits["test"], encode, batch_size, device)
@@ -115,7 +117,8 @@ def format_results(results):
                      "weights and thresholds unrounded")
     lines.append("per-class test accuracy:")
     width = max(len(n) for n in results["class_names"])
-    lines += [f"  {name:<{width}}  {100 * acc:6.2f}%" for name, acc in results["per_class_accuracy"].items()]
+    lines += [f"  {name:<{width}}  " + ("    n/a (no test samples)" if acc is None else f"{100 * acc:6.2f}%")
+              for name, acc in results["per_class_accuracy"].items()]
     lines.append(f"operations per test sample (over {results['efficiency']['samples']} samples):")
     lines += ["  " + line for line in efficiency.table(results["efficiency"])]
     lines.append("wrote " + ", ".join(results["files"]))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from PIL import Image
 
 from snnclf.data import load_dataset
 from snnclf.data.event_sets import NMNIST
@@ -104,6 +105,23 @@ def test_a_class_without_test_recordings_keeps_every_label_in_place(tmp_path):
     assert alone.test_y.tolist() == whole.test_y.tolist() == [0, 0, 2, 2]
     shutil.rmtree(tmp_path / "ev/Train/1")  # the class gone: the test labels are numbered anew
     assert load_dataset("event-folder", str(tmp_path / "ev"), **options).test_y.tolist() == [0, 0, 1, 1]
+
+
+def test_eval_says_n_a_for_a_class_without_test_recordings(workdir, cli):
+    """A class the test split lacks has no accuracy: eval prints n/a and writes null, not 0.00%."""
+    make_nmnist_folder(workdir, folder="ev", per_class=(3, 2), classes=range(3))
+    shutil.rmtree(workdir / "ev/Test/1")
+    code, _, err = cli("train", "--dataset", "event-folder", "--data_dir", "ev", "--model", "cnn", "--epochs", "1",
+                       "--time_steps", "3", "--batch_size", "4", "--run", "na")
+    assert code == 0, err
+    code, out, err = cli("eval", "--run", "na", "--test_only")
+    assert code == 0, err
+    assert "n/a (no test samples)" in [line.split(maxsplit=1)[1] for line in out.splitlines()
+                                       if line.startswith("  1 ")][0]
+    result = json.loads((workdir / "logs/na/eval.json").read_text())
+    assert result["per_class_accuracy"]["1"] is None and result["per_class_accuracy"]["0"] is not None
+    with Image.open(workdir / "logs/na/per_class_accuracy.png") as picture:
+        assert picture.size[0] > 100
 
 
 def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):

@@ -43,11 +43,17 @@ def confusion(matrix, class_names, ax):
 
 
 def per_class(accuracy, ax):
-    """Bars of per-class accuracy (%) from ``{class name: fraction}``."""
-    names, values = list(accuracy), [100 * v for v in accuracy.values()]
+    """Bars of per-class accuracy (%) from ``{class name: fraction}``; a class without test
+    samples (None) gets no bar and an "n/a" where it would stand."""
+    names = list(accuracy)
+    values = [np.nan if v is None else 100 * v for v in accuracy.values()]
     bars = ax.bar(range(len(names)), values, color="tab:blue")
+    low = min([v for v in values if not np.isnan(v)] + [100]) - 5
+    for i, v in enumerate(values):
+        if np.isnan(v):
+            ax.text(i, low + 1, "n/a", ha="center", va="bottom", color="grey")
     ax.set_xticks(range(len(names)), names, rotation=45 if max(map(len, names)) > 3 else 0, ha="right")
-    ax.set(ylabel="test accuracy (%)", ylim=(min(values + [100]) - 5, 100.5), title="per-class accuracy")
+    ax.set(ylabel="test accuracy (%)", ylim=(low, 100.5), title="per-class accuracy")
     return bars
 
 
