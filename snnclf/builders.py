@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .config import LOG_DIR, SAVE_DIR, RunConfig
-from .data import get_encoder, load_dataset
+from .data import get_encoder, known_shape, load_dataset
 from .data import event_set
 from .data.augment import event_dropout, noise_events, random_shift, saccade_shift
 from .data.events import saccade_frames
@@ -18,6 +18,7 @@ from .losses import RateRegularizer, get_loss
 from .models import get_model
 from .optim import get_optimizer, get_scheduler
 from .runs import Run, check_keys, load_checkpoint, open_run, trained_checkpoint
+from .utils import resolve_device
 
 
 def load_data(cfg, time_steps=None, data_dir=None, test_only=False, train_only=False):
@@ -118,6 +119,20 @@ def check_memory(model, in_shape, time_steps, batch_size, device, training=False
         raise UsageError(f"--time_steps {time_steps} with --batch_size {batch_size} needs about {_gib(need)} of "
                          f"memory on {device.type} for this model, and {_gib(free)} is free: lower --time_steps "
                          "or --batch_size")
+
+
+def check_fits_memory(cfg):
+    """:func:`check_memory` of a run about to train, before any data is read, where the data set's
+    shape is known without reading it (see :func:`snnclf.data.known_shape`): a search checks each
+    point of its space so."""
+    shape = known_shape(cfg.dataset, cfg.downsample)
+    if shape is None:
+        return
+    name, options = cfg.model_spec()
+    device = resolve_device(cfg.device)
+    with torch.random.fork_rng(devices=[]):  # weights drawn and dropped: the caller's random state is kept
+        model = get_model(name, shape[0], shape[1], **options).to(device)
+    check_memory(model, shape[0], cfg.time_steps, cfg.batch_size, device, training=True)
 
 
 def _gib(n):

@@ -63,11 +63,12 @@ class Parts:
     amp: bool
 
 
-def train(flags, epoch_callback=None):
+def train(flags, epoch_callback=None, again=None):
     """Train a run. ``flags`` holds the options the user gave (see :func:`resolve`), and
     ``resume``/``overwrite``. Returns a summary dict (run name, best validation accuracy, its
     epoch, and ``stopped_at``: the epoch after which ``epoch_callback(epoch, row)`` asked the run
-    to stop early, a search's pruning; ``None`` when it ran all its epochs).
+    to stop early, a search's pruning; ``None`` when it ran all its epochs). ``again``: how an
+    interrupted run goes on where it is not ``snnclf train --resume`` (a study's trial: its command).
 
     Nothing the user had is lost: the parts are built (and the memory the run needs checked)
     before any file is touched; the run is locked against other snnclf processes; ``--overwrite``
@@ -91,7 +92,7 @@ def train(flags, epoch_callback=None):
                 checkpoint, cfg = _to_resume(run, given, ctx)
             else:
                 _check_new(run, overwrite)
-            summary = _run(parts, run, checkpoint, overwrite, ctx, epoch_callback)
+            summary = _run(parts, run, checkpoint, overwrite, ctx, epoch_callback, again)
         ctx.barrier()  # rank 0 may still be writing: leave the group together
         return summary
     finally:
@@ -215,7 +216,7 @@ def _open_log(run, overwrite):
     return handler, aside
 
 
-def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
+def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None, again=None):
     """The run itself, in each of ``ctx.world`` processes (one without torchrun)."""
     cfg = parts.cfg
     if ctx.enabled:
@@ -231,7 +232,7 @@ def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
         with StopOnSignal(run.name) as stop:
             start = state.epoch + 1
             for epoch in range(start, cfg.epochs + 1):
-                _epoch(epoch, state, parts, run, ctx, stop, _resume_hint(cfg, run, ctx), first=epoch == start,
+                _epoch(epoch, state, parts, run, ctx, stop, _resume_hint(cfg, run, ctx, again), first=epoch == start,
                        tensorboard=tensorboard)
                 if aside is not None:  # the new run has a checkpoint: the old one can go
                     aside.drop()
@@ -245,7 +246,7 @@ def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
                     break
                 if ctx.any(stop(epoch)) and epoch < cfg.epochs:
                     log.warning("interrupted after epoch %d: saved %s; %s", epoch, run.last,
-                                _resume_hint(cfg, run, ctx))
+                                _resume_hint(cfg, run, ctx, again))
                     raise Interrupted(stop.signum or signal.SIGINT)
         if ctx.is_main:
             curves = training_curves(run)
@@ -264,10 +265,10 @@ def _run(parts, run, checkpoint, overwrite, ctx, epoch_callback=None):
         return {"run": run.name, "best_val_accuracy": state.best_accuracy, "best_epoch": state.best_epoch,
                 "stopped_at": stopped_at}
     except KeyboardInterrupt:  # a second Ctrl-C: stop at once; last.pt is the last one saved
-        log.warning("stopped at once: %s holds the last saved state; %s", run.last, _resume_hint(cfg, run, ctx))
+        log.warning("stopped at once: %s holds the last saved state; %s", run.last, _resume_hint(cfg, run, ctx, again))
         raise
     except (UsageError, MemoryError, RuntimeError) as err:
-        raise _failure(err, cfg, run, ctx) from None
+        raise _failure(err, cfg, run, ctx, again) from None
     finally:
         if tensorboard is not None:
             tensorboard.close()
@@ -288,7 +289,7 @@ def _remove_unsaved(run):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _failure(err, cfg, run, ctx):
+def _failure(err, cfg, run, ctx, again=None):
     """The one-line error of a run that failed: a memory error as such, and what to do next (go
     on with --resume where a checkpoint was saved, start again where none was)."""
     if isinstance(err, RuntimeError) and not _out_of_memory(err):
@@ -299,7 +300,7 @@ def _failure(err, cfg, run, ctx):
     else:
         message = str(err)
     if isinstance(err, WriteError) or not isinstance(err, UsageError):
-        message += "; then " + (_resume_hint(cfg, run, ctx) if run.last.is_file() else
+        message += "; then " + (_resume_hint(cfg, run, ctx, again) if run.last.is_file() else
                                 "start the run again (no checkpoint was saved)")
     return (type(err) if isinstance(err, UsageError) else UsageError)(message)
 
@@ -309,7 +310,9 @@ def _out_of_memory(err):
     return isinstance(err, torch.OutOfMemoryError) or "can't allocate memory" in text or "out of memory" in text
 
 
-def _resume_hint(cfg, run, ctx):
+def _resume_hint(cfg, run, ctx, again=None):
+    if again:
+        return f"go on with: {again}"
     if not ctx.enabled:
         return (f"go on with: snnclf train --run {run.name} --save_dir {cfg.save_dir} "
                 f"--log_dir {cfg.log_dir} --resume")

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 
 from . import distributed, efficiency
-from .builders import load_data, make_encoder, open_trained
+from .builders import check_fits_memory, load_data, make_encoder, open_trained
 from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
 from .data import check_files, make_splits
 from .errors import Interrupted, UsageError, write_error
@@ -47,6 +47,7 @@ SAMPLERS = ("tpe", "random", "nsga2")
 PRUNERS = ("median", "none")
 MAX_CHECKED = 4096  # combinations of choices (and range ends) checked before the first trial
 MEASURED = 512  # validation samples the operation counts are taken on
+AGAIN = "the same snnclf tune command (the study takes the trial up again from its last.pt)"
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def make_space(given, config=None):
         point = dict(zip(params, combo))
         try:
             cfg = check_options({**fixed, **point})
+            check_fits_memory(cfg)
         except UsageError as err:
             where = ", ".join(f"{k}={v}" for k, v in point.items())
             raise UsageError(f"the point {where} of the space is not a valid run ({err}): narrow the space") from None
@@ -262,13 +264,14 @@ def _objective(optuna, study, name, space, objectives, train, save_dir, log_dir,
         flags = ctx.broadcast({**space.fixed, **params, "run": run, "resume": resume or None,
                                "overwrite": bool(resume_run) and not resume or None})
         try:
-            summary = train(flags, epoch_callback=report)
+            summary = train(flags, epoch_callback=report, again=AGAIN)
         except Interrupted:
             trial.set_user_attr("error", "interrupted: taken up again by the next start")
             study.enqueue_trial(params, user_attrs={"resume_run": run}, skip_if_exists=False)
             raise
-        except UsageError as err:
+        except UsageError as err:  # one line here; Optuna's own report of it is a traceback
             trial.set_user_attr("error", str(err))
+            log.warning("trial %d (%s) failed: %s", trial.number, run, err)
             raise
         trial.set_user_attr("val_accuracy", summary["best_val_accuracy"])
         trial.set_user_attr("best_epoch", summary["best_epoch"])
@@ -291,7 +294,7 @@ def tune(given, name="tune", config=None, objective=("accuracy",), trials=20, ti
     chosen trial. ``train(flags, epoch_callback)`` and ``evaluate`` are the commands it runs (a
     command never imports another). Returns the text the command prints."""
     optuna = need("optuna", "snnclf tune", EXTRA)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's traceback: snnclf says it in one line
     name = check_name(name, "--name")
     objectives = tuple(dict.fromkeys(objective))
     if objectives[0] != "accuracy" or any(o not in OBJECTIVES for o in objectives) or len(objectives) > 2:
@@ -319,7 +322,7 @@ def _follow(ctx, train):
     """A process of a torchrun worker other than rank 0: train each trial rank 0 broadcasts."""
     while (flags := ctx.broadcast(None)) is not None:
         try:
-            train(flags, epoch_callback=lambda epoch, row: False)  # rank 0 decides on pruning
+            train(flags, epoch_callback=lambda epoch, row: False, again=AGAIN)  # rank 0 decides on pruning
         except UsageError:
             pass  # rank 0 fails the same way and marks the trial
     ctx.barrier()  # leave the group with rank 0
@@ -366,6 +369,12 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     chosen = _chosen(study, objectives)
     if not chosen:
+        _write_trials(folder / "trials.csv", trials)
+        if set(states) == {"fail"}:
+            raise UsageError(f"study {name}: every trial failed ({len(trials)}), the last with: "
+                             f"{trials[-1].user_attrs.get('error', '')}; each "
+                             f"trial's error is in {folder / 'trials.csv'}: fix the space and start the study "
+                             "under another --name")
         return f"study {name}: no trial finished yet ({states}); run the command again to go on\n"
     cost = objectives[1] if len(objectives) > 1 else "energy"
     tested = {t.number: _tested(partial(evaluate, save_dir=save_dir, log_dir=log_dir, device=device.type),
@@ -393,18 +402,21 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
     lines.append(f"retrain trial {best.number} ({best.user_attrs['run']}) under a new name with: snnclf train "
                  f"--config {open_run(best.user_attrs['run'], save_dir, log_dir).config} --run {name}-best")
     write_text(folder / "tune.md", "\n".join(lines) + "\n")
-    write_csv(folder / "trials.csv", ["trial", "state", "run", "val_accuracy", "energy_uj", "spikes", "sops",
-                                      "error", *sorted({k for t in trials for k in t.params})],
-              [[t.number, t.state.name, t.user_attrs.get("run", ""), t.user_attrs.get("val_accuracy", ""),
-                t.user_attrs.get("energy_uj", ""), t.user_attrs.get("spikes", ""), t.user_attrs.get("sops", ""),
-                t.user_attrs.get("error", ""), *[t.params.get(k, "") for k in sorted({k for t in trials
-                                                                                      for k in t.params})]]
-               for t in trials])
+    _write_trials(folder / "trials.csv", trials)
     write_json(folder / "importances.json", importances)
     files = [folder / "tune.md", folder / "trials.csv", folder / "importances.json",
              _draw_front(study, objectives, chosen, refs, folder / "front.png", cost)]
     lines.append("wrote " + ", ".join(map(str, files)))
     return "\n".join(lines) + "\n"
+
+
+def _write_trials(path, trials):
+    """Every trial of the study, one row each: its state, run, measures, error and parameters."""
+    params = sorted({k for t in trials for k in t.params})
+    write_csv(path, ["trial", "state", "run", "val_accuracy", "energy_uj", "spikes", "sops", "error", *params],
+              [[t.number, t.state.name, *[t.user_attrs.get(k, "") for k in ("run", "val_accuracy", "energy_uj",
+                                                                             "spikes", "sops", "error")],
+                *[t.params.get(k, "") for k in params]] for t in trials])
 
 
 def _tested(evaluate, run, patience=300):

@@ -202,6 +202,7 @@ def test_two_workers_share_one_study_without_running_a_trial_twice(tmp_path):
     (["--lr", "1e-3:1e-2:cubic"], "LOW:HIGH or LOW:HIGH:log"),
     (["--model", "csnn:snn-mlp"], "invalid choice"),
     (["--time_steps", "4"], "needs a search space"),
+    (["--time_steps", "2", "100000000"], "lower --time_steps or --batch_size"),  # a point over memory
     (["--dataset", "digits", "mnist", "--data_dir", "nowhere", "--lr", "1e-3", "2e-3"], "not in nowhere"),
 ])
 def test_a_space_with_an_invalid_point_is_refused_before_the_first_trial(workdir, cli, args, message):
@@ -294,3 +295,26 @@ def test_a_storage_file_that_is_not_a_journal_is_refused_untouched(workdir, cli,
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert (workdir / "space.yaml").read_bytes() == content
     assert not (workdir / "checkpoints").exists() and not (workdir / "logs").exists()
+
+
+def test_a_study_whose_every_trial_fails_says_so_in_one_line(workdir, cli):
+    """Each failed trial is one logged line (Optuna's report of it was a traceback), and a study
+    with no trial but failed ones is an error, with trials.csv saying why."""
+    for n in range(2):
+        (workdir / "logs" / f"f-t00{n}").mkdir(parents=True)  # the trials' run names, taken
+    code, _, err = cli("tune", "--name", "f", "--trials", "1", *SMALL, "--epochs", "1", "--lr", "1e-3", "2e-3")
+    assert code == 2 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("snnclf tune: error: study f: every trial failed (2)")
+    assert "trial 0 (f-t000) failed: run f-t000 exists" in err
+    assert [t["state"] for t in _trials(workdir, "f")] == ["FAIL", "FAIL"]
+    assert "f-t001 exists" in _trials(workdir, "f")[1]["error"]
+
+
+def test_ctrl_c_in_a_trial_says_to_run_the_study_again(workdir, cli, monkeypatch):
+    from snnclf import train as train_module
+
+    monkeypatch.setattr(train_module.StopOnSignal, "stop_at", ("i-t000", 1, None))
+    code, _, err = cli("tune", "--name", "i", "--trials", "1", *SMALL, "--subset", "100", "--epochs", "2",
+                       "--lr", "1e-3", "2e-3")
+    assert code == 130 and "Traceback" not in err, err
+    assert "go on with: the same snnclf tune command" in err and "snnclf train" not in err
