@@ -6,10 +6,12 @@ in front of each, and every recording is written as an N-MNIST ``.bin`` file und
 ``<out>/Train/<class>/`` and ``<out>/Test/<class>/``. ``snnclf train --dataset event-folder
 --data_dir <out>`` then trains on them, and any tool that reads N-MNIST reads them."""
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .data import CHECKS as DATA_CHECKS, DATA_DIR, DATASETS, is_event_dataset, load_dataset
 from .data.datasets import stratified
@@ -52,7 +54,13 @@ def _folder_images(folder, test_fraction):
     images, labels = [], []
     for i, (path, label) in enumerate(found.samples):
         try:
-            images.append(torch.from_numpy(to_28(found[i][0][None])))
+            with warnings.catch_warnings():  # Pillow's warning of a decompression bomb: refused as its error is
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                images.append(torch.from_numpy(to_28(found[i][0][None])))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise UsageError(f"--dataset {folder}: {path} has more pixels than Pillow opens safely "
+                             f"({Image.MAX_IMAGE_PIXELS:,}, its guard against decompression bombs): shrink it, "
+                             "or remove it") from None
         except OSError as err:  # not an image Pillow can read
             raise UsageError(f"--dataset {folder}: cannot read {path} as an image ({type(err).__name__}); "
                              "remove or replace it") from None

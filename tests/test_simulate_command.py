@@ -138,3 +138,16 @@ def test_classes_that_would_be_merged_or_a_single_class_are_refused(workdir, cli
     code, _, err = cli("simulate", "--dataset", "shapes", "--out", "ev")
     assert code == 2 and named in err and len(err.strip().splitlines()) == 1, err
     assert not (workdir / "ev").exists() and not list(workdir.glob(".ev.*"))
+
+
+@pytest.mark.parametrize("limit", [700, 1500])  # an error, a warning
+def test_an_image_too_large_for_pillow_is_refused_in_one_line(workdir, cli, monkeypatch, limit):
+    """Pillow's guard against decompression bombs: an error above twice its limit (a 14000x14000
+    image), a warning printed raw above it. Both are one line naming the file; the limit is
+    lowered here so that 40x40 images cross it."""
+    _image_folder(workdir / "shapes", per_class=2)
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(workdir / "shapes/bar/big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    code, _, err = cli("simulate", "--dataset", "shapes", "--out", "ev")
+    assert code == 2 and "more pixels than Pillow opens safely" in err and len(err.strip().splitlines()) == 1, err
+    assert not (workdir / "ev").exists()
