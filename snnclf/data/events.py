@@ -529,7 +529,7 @@ def missing(entry, data_dir, test_only=False, train_only=False):
         return f"{_none_in(entry, data_dir)}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
     ways = "; or ".join(f"{layout.layout_name} ({layout.obtain or 'download them from ' + layout.page}) as "
                         f"{layout.layout()}" for layout in entry.layouts)
-    holds = " or ".join(layout.holds() for layout in entry.layouts)
+    holds = " or ".join(dict.fromkeys(layout.holds() for layout in entry.layouts))
     return (f"{entry.name}: no {entry.title} recordings in {data_dir}: put there {ways} "
             f"(or pass --data_dir to the folder that holds {holds})")
 
