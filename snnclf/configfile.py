@@ -73,7 +73,7 @@ def _plain(value, where, depth=0):
         if len(value) > MAX_ITEMS:
             raise UsageError(f"{where}: a list of {len(value):,} values (at most {MAX_ITEMS})")
         return [_plain(v, where, depth + 1) for v in value]
-    if isinstance(value, dict) and depth == 0 and len(value) <= 3:  # a range of snnclf tune: {low, high, log}
+    if isinstance(value, dict) and depth == 0 and len(value) <= 4:  # a range of snnclf tune: {low, high, log, step}
         return {str(k): _plain(v, where, 2) for k, v in value.items()}
     kind = "a nested list" if isinstance(value, list) else f"a {type(value).__name__}"
     raise UsageError(f"{where}: {kind}, not a value or a list of values")

@@ -61,6 +61,7 @@ class Param:
     high: float = None
     log: bool = False
     choices: tuple = ()
+    step: float = None  # a range of the multiples of step above low (a space file's {step: S})
 
     def ends(self):
         """The values whose checks stand for every point of the parameter."""
@@ -70,12 +71,13 @@ class Param:
         if self.kind == "choice":
             return trial.suggest_categorical(self.name, list(self.choices))
         suggest = trial.suggest_int if self.kind == "int" else trial.suggest_float
-        return suggest(self.name, self.low, self.high, log=self.log)
+        return suggest(self.name, self.low, self.high, log=self.log, **({"step": self.step} if self.step else {}))
 
     def describe(self):
         if self.kind == "choice":
             return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
-        return f"{self.name} in [{self.low:g}, {self.high:g}]" + (" (log)" if self.log else "")
+        return (f"{self.name} in [{self.low:g}, {self.high:g}]" + (" (log)" if self.log else "")
+                + (f" (step {self.step:g})" if self.step else ""))
 
 
 def _kind(name):
@@ -87,19 +89,34 @@ def _kind(name):
 def parse_range(name, text):
     """A :class:`Param` from ``LOW:HIGH`` or ``LOW:HIGH:log`` for numeric option ``name``."""
     parts = str(text).split(":")
-    kind = _kind(name)
-    if kind is None:
-        raise UsageError(f"--{name} {text}: a range needs a numeric option; give choices instead "
-                         f"(--{name} A B)")
     if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "log"):
         raise UsageError(f"--{name} {text}: write a range as LOW:HIGH or LOW:HIGH:log")
-    low, high = (check_option(name, p) for p in parts[:2])
-    log_scale = len(parts) == 3
+    return make_range(name, *parts[:2], log=len(parts) == 3, shown=text)
+
+
+def make_range(name, low, high, log=False, step=None, shown=None):
+    """A :class:`Param` of numeric option ``name`` from ``low`` to ``high``, on a log scale or in
+    steps of ``step`` (Optuna's ``suggest_float``/``suggest_int`` take one or the other), checked."""
+    kind = _kind(name)
+    shown = shown or f"{{low: {low}, high: {high}" + (", log: true" if log else "") + (f", step: {step}" if step
+                                                                                       else "") + "}"
+    if kind is None:
+        raise UsageError(f"--{name} {shown}: a range needs a numeric option; give choices instead (--{name} A B)")
+    if not isinstance(log, bool):
+        raise UsageError(f"--{name} {shown}: log is {log!r}, not true or false (write it unquoted)")
+    low, high = (check_option(name, v) for v in (low, high))
     if not low < high:
-        raise UsageError(f"--{name} {text}: the range's low end must be below its high end")
-    if log_scale and low <= 0:
-        raise UsageError(f"--{name} {text}: a log range must start above 0")
-    return Param(name, kind, low, high, log_scale)
+        raise UsageError(f"--{name} {shown}: the range's low end must be below its high end")
+    if log and low <= 0:
+        raise UsageError(f"--{name} {shown}: a log range must start above 0")
+    if step is not None:
+        number = (isinstance(step, (int, float)) and not isinstance(step, bool) and math.isfinite(step)
+                  and (kind == "float" or float(step).is_integer()))
+        if log or not number or not 0 < step <= high - low:
+            raise UsageError(f"--{name} {shown}: a step is a{'n integer' if kind == 'int' else ' number'} above 0 "
+                             "and at most high - low, and a range takes a step or log, not both")
+        step = int(step) if kind == "int" else float(step)
+    return Param(name, kind, low, high, log, step=step)
 
 
 def _param(name, values):
@@ -109,12 +126,13 @@ def _param(name, values):
     values = values if isinstance(values, list) else [values]
     if not values:  # a file's empty list
         raise UsageError(f"--{name}: an empty list; give one value or several")
-    if isinstance(values[0], dict):  # a file's {low: ..., high: ..., log: ...}
+    if isinstance(values[0], dict):  # a file's {low: ..., high: ..., log: ..., step: ...}
         spec = values[0]
-        unknown = set(spec) - {"low", "high", "log"}
+        unknown = set(spec) - {"low", "high", "log", "step"}
         if len(values) > 1 or unknown or not {"low", "high"} <= set(spec):
-            raise UsageError(f"--{name}: a range is written {{low: A, high: B, log: true}}")
-        return parse_range(name, f"{spec['low']}:{spec['high']}" + (":log" if spec.get("log") else ""))
+            raise UsageError(f"--{name}: a range is written {{low: A, high: B}}, with log: true or step: S "
+                             "if need be")
+        return make_range(name, spec["low"], spec["high"], spec.get("log", False), spec.get("step"))
     if len(values) == 1 and isinstance(values[0], str) and ":" in values[0] and _kind(name):
         return parse_range(name, values[0])
     if len(values) == 1:

@@ -318,3 +318,33 @@ def test_ctrl_c_in_a_trial_says_to_run_the_study_again(workdir, cli, monkeypatch
                        "--lr", "1e-3", "2e-3")
     assert code == 130 and "Traceback" not in err, err
     assert "go on with: the same snnclf tune command" in err and "snnclf train" not in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ('lr: {low: 0.0001, high: 0.01, log: "false"}', "log is 'false', not true or false"),
+    ("lr: {low: 0.0001, high: 0.01, log: true, step: 0.001}", "a step or log, not both"),
+    ("lr: {low: 0.001, high: 0.01, step: 0}", "a step is a number above 0"),
+    ("time_steps: {low: 2, high: 8, step: 1.5}", "a step is an integer above 0"),
+    ("lr: {low: 0.001, high: 0.01, stride: 2}", "with log: true or step: S"),
+])
+def test_a_range_in_a_space_file_is_read_as_written(workdir, text, message):
+    """A quoted "false" was read as true (a log scale); a range's step (Optuna's) was refused."""
+    from snnclf.errors import UsageError
+    from snnclf.tune import make_space
+
+    (workdir / "space.yaml").write_text(text + "\n")
+    with pytest.raises(UsageError, match=message):
+        make_space({}, "space.yaml")
+
+
+def test_a_range_with_a_step_draws_its_multiples(workdir):
+    from snnclf.tune import make_space
+
+    (workdir / "space.yaml").write_text("lr: {low: 0.001, high: 0.01, step: 0.003}\ntime_steps: {low: 2, high: 8, "
+                                        "step: 3}\nbeta: {low: 0.5, high: 0.9, log: false}\n")
+    space = make_space({}, "space.yaml")
+    assert not space.params["beta"].log and space.params["time_steps"].step == 3
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = [{n: p.suggest(study.ask()) for n, p in space.params.items()} for _ in range(30)]
+    assert {round(d["lr"], 6) for d in drawn} <= {0.001, 0.004, 0.007, 0.01}
+    assert {d["time_steps"] for d in drawn} <= {2, 5, 8} and len({d["time_steps"] for d in drawn}) > 1
