@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from . import distributed, efficiency
 from .builders import check_fits_memory, load_data, make_encoder, open_trained
 from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
@@ -221,6 +223,24 @@ def _storage(optuna, storage, folder):
     return JournalStorage(JournalFileBackend(str(path)))
 
 
+def _seed_per_trial(optuna, sampler, seed):
+    """Make ``sampler`` draw each trial's point from ``seed`` and the trial's number: a sampler
+    seeded once repeats its draws in every worker that shares the study (t000 and t001 the same
+    point), and again in a study started anew. One worker still repeats its study's choices."""
+    def reseed(found, key):
+        for value in vars(found).values():
+            if isinstance(getattr(value, "rng", None), np.random.RandomState):  # Optuna's random states
+                value.rng.seed(key)
+            elif isinstance(value, optuna.samplers.BaseSampler):  # a sampler inside (TPE's random one)
+                reseed(value, key)
+    before = sampler.before_trial
+
+    def before_trial(study, trial):
+        reseed(sampler, int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0]))
+        before(study, trial)
+    sampler.before_trial = before_trial
+
+
 def _study(optuna, name, space, objectives, storage, folder, sampler, sampler_seed, pruner):
     directions = [OBJECTIVES[o][0] for o in objectives]
     if sampler == "random":
@@ -229,6 +249,8 @@ def _study(optuna, name, space, objectives, storage, folder, sampler, sampler_se
         chosen = optuna.samplers.NSGAIISampler(seed=sampler_seed)
     else:
         chosen = optuna.samplers.TPESampler(seed=sampler_seed)
+    if sampler_seed is not None:
+        _seed_per_trial(optuna, chosen, sampler_seed)
     if pruner == "median" and len(objectives) == 1:
         chosen_pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
     else:  # Optuna's pruners read one intermediate value: a multi-objective study is not pruned

@@ -348,3 +348,29 @@ def test_a_range_with_a_step_draws_its_multiples(workdir):
     drawn = [{n: p.suggest(study.ask()) for n, p in space.params.items()} for _ in range(30)]
     assert {round(d["lr"], 6) for d in drawn} <= {0.001, 0.004, 0.007, 0.01}
     assert {d["time_steps"] for d in drawn} <= {2, 5, 8} and len({d["time_steps"] for d in drawn}) > 1
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe", "nsga2"])
+def test_workers_with_one_sampler_seed_draw_other_points(workdir, sampler):
+    """Two workers given the same --sampler_seed drew the same points (t000 and t001 alike), and a
+    study started again drew its first points anew; one worker still repeats its choices."""
+    from pathlib import Path
+
+    from snnclf.tune import _study, make_space
+
+    space = make_space({"lr": ["1e-4:1e-2:log"], "beta": ["0.5:0.99"]})
+
+    def open_study(name):
+        return _study(optuna, name, space, ("accuracy",), None, Path(name), sampler, 7, "none")
+
+    def draw(study):
+        trial = study.ask()
+        point = tuple(p.suggest(trial) for p in space.params.values())
+        study.tell(trial, point[0])
+        return point
+    one, two = open_study("a"), open_study("a")  # two workers of study a
+    shared = [draw(s) for _ in range(3) for s in (one, two)]
+    later = [draw(open_study("a")) for _ in range(2)]  # started again
+    assert len(set(shared + later)) == len(shared + later)
+    alone = [draw(s) for s in [open_study("b")] for _ in range(6)]
+    assert alone == [draw(s) for s in [open_study("c")] for _ in range(6)]  # one worker: the same choices
