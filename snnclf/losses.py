@@ -67,11 +67,11 @@ def get_loss(name, time_steps, spiking=True):
     """The loss ``name``; ``None`` gives the model's default (``ce`` for spiking models,
     ``ce-mem``, i.e. cross-entropy on logits, for the non-spiking baselines)."""
     name = name or default_loss(spiking)
-    fn = LOSSES.lookup(name, "--loss")(time_steps)
-    if LOSSES.info(name)["needs_spikes"] and not spiking:
+    builder = LOSSES.lookup(name, "--loss")
+    if LOSSES.info(name)["needs_spikes"] and not spiking:  # said first: a sweep runs such a model at T=1
         raise UsageError(f"--loss {name} reads output spikes, but the model is not spiking: "
                          "use --loss ce-mem (cross-entropy on its logits) or leave --loss out")
-    return fn
+    return builder(time_steps)
 
 
 class RateRegularizer:

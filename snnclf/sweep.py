@@ -24,7 +24,7 @@ from .flags import options as flagged
 from .errors import Interrupted, UsageError
 from .models import NEURON_OPTIONS, is_spiking
 from .data import check_files
-from .runs import RunInUse, check_name, load_checkpoint, midway, open_run, read_json, write_json
+from .runs import RunInUse, RunLock, check_name, load_checkpoint, midway, open_run, read_json, write_json
 from .viz.files import save, subplots
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,17 @@ def _record(name, fixed, axes, folder):
                   and before.get(k) != plan["fixed"].get(k) and k not in flagged(RunConfig, "resumable")]
         if differ:
             k = differ[0]
-            was = f"--{k} {before[k]}" if k in before else f"--{k} left to its default"
+            was = _given(k, before.get(k))
             raise UsageError(f"sweep {name} was started with {was} ({path}): give this one another --name, "
                              "or repeat that sweep's options")
     write_json(path, plan)
+
+
+def _given(option, value):
+    """How a value of ``option`` was given, as a message says it (``None``: not given)."""
+    if value is None:
+        return f"--{option} left to its default"
+    return f"--{option} {' '.join(map(str, value)) if isinstance(value, list) else value}"
 
 
 def _shard(points, spec):
@@ -144,23 +151,33 @@ def _shard(points, spec):
 
 def state(point):
     """'done' (trained and tested), 'trained', 'partial' (resumable, or to be trained for more
-    epochs), 'broken' (started, no checkpoint) or 'new'. A run of that name trained with other
+    epochs), 'broken' (started, no checkpoint), 'busy' (unfinished, and another process holds it)
+    or 'new'. A run of that name trained with other
     options (the sweep's fixed options changed since) is refused in one line, not reused."""
     cfg = RunConfig.from_flags(point.options)
     run = open_run(point.name, cfg.save_dir, cfg.log_dir)
     if not run.last.is_file():
-        return "broken" if run.exists() else "new"
+        return ("busy" if _in_use(run) else "broken") if run.exists() else "new"
     checkpoint = load_checkpoint(run.last)
     saved = RunConfig.from_dict(checkpoint["config"])
     resumable = flagged(RunConfig, "resumable")
     changed = [k for k in cfg.to_dict() if k not in resumable and getattr(saved, k) != getattr(cfg, k)]
     if changed:
         k = changed[0]
-        raise UsageError(f"sweep point {point.name} exists with --{k} {getattr(saved, k)}, not "
-                         f"{getattr(cfg, k)}: give the sweep another --name, or remove that run")
+        raise UsageError(f"sweep point {point.name} exists with {_given(k, getattr(saved, k))}, not "
+                         f"{_given(k, getattr(cfg, k))}: give the sweep another --name, or remove that run")
     if checkpoint["epoch"] < cfg.epochs or midway(checkpoint):
-        return "partial"
+        return "busy" if _in_use(run) else "partial"
     return "done" if run.eval_json.is_file() else "trained"
+
+
+def _in_use(run):
+    """Whether another process holds the run (a second sweep training the same point)."""
+    try:
+        with RunLock(run, wait=False):
+            return False
+    except RunInUse:
+        return True
 
 
 def sweep(given, name="sweep", config=None, shard=None, *, train, evaluate, compare):
@@ -203,8 +220,9 @@ def run(name, points, train, evaluate):
         now = state(point)
         log.info("sweep %s: point %d of %d, %s (%s)", name, i, len(points), point.name,
                  {"done": "done, skipped", "trained": "trained, testing", "partial": "resuming",
-                  "broken": "started before without a checkpoint, starting again", "new": "training"}[now])
-        if now == "done":
+                  "broken": "started before without a checkpoint, starting again", "new": "training",
+                  "busy": "in use by another process: left to it"}[now])
+        if now in ("done", "busy"):
             continue
         cfg = RunConfig.from_flags(point.options)
         try:

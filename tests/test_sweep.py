@@ -100,6 +100,7 @@ def test_a_non_spiking_model_is_not_run_once_per_T(workdir, cli):
     (["--time_steps", "0", "3"], "--time_steps: must be at least 1, got 0"),
     (["--model", "csnn", "nope"], "invalid choice: 'nope'"),
     (["--config", "missing.yaml"], "--config missing.yaml: cannot read it"),
+    (["--model", "ann-cnn", "csnn", "--loss", "mse"], "--loss mse reads output spikes, but the model is not spiking"),
 ])
 def test_bad_sweeps_are_one_line_exit_2(workdir, cli, args, fragment):
     code, _, err = cli("sweep", *args)
@@ -127,3 +128,26 @@ def test_a_sweep_point_training_would_refuse_is_refused_before_any_run(workdir, 
     code, _, err = cli("sweep", "--model", "csnn", "snn-mlp", "--alpha", "0.5", "0.8")
     assert code == 2 and "--alpha does not apply to model" in err
     assert not (workdir / "logs").exists() and not (workdir / "checkpoints").exists()
+
+
+TINY = ["--model", "snn-mlp", "--subset", "100", "--epochs", "1", "--batch_size", "50"]
+
+
+def test_an_option_left_out_before_is_named_so(workdir, cli):
+    assert cli("sweep", "--name", "s", *TINY, "--time_steps", "1", "2")[0] == 0
+    code, _, err = cli("sweep", "--name", "s", *TINY, "--time_steps", "1", "2", "--lr", "0.01")
+    assert code == 2 and "exists with --lr left to its default, not --lr 0.01" in err and "None" not in err, err
+
+
+def test_a_point_another_sweep_is_training_is_left_to_it_as_such(workdir, cli):
+    """Two identical sweeps: the second found the point the first is training (its folders made,
+    no checkpoint yet) and called it "started before without a checkpoint"."""
+    from snnclf.runs import RunLock, open_run
+
+    held = open_run("s-time_steps=1", "checkpoints", "logs")
+    held.prepare()  # as the first sweep's training has, before its first checkpoint
+    with RunLock(held, wait=False, create=True):
+        code, out, err = cli("sweep", "--name", "s", *TINY, "--time_steps", "1", "2")
+    assert code == 0, err
+    assert "s-time_steps=1 (in use by another process: left to it)" in err
+    assert "without a checkpoint" not in err and "1 of 2 points done" in out
