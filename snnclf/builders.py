@@ -168,10 +168,17 @@ def check_fits(checkpoint, data, where, dataset):
                          f"{where} learned ({', '.join(names[:4])}, ...): its labels would be read as other classes")
 
 
-def build_augment(cfg):
+def build_augment(cfg, in_shape):
     """``augment(x)`` of the run's training batches (``None`` without augmentation): events
     dropped, background events added, each saccade moved on its own, then the random shift (which
-    moves them all together)."""
+    moves them all together). A shift as large as the input ``in_shape`` (C, H, W) is refused: it
+    would move samples off it, padding each batch by that many pixels."""
+    height, width = in_shape[-2:]
+    for option in ("shift", "saccade_shift"):
+        pixels = getattr(cfg, option)
+        if pixels and pixels >= max(height, width):
+            raise UsageError(f"--{option} {pixels} would move samples off their {height}x{width} input: "
+                             f"give at most {max(height, width) - 1} pixels")
     steps = [partial(f, **{arg: v}) for f, arg, v in ((event_dropout, "p", cfg.event_dropout),
                                                         (noise_events, "n", cfg.noise_events)) if v]
     if cfg.saccade_shift:

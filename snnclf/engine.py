@@ -54,9 +54,11 @@ def train_one_epoch(model, loader, encode, loss_fn, optimizer, device, *, scaler
                     for name, rate in rates.items():
                         sums[name] = sums.get(name, 0.0) + rate
             if any_rank(not torch.isfinite(loss)):
-                raise NonFiniteLoss(f"the loss became {'non-finite' if torch.isfinite(loss) else loss.item()} "
-                                    f"at epoch {epoch}, step {step}: lower --lr or set --grad_clip, then "
-                                    "resume or start again")
+                blamed = regularizer is not None and not torch.isfinite(penalty)  # --rate_reg 1e300
+                raise NonFiniteLoss(f"the {'rate penalty' if blamed else 'loss'} became "
+                                    f"{'non-finite' if torch.isfinite(loss) else loss.item()} at epoch {epoch}, "
+                                    f"step {step}: " + ("lower --rate_reg" if blamed else
+                                                        "lower --lr or set --grad_clip"))
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()

@@ -195,7 +195,7 @@ def _build(cfg, ctx):
     if cfg.compile:  # the state dicts saved stay those of ``model``, without compiler prefixes
         net, eval_net = compile_model(net), compile_model(model)
     return Parts(cfg, data, splits, model, name, kwargs, net, eval_net, make_encoder(cfg),
-                 build_augment(cfg), loss_fn, build_regularizer(cfg), optimizer,
+                 build_augment(cfg, data.in_shape), loss_fn, build_regularizer(cfg), optimizer,
                  scheduler, torch.amp.GradScaler("cuda") if amp else None, device, amp)
 
 
@@ -299,7 +299,7 @@ def _failure(err, cfg, run, ctx, again=None):
                    f"({type(err).__name__}): lower either")
     else:
         message = str(err)
-    if isinstance(err, WriteError) or not isinstance(err, UsageError):
+    if isinstance(err, (WriteError, NonFiniteLoss)) or not isinstance(err, UsageError):  # what to do next
         message += "; then " + (_resume_hint(cfg, run, ctx, again) if run.last.is_file() else
                                 "start the run again (no checkpoint was saved)")
     return (type(err) if isinstance(err, UsageError) else UsageError)(message)
@@ -396,8 +396,7 @@ def _epoch(epoch, state, parts, run, ctx, stop, hint, first=False, tensorboard=N
     tr = _combined(tr, ctx)
     if ctx.any(not all(torch.isfinite(p).all() for p in parts.model.parameters())):
         # the loss can stay finite while the weights are not (a layer that no longer spikes)
-        raise NonFiniteLoss(f"the weights became non-finite in epoch {epoch}: lower --lr or set "
-                            "--grad_clip, then start again" + (f" or resume from epoch {epoch - 1}" if epoch > 1 else ""))
+        raise NonFiniteLoss(f"the weights became non-finite in epoch {epoch}: lower --lr or set --grad_clip")
     if tr["stopped"]:
         state.midway = {"epoch": epoch, "totals": tr["totals"], "seconds": time.perf_counter() - began}
         _save(_snapshot(state, parts, ctx), run.last, ctx)

@@ -596,3 +596,17 @@ def test_ctrl_c_while_any_command_is_importing_is_one_line_and_130(tmp_path):
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 130 and out.stderr == f"snnclf {command}: interrupted\n", (command, out.stderr)
         assert out.stdout == ""
+
+
+@pytest.mark.parametrize("args, blamed", [(["--shift", "100000"], "--shift 100000 would move samples off"),
+                                          (["--dataset", "nmnist", "--saccade_shift", "100000"],
+                                           "--saccade_shift 100000 would move samples off"),
+                                          (["--rate_reg", "1e300"], "the rate penalty became inf")])
+def test_an_option_that_breaks_training_is_the_one_blamed(workdir, cli, args, blamed):
+    """These said "out of memory: lower --time_steps or --batch_size" (neither the cause), or
+    "lower --lr, then resume" with nothing to resume."""
+    make_nmnist_folder(workdir / "data", per_class=(2, 1))
+    code, _, err = cli("train", *TINY, "--run", "x", *D, *args)
+    line = _one_line(err, "train")
+    assert code == 2 and blamed in line and "memory" not in line and "--resume" not in line, line
+    assert not (workdir / "ck/x").exists() and not (workdir / "lg/x").exists()

@@ -130,9 +130,9 @@ def test_the_runs_augmentation_applies_every_option_it_is_given():
     from snnclf.builders import build_augment
     from snnclf.config import RunConfig
 
-    assert build_augment(RunConfig.from_flags({"dataset": "digits-events"})) is None
+    assert build_augment(RunConfig.from_flags({"dataset": "digits-events"}), (2, 34, 34)) is None
     augment = build_augment(RunConfig.from_flags({"dataset": "digits-events", "event_dropout": 0.5,
-                                                  "noise_events": 50.0}))
+                                                  "noise_events": 50.0}), (2, 34, 34))
     frames = torch.full((32, 4, 2, 34, 34), 2.0)
     out = augment(frames)
     assert abs(out.sum() / frames.sum() - (0.5 + 50 / (2.0 * frames[0].numel()))) < 0.01
