@@ -319,3 +319,79 @@ def test_each_saccade_moves_on_its_own():
 def test_saccade_shift_is_refused_without_saccades(workdir, cli):
     code, _, err = cli("train", "--dataset", "dvs-gesture", "--saccade_shift", "1")
     assert code == 2 and "dvs-gesture does not record saccades: --saccade_shift applies to N-MNIST" in err
+
+
+# --- recordings a hostile or unlucky user may have ----------------------------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e300])
+def test_timestamps_that_are_not_whole_numbers_are_refused_in_one_line(workdir, cli, bad):
+    """A recording whose times are NaN, infinite or beyond any integer is corrupt: training names
+    the file (no NumPy warning, no frames made of it), and predict says so for that file alone."""
+    import event_formats
+
+    written = event_formats.make_dataset("poker-dvs", workdir / "data")
+    path = written["train"][0]
+    events = np.load(path).astype(float)
+    events[len(events) // 2, 0] = bad
+    np.save(path, events)
+    code, _, err = cli("train", "--dataset", "poker-dvs", "--epochs", "1", "--time_steps", "3", "--run", "r")
+    assert code == 2 and "RuntimeWarning" not in err and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert str(path.relative_to(workdir)) in line and "NaN, infinite or too large" in line and "replace the file" in line
+    assert not list((workdir / "data/cache/frames").glob(".*"))  # no half-built cache
+
+
+def test_predict_refuses_an_empty_recording_and_classifies_the_rest(workdir, cli):
+    import event_formats
+
+    written = event_formats.make_dataset("poker-dvs", workdir / "data")
+    code, _, err = cli("train", "--dataset", "poker-dvs", "--epochs", "1", "--time_steps", "3", "--run", "r")
+    assert code == 0, err
+    np.save(workdir / "empty.npy", np.zeros((0, 4), np.uint64))  # a file of no events (not of no bytes)
+    code, out, err = cli("predict", "--run", "r", "empty.npy", str(written["test"][0]))
+    assert "snnclf predict: error: empty.npy: it holds no events: an empty recording" in err.splitlines()
+    assert out.strip().splitlines()[-1].startswith(f"{written['test'][0]}: ") and "RuntimeWarning" not in err
+
+
+@pytest.mark.parametrize("link", ["dangling", "loop"])
+def test_a_broken_link_among_the_recordings_is_named_in_one_line(workdir, cli, link):
+    make_nmnist_folder(workdir / "data")
+    if link == "dangling":
+        bad = workdir / "data/NMNIST/Train/3/gone.bin"
+        bad.symlink_to(workdir / "nowhere.bin")
+    else:
+        bad = workdir / "data/NMNIST/Train/3/self.bin"
+        bad.symlink_to(bad)
+    code, _, err = cli("train", "--dataset", "nmnist", "--epochs", "1", "--time_steps", "3", "--run", "r")
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err and str(bad.relative_to(workdir)) in line and "broken link" in line
+
+
+FULL_DISK = """
+import resource, signal, sys
+from snnclf.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_framing_is_one_line_and_leaves_no_partial_cache(tmp_path):
+    """The frame cache is written as a stream: a disk that fills (here a file-size limit) fails a
+    write, said in one line with exit 2, where a memory map used to die of SIGBUS; nothing half-made
+    is left, and the same command works once there is room."""
+    import subprocess
+    import sys
+
+    make_nmnist_folder(tmp_path / "data", per_class=(6, 2))
+    command = ["train", "--dataset", "nmnist", "--epochs", "1", "--time_steps", "10", "--run", "r"]
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, "200000", *command], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    line = out.stderr.strip().splitlines()[-1]
+    assert "cannot write" in line and "File too large" in line and "--cache_dir" in line
+    assert not list((tmp_path / "data/cache/frames").glob(".*")) and not (tmp_path / "logs/r").exists()
+    again = subprocess.run([sys.executable, "-m", "snnclf", *command], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr

@@ -143,6 +143,8 @@ def test_training_on_the_originals_works_as_on_tonics_copy(workdir, cli):
     config = json.loads((workdir / "logs/tonic/config.json").read_text())
     assert config["data_split"] == "official" and config["num_train"] + config["num_val"] == 48
     assert config["num_test"] is None and "no test split" in err
-    code, _, err = cli("eval", "--run", "tonic", "--test_only")
-    assert code == 2 and "no POKER-DVS recordings of the test split" in err and "train split is there" in err
-    assert "Traceback" not in err
+    for command in (("eval", "--run", "tonic", "--test_only"),
+                    ("visualize-data", "--dataset", "poker-dvs", "--data_dir", str(REAL))):
+        code, _, err = cli(*command)  # both read the test split, and say which split is missing
+        assert code == 2 and "no POKER-DVS recordings of the test split" in err and "train split is there" in err
+        assert "Traceback" not in err

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from ..errors import UsageError
+from ..errors import UsageError, write_error
 from ..flags import checked, number
 from ..runs import write_json
 from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, stratified
@@ -183,7 +183,11 @@ def scan(entry, root, test_only=False, train_only=False):
             raise UsageError(f"{entry.name}: no {entry.title} files matching {pattern} in {base}: {entry.title} "
                              f"keeps its recordings as {entry.layout()}")
         for f in files:
-            size = f.stat().st_size
+            try:
+                size = f.stat().st_size
+            except OSError as err:  # a link to nowhere, or a loop of links
+                raise UsageError(f"{entry.name}: {f} cannot be read ({err.strerror}): a broken link? remove it or "
+                                 "point it at a recording") from None
             if size == 0 or (entry.suffix == ".bin" and size % 5):
                 raise UsageError(f"{entry.name}: {f} is truncated or not {entry.title} data ({size} bytes"
                                  f"{', not a whole number of 5-byte events' if entry.suffix == '.bin' else ''}); "
@@ -254,14 +258,18 @@ def read_events(entry, read, path, window=None):
     """The events of one recording (read by ``read``, a :func:`file_reader`) as an array of
     :data:`EVENTS` sorted by time, with timestamps from the recording's start (or the clip's
     ``window`` start), or a one-line error naming the file."""
-    try:
-        raw = read(str(path)).ravel()  # ASL-DVS's come as a column [N, 1], the shape of its MATLAB vectors
-        events = np.empty(len(raw), dtype=EVENTS)
-        for field in EVENTS.names:
-            events[field] = raw[field]
+    try:  # a NaN, infinite or huge value made an integer (by the reader or here) is an error, not a warning
+        with np.errstate(invalid="raise", over="raise"):
+            raw = read(str(path)).ravel()  # ASL-DVS's come as a column [N, 1], the shape of its MATLAB vectors
+            events = np.empty(len(raw), dtype=EVENTS)
+            for field in EVENTS.names:
+                if raw[field].dtype.kind == "f" and not np.isfinite(raw[field]).all():
+                    raise FloatingPointError(field)
+                events[field] = raw[field]
     except Exception as err:  # the readers fail in many ways on a malformed file
-        raise UsageError(f"{entry.name}: cannot read {path} as {entry.title} events "
-                         f"({type(err).__name__}); replace the file") from None
+        why = ("values that are NaN, infinite or too large for whole-number times and coordinates"
+               if isinstance(err, FloatingPointError) else type(err).__name__)
+        raise UsageError(f"{entry.name}: cannot read {path} as {entry.title} events ({why}); replace the file") from None
     events = events[np.argsort(events["t"], kind="stable")]
     if window is not None:
         events = events[(events["t"] >= window[0]) & (events["t"] < window[1])]
@@ -424,21 +432,28 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
     shape = frame_shape(entry, framing.time_steps, framing.downsample)
     tmp = scratch_folder(folder.parent, f".{folder.name}.")
     try:
-        frames = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
-                                           shape=(len(files), *shape))
         labels = np.asarray([classes.index(f.label) for f in files], dtype=np.int64)
         clipped, blank = 0, 0
-        for i, recording in enumerate(tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
-                                           unit="sample", dynamic_ncols=True, mininterval=1.0)):
-            frames[i], capped = framing.frames(entry, reader, recording)
-            clipped += capped
-            blank += not frames[i].any()
-        frames.flush()
-        del frames
+        # Written as a stream of frames after the .npy header, not through a memory map: a full
+        # disk then fails a write (an error said in one line), where a map's pages would kill the
+        # process with SIGBUS when written back.
+        with open(tmp / "frames.npy", "wb") as out:
+            np.lib.format.write_array_header_1_0(out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                                                       "fortran_order": False, "shape": (len(files), *shape)})
+            for recording in tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
+                                  unit="sample", dynamic_ncols=True, mininterval=1.0):
+                frames, capped = framing.frames(entry, reader, recording)
+                out.write(frames.astype(np.uint8).tobytes())
+                clipped += capped
+                blank += not frames.any()
         np.save(tmp / "labels.npy", labels)
         (tmp / "key.json").write_text(json.dumps({**params, "samples": len(labels),
                                                   "clipped_counts": clipped}, indent=2))
         os.replace(tmp, folder)  # the cache appears whole or not at all
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_error(folder, err, "free space, or pass --cache_dir to a folder on a disk with room",
+                          "another --cache_dir") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -459,7 +474,10 @@ def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first
         raise UsageError("it holds no events: an empty or truncated recording")
     entry = layout_for_file(entry, path) or entry
     try:
-        frames, _ = framing.frames(entry, framing.reader(entry), Recording(Path(path), ""))
+        read = framing.reader(entry)
+        if len(read_events(entry, read, path)) == 0:  # read once: the framing below reads it again from memory
+            raise UsageError("it holds no events: an empty recording")
+        frames, _ = framing.frames(entry, read, Recording(Path(path), ""))
     except UsageError as err:  # said of the file the user named: drop the data set's prefix
         raise UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1)) from None
     return frames
