@@ -28,9 +28,11 @@ import numpy as np
 
 from . import distributed, efficiency
 from .builders import check_fits_memory, load_data, make_encoder, open_trained
-from .config import LOG_DIR, SAVE_DIR, check_option, check_options, is_list_option, load_file, option_field
+from .config import (LOG_DIR, SAVE_DIR, RunConfig, check_option, check_options, is_list_option, load_file,
+                     option_field)
 from .data import check_files, make_splits
 from .errors import Interrupted, UsageError, write_error
+from .flags import options
 from .runs import RunInUse, check_name, open_run, read_json, write_csv, write_json, write_text
 from .utils import need, resolve_device, seeded
 from .viz.files import save, subplots
@@ -167,6 +169,12 @@ def make_space(given, config=None):
         (params if isinstance(found, Param) else fixed)[name] = found
     if "run" in fixed:
         raise UsageError("a study names its trials itself: give --name instead of --run")
+    for p in params.values():  # each value of an event option is a frame cache of the data set, kept
+        if p.kind == "float" and not p.step and p.name in options(RunConfig, "event"):
+            raise UsageError(f"--{p.name}: each value frames the data set anew into a cache of its own, and a "
+                             f"range draws a new value every trial: give a few values (--{p.name} "
+                             f"{p.low:g} {p.high:g}) or a range with a step ({{low: {p.low:g}, high: {p.high:g}, "
+                             "step: S}} in a --config file)")
     if not params:
         raise UsageError("tune needs a search space: give an option a range or several values, e.g. "
                          "--lr 1e-4:1e-2:log --time_steps 2 4 8")

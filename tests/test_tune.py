@@ -374,3 +374,10 @@ def test_workers_with_one_sampler_seed_draw_other_points(workdir, sampler):
     assert len(set(shared + later)) == len(shared + later)
     alone = [draw(s) for s in [open_study("b")] for _ in range(6)]
     assert alone == [draw(s) for s in [open_study("c")] for _ in range(6)]  # one worker: the same choices
+
+
+def test_a_range_of_an_event_option_needs_a_step(workdir, cli):
+    """--frame_ms 1:10 drew a new value, and so framed the data set into a new cache, every trial."""
+    code, _, err = cli("tune", "--name", "e", "--dataset", "digits-events", "--frame_ms", "20:80", *SMALL[:2])
+    assert code == 2 and "--frame_ms: each value frames the data set anew" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (workdir / "logs").exists()
