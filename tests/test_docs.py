@@ -51,3 +51,17 @@ def test_every_flag_shown_in_a_command_exists(page):
                 if flag not in commands[command] | {"--help"}:
                     wrong.append(f"{page.name}: snnclf {command} {flag}")
     assert not wrong, wrong
+
+
+def test_the_set_up_is_two_lines_and_ci_runs_exactly_them():
+    """A newcomer runs the README's two lines: the main job, then one that installs what the tests
+    need (NeuroBench included: its tests fail without it) and runs them. CI runs those lines."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## Install and run\n\n```bash\n(.*?)```", readme, re.S).group(1)
+    lines = [line.split("  #")[0].strip() for line in block.strip().splitlines()]
+    assert len(lines) == 2 and lines[0].startswith("pip install -e . &&"), lines
+    assert "neurobench" in lines[1] and lines[1].endswith("&& pytest"), lines[1]
+    ci = [line.removesuffix(" || exit 1") for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.startswith("pip install")]
+    docs = re.search(r"the docs site builds with\n`(.*?)`", readme).group(1)
+    assert ci[0] == lines[0] and ci[-1] == lines[1] and ci[1:-1] == [docs + ' -d "$(mktemp -d)/site"'], ci
