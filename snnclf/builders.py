@@ -25,7 +25,8 @@ def load_data(cfg, time_steps=None, data_dir=None, test_only=False, train_only=F
     """The run's data set with its event options; ``time_steps``/``data_dir`` override the run's;
     ``test_only``/``train_only`` for a command that reads that split alone (see ``load_dataset``)."""
     return load_dataset(cfg.dataset, data_dir or cfg.data_dir, time_steps=time_steps or cfg.time_steps,
-                        test_only=test_only, train_only=train_only, **cfg.event_options())
+                        test_only=test_only, train_only=train_only, subset=cfg.subset,
+                        val_fraction=cfg.val_fraction, **cfg.event_options())
 
 
 def build_model(cfg, data):

@@ -124,6 +124,26 @@ def test_eval_says_n_a_for_a_class_without_test_recordings(workdir, cli):
         assert picture.size[0] > 100
 
 
+def test_a_subset_frames_only_the_recordings_it_uses(tmp_path):
+    """--subset on an event set: only the training and validation recordings the run uses are
+    framed, and they are the very ones (the same frames, labels and order) the subset of the whole
+    split would give."""
+    from snnclf.data import make_splits
+
+    make_nmnist_folder(tmp_path / "data", per_class=(8, 2))  # 80 training recordings
+    options = {"time_steps": 3, "cache_dir": str(tmp_path / "cache")}
+    whole = load_dataset("nmnist", str(tmp_path / "data"), **options)
+    part = load_dataset("nmnist", str(tmp_path / "data"), subset=20, val_fraction=0.2, **options)
+    expected, got = make_splits(whole, 0.2, 20), make_splits(part, 0.2, 20)
+    assert len(part.train) == len(got["train"]) + len(got["val"]) == 20 + 5 < len(whole.train) == 80
+    for name in ("train", "val"):
+        x0, y0 = expected[name][list(range(len(expected[name])))]
+        x1, y1 = got[name][list(range(len(got[name])))]
+        assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    framed = sorted(json.loads(f.read_text())["samples"] for f in (tmp_path / "cache/frames").glob("*train*/key.json"))
+    assert framed == [25, 80]  # the subset's cache holds its 25 recordings alone
+
+
 def test_cache_is_reused_and_rebuilt_only_when_frames_change(tmp_path):
     make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
     opts = dict(cache_dir=str(tmp_path / "cache"))

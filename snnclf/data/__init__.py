@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..flags import checked, number
 from ..registry import Registry
 from . import datasets, event_sets, events, simulate
-from .datasets import SPLIT_SEED, DataSet, stratified
+from .datasets import SPLIT_SEED, DataSet, split_indices, stratified
 from .encoders import ENCODERS
 from .events import CACHE_DIR
 
@@ -79,13 +79,16 @@ def known_shape(name, downsample=None):
     return (entry.sensor[2], height, width), len(entry.classes)
 
 
-def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, train_only=False, **event_options):
+def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, train_only=False, subset=None,
+                 val_fraction=0.1, **event_options):
     """The named data set as a :class:`DataSet`. Event data sets make ``time_steps`` frames per
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, frame_ms, cache_dir);
     given to a static data set, those are refused. ``test_only``: only the test split will be
     read, so an event data set leaves its training recordings unframed (``train`` is None); a
     data set of images, held in memory, is whole either way; ``train_only`` likewise leaves an event
-    data set's official test recordings unread (``test`` is None): training does not use them."""
+    data set's official test recordings unread (``test`` is None): training does not use them.
+    With ``subset`` (and the run's ``val_fraction``) an event data set frames only the training
+    recordings :func:`make_splits` will use (see ``DataSet.chosen``)."""
     builder = DATASETS.lookup(name, "--dataset")
     given = {k: v for k, v in event_options.items() if v is not None and v is not False}  # a switch left off is not given
     if not is_event_dataset(name):
@@ -93,6 +96,9 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, trai
             raise UsageError(f"--{key} applies to event data sets only "
                              f"({', '.join(n for n in DATASETS.names() if is_event_dataset(n))}), not {name}")
         return builder(data_dir=data_dir)
+    if subset is not None and not test_only:
+        _check_split(val_fraction, subset)
+        given.update(subset=subset, val_fraction=val_fraction)
     return builder(data_dir=data_dir, time_steps=time_steps, test_only=test_only, train_only=train_only, **given)
 
 
@@ -115,26 +121,22 @@ def check_files(name, data_dir=DATA_DIR):
                          f".gz), or pass --data_dir to the folder that holds {folder}/raw")
 
 
-def make_splits(data, val_fraction=0.1, subset=None):
-    """Train, validation and test datasets (the first two are :class:`Subset` s of ``data.train``).
-
-    The validation split (``val_fraction`` of the training images, class-balanced) is held out of
-    train and selects the best epoch; the test split is never used for selection. ``subset`` keeps
-    that many training images and shrinks the validation split in proportion."""
+def _check_split(val_fraction, subset):
     checked("val_fraction", CHECKS["val_fraction"], val_fraction)
-    n = len(data.train_y)
-    n_val = max(1, round(n * val_fraction))
-    if n_val >= n:
-        raise UsageError(f"--val_fraction {val_fraction} leaves no training images out of {n}")
-    val_idx, train_idx = stratified(data.train_y, n_val, SPLIT_SEED)
     if subset is not None:
         checked("subset", CHECKS["subset"], subset)
-        if subset < len(train_idx):
-            keep, _ = stratified(data.train_y[train_idx], subset, SPLIT_SEED)
-            train_idx = train_idx[keep]
-            n_val = max(1, round(subset * val_fraction / (1.0 - val_fraction)))
-            keep, _ = stratified(data.train_y[val_idx], n_val, SPLIT_SEED)
-            val_idx = val_idx[keep]
+
+
+def make_splits(data, val_fraction=0.1, subset=None):
+    """Train, validation and test datasets (the first two are :class:`Subset` s of ``data.train``)
+    as :func:`split_indices` chooses them. The test split is never used for selection. An event
+    data set loaded with the same ``subset`` framed only the recordings chosen (``data.chosen``:
+    where they are in its ``train``)."""
+    _check_split(val_fraction, subset)
+    if data.chosen is not None:
+        train_idx, val_idx = data.chosen
+    else:
+        train_idx, val_idx = split_indices(data.train_y, val_fraction, subset)
     return {"train": Subset(data.train, train_idx.tolist()), "val": Subset(data.train, val_idx.tolist()),
             "test": data.test}
 

@@ -6,6 +6,7 @@ import secrets
 import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import torch
@@ -36,10 +37,30 @@ class DataSet:
     in_shape: tuple  # (C, H, W) of one image or one frame
     events: bool = False
     split: str = "official"  # how train and test were divided: recorded in each run's config.json
+    chosen: Optional[tuple] = None  # (train, validation) indices into ``train`` when only those were read (--subset)
 
     @property
     def num_classes(self):
         return len(self.class_names)
+
+
+def split_indices(train_y, val_fraction=0.1, subset=None):
+    """(train, validation) indices into a training split of labels ``train_y``: the validation
+    split (``val_fraction`` of it, class-balanced) is held out of train and selects the best epoch;
+    ``subset`` keeps that many training samples and shrinks the validation split in proportion.
+    ``snnclf.data.make_splits`` takes them, and an event data set asked for a subset frames only them."""
+    n = len(train_y)
+    n_val = max(1, round(n * val_fraction))
+    if n_val >= n:
+        raise UsageError(f"--val_fraction {val_fraction} leaves no training images out of {n}")
+    val_idx, train_idx = stratified(train_y, n_val, SPLIT_SEED)
+    if subset is not None and subset < len(train_idx):
+        keep, _ = stratified(train_y[train_idx], subset, SPLIT_SEED)
+        train_idx = train_idx[keep]
+        n_val = max(1, round(subset * val_fraction / (1.0 - val_fraction)))
+        keep, _ = stratified(train_y[val_idx], n_val, SPLIT_SEED)
+        val_idx = val_idx[keep]
+    return train_idx, val_idx
 
 
 def images(train_x, train_y, test_x, test_y, class_names, split="official"):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..errors import UsageError, write_error
 from ..flags import checked, number
 from ..runs import write_json
-from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, stratified
+from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, split_indices, stratified
 
 log = logging.getLogger(__name__)
 
@@ -564,12 +564,15 @@ def download(entry, data_dir):
 
 
 def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=None, downsample=None,
-                  first_saccade_only=False, frame_ms=None, test_only=False, train_only=False):
+                  first_saccade_only=False, frame_ms=None, test_only=False, train_only=False, subset=None,
+                  val_fraction=0.1):
     """A :class:`DataSet` of frames of the entry's recordings under ``root/<folder>``. With
     ``test_only`` the training recordings are neither needed (where the split is official) nor
     framed, and the data set's ``train`` and ``train_y`` are None; with ``train_only`` the official
     test recordings are not needed (training holds its validation split out of the training
-    recordings): without them ``test`` and ``test_y`` are None."""
+    recordings): without them ``test`` and ``test_y`` are None. With ``subset`` only the training
+    recordings that ``snnclf.data.make_splits`` will use with it (and ``val_fraction``) are framed:
+    ``chosen`` says where they are."""
     check_options(entry, denoise_us, downsample, first_saccade_only, frame_ms)
     entry = resolve(entry, root)
     if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
@@ -588,6 +591,15 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
         found = {"train": train, "test": test}
         split = (f"seeded: stratified {1 - entry.test_fraction:.0%}/{entry.test_fraction:.0%} of the recordings "
                  f"(seed {SPLIT_SEED}), test files listed in {path}")
+    chosen = None
+    if subset is not None and "train" in found:
+        labels = torch.tensor([classes.index(r.label) for r in found["train"]])
+        train_idx, val_idx = split_indices(labels, val_fraction, subset)
+        keep = sorted({*train_idx.tolist(), *val_idx.tolist()})
+        if len(keep) < len(found["train"]):  # the frames of these alone (a cache of their own)
+            where = {i: k for k, i in enumerate(keep)}
+            found["train"] = [found["train"][i] for i in keep]
+            chosen = tuple(torch.tensor([where[i] for i in idx.tolist()]) for idx in (train_idx, val_idx))
     framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
     parts = {s: cached_frames(entry, s, found[s], classes, cache_dir, framing)
              for s in (("test",) if test_only else ("train",) if train_only else ("train", "test"))}
@@ -596,7 +608,7 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
             raise UsageError(f"{entry.name}: the {s} split has no samples")
     train, test = parts.get("train"), parts.get("test")
     return DataSet(train, test, None if train is None else train.labels, None if test is None else test.labels, classes,
-                   frame_shape(entry, time_steps, downsample)[1:], events=True, split=split)
+                   frame_shape(entry, time_steps, downsample)[1:], events=True, split=split, chosen=chosen)
 
 
 # --- the N-MNIST file format (the simulator writes it) ---------------------------------------
