@@ -387,15 +387,6 @@ def test_a_broken_link_among_the_recordings_is_named_in_one_line(workdir, cli, l
     assert code == 2 and "Traceback" not in err and str(bad.relative_to(workdir)) in line and "broken link" in line
 
 
-FULL_DISK = """
-import resource, signal, sys
-from snnclf.cli import main
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
-sys.exit(main(sys.argv[2:]))
-"""
-
-
 @pytest.mark.slow
 def test_a_full_disk_while_framing_is_one_line_and_leaves_no_partial_cache(tmp_path):
     """The frame cache is written as a stream: a disk that fills (here a file-size limit) fails a
@@ -403,6 +394,8 @@ def test_a_full_disk_while_framing_is_one_line_and_leaves_no_partial_cache(tmp_p
     is left, and the same command works once there is room."""
     import subprocess
     import sys
+
+    from test_nothing_lost import FULL_DISK  # a command run under a file-size limit
 
     make_nmnist_folder(tmp_path / "data", per_class=(6, 2))
     command = ["train", "--dataset", "nmnist", "--epochs", "1", "--time_steps", "10", "--run", "r"]
