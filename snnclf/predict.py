@@ -10,6 +10,7 @@ Gesture ``.npy`` events [N, 4] or IBM's ``.aedat``, read whole, POKER-DVS ``.npy
 ``.aedat``, ...) as the data set reads them, and make their frames as the data set does. The run's encoder then makes the input over time, as
 in ``snnclf eval`` (random encoders from ``--seed``)."""
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,14 +52,16 @@ def _image(path, shape):
         top = float(values.max()) if values.size and values.max() > 0 else 1.0
         notes.append(f"scaled from {image.mode} values 0..{top:g}")
         image = Image.fromarray((np.clip(values / top, 0, 1) * 255).round().astype(np.uint8), "L")
+    source = image.mode  # the file's own mode (CMYK, P, LA, ...), named in the note below
     if image.mode not in ("L", "RGB"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        image = image.convert("RGBA" if "A" in image.getbands() or "transparency" in image.info else "RGB")
         if image.mode == "RGBA":  # transparent pixels on white, as a viewer shows them
             white = Image.new("RGBA", image.size, (255, 255, 255, 255))
             image = Image.alpha_composite(white, image).convert("RGB")
     mode = "L" if channels == 1 else "RGB"
+    if source != mode:
+        notes.append(f"converted from {source} to {mode}")
     if image.mode != mode:
-        notes.append(f"converted from {image.mode} to {mode}")
         image = image.convert(mode)
     if image.size != (width, height):
         notes.append(f"resized from {image.size[0]}x{image.size[1]} to {width}x{height}")
@@ -132,8 +135,13 @@ def load_input(path, cfg, in_shape):
         raise UsageError(f"run {cfg.run} takes events: give {entry.title} {suffixes} recordings or .npy "
                          f"frames [{cfg.time_steps}, {', '.join(map(str, in_shape))}]")
     try:
-        return _image(path, in_shape)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        with warnings.catch_warnings():  # Pillow's warning of a decompression bomb: refused as its error is
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _image(path, in_shape)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise UsageError(f"more pixels than Pillow opens safely ({Image.MAX_IMAGE_PIXELS:,}, its guard against "
+                         "decompression bombs): shrink the image") from None
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise UsageError(f"not an image Pillow can read ({type(err).__name__}), nor a .npy array") from None
 
 

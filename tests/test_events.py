@@ -10,7 +10,7 @@ from PIL import Image
 
 from snnclf.data import load_dataset
 from snnclf.data.event_sets import NMNIST
-from snnclf.data.events import encode_bin, frame_key, scan
+from snnclf.data.events import encode_bin, file_reader, frame_key, read_events, scan
 from snnclf.data.simulate import DURATION_MS, saccade_offsets, simulate, to_28
 from snnclf.errors import UsageError
 from snnclf.runs import read_metrics
@@ -408,3 +408,17 @@ def test_a_full_disk_while_framing_is_one_line_and_leaves_no_partial_cache(tmp_p
     again = subprocess.run([sys.executable, "-m", "snnclf", *command], cwd=tmp_path, capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
+
+
+def test_a_frame_window_that_leaves_every_frame_blank_is_refused(tmp_path):
+    """--frame_ms so short that no recording has an event in its T windows: an error naming the
+    option, not a warning and a run on blank frames; no cache is left."""
+    make_nmnist_folder(tmp_path / "data", per_class=(1, 1))
+    first = min(int(read_events(NMNIST, file_reader(NMNIST), r.path)["t"].min())
+                for r in scan(NMNIST, tmp_path / "data")[0]["train"])
+    assert first >= 2  # the recordings' first events come after 2 µs
+    with pytest.raises(UsageError, match=r"--frame_ms 0.001: every frame of the nmnist train split is blank .*"
+                                         r"give a longer --frame_ms"):
+        load_dataset("nmnist", str(tmp_path / "data"), time_steps=2, frame_ms=0.001,
+                     cache_dir=str(tmp_path / "cache"))
+    assert not list((tmp_path / "cache/frames").iterdir())

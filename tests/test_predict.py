@@ -57,6 +57,32 @@ def test_drawn_digits_are_converted_and_classified(trained, cli):
     assert right >= 20, out  # chance is 3 of 30: the conversion gives the run what it was trained on
 
 
+def test_a_cmyk_or_palette_image_is_named_by_its_own_mode(trained, cli):
+    workdir = trained
+    x, _ = load_dataset("digits", "data").test[0]
+    _drawn(x, workdir / "rgb.png")
+    with Image.open(workdir / "rgb.png") as rgb:
+        rgb.convert("CMYK").save(workdir / "cmyk.jpg")
+        rgb.convert("P").save(workdir / "palette.png")
+    code, out, err = cli("predict", "--run", "digits", "cmyk.jpg", "palette.png")
+    assert code == 0, err
+    lines = out.splitlines()[1:]
+    assert "converted from CMYK to L" in lines[0] and "converted from P to L" in lines[1]
+
+
+def test_an_image_past_pillows_bomb_guard_is_refused_in_one_line(trained, cli, monkeypatch):
+    """Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that: both are one line."""
+    workdir = trained
+    Image.new("L", (100, 100)).save(workdir / "big.png")
+    Image.new("L", (300, 300)).save(workdir / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 6_000)  # big.png's 10,000 pixels warn, huge.png's 90,000 err
+    code, out, err = cli("predict", "--run", "digits", "big.png", "huge.png")
+    assert "Warning" not in err and "Traceback" not in err
+    for name in ("big.png", "huge.png"):
+        assert any(line.startswith(f"snnclf predict: error: {name}: more pixels than Pillow opens safely")
+                   for line in err.splitlines()), err
+
+
 def test_unreadable_files_get_a_line_each_and_the_rest_are_classified(trained, cli):
     workdir = trained
     x, _ = load_dataset("digits", "data").test[0]

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from ..errors import UsageError, write_error
 from ..flags import checked, number
 from ..runs import write_json
-from .datasets import SPLIT_SEED, DataSet, removed_on_failure, scratch_folder, split_indices, stratified
+from .datasets import (SPLIT_SEED, DataSet, release_scratch, removed_on_failure, scratch_folder, split_indices,
+                       stratified)
 
 log = logging.getLogger(__name__)
 
@@ -446,6 +447,10 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
                 out.write(frames.astype(np.uint8).tobytes())
                 clipped += capped
                 blank += not frames.any()
+        if framing.frame_ms and blank == len(files):
+            raise UsageError(f"--frame_ms {framing.frame_ms:g}: every frame of the {entry.name} {split} split is blank "
+                             f"(no recording has events in its first {framing.time_steps * framing.frame_ms:g} ms): "
+                             "give a longer --frame_ms or more --time_steps")
         np.save(tmp / "labels.npy", labels)
         (tmp / "key.json").write_text(json.dumps({**params, "samples": len(labels),
                                                   "clipped_counts": clipped}, indent=2))
@@ -457,6 +462,8 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        release_scratch(tmp)
     if clipped:
         log.warning("%s %s: %d frame counts above 255 were clipped", entry.name, split, clipped)
     if blank:
