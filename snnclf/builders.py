@@ -215,5 +215,5 @@ def build_optimizer(cfg, model):
     """The optimizer over ``model``'s parameters and its learning-rate schedule (or ``None``)."""
     optimizer = get_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
     scheduler = get_scheduler(cfg.scheduler, optimizer, cfg.epochs, cfg.step_size, cfg.milestones,
-                              cfg.gamma)
+                              cfg.gamma, cfg.warmup)
     return optimizer, scheduler

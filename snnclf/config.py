@@ -132,6 +132,10 @@ class RunConfig(NeuronFlags):
     gamma: Optional[float] = flag(None, "decay factor of --scheduler step/multistep", "training",
                                   default_text=lambda: describe_defaults(SCHEDULERS, "gamma"),
                                   parse=OPTIM_CHECKS["gamma"])
+    warmup: Optional[float] = flag(None, "fraction of the run's epochs over which --scheduler cosine first "
+                                   "rises linearly from a tenth of --lr", "training", metavar="F",
+                                   default_text=lambda: describe_defaults(SCHEDULERS, "warmup"),
+                                   parse=OPTIM_CHECKS["warmup"])
     rate_reg: Optional[float] = flag(None, "spike-rate regulariser: add W x the sum over spiking layers of "
                                      "their mean firing rate above --rate_target to the loss (trades "
                                      "accuracy for fewer spikes; per-layer rates go to metrics.csv)", "training",

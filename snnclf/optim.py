@@ -16,7 +16,8 @@ from .registry import Registry
 # builders apply them to what a Python caller gives, so both say the same thing.
 CHECKS = {"lr": number(float, 0, low_open=True), "weight_decay": number(float, 0),
           "momentum": number(float, 0, 1, high_open=True), "step_size": number(int, 1),
-          "milestones": number(int, 1), "gamma": number(float, 0, 1, low_open=True)}
+          "milestones": number(int, 1), "gamma": number(float, 0, 1, low_open=True),
+          "warmup": number(float, 0, 1, high_open=True)}
 
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler", declares=("spans_epochs",))
@@ -46,9 +47,16 @@ def sgd(params, lr=0.1, weight_decay=0.0, momentum=0.9):
 
 
 @SCHEDULERS.register("cosine", spans_epochs=lambda step_size=None: True)
-def cosine(optimizer, epochs):
-    """Cosine decay from the initial rate to 0 over the run's epochs."""
-    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+def cosine(optimizer, epochs, warmup=0.0):
+    """Cosine decay from the initial rate to 0 over the run's epochs; with ``warmup``, the first
+    that fraction of them (one at least) rises linearly from a tenth of the rate first, so the
+    warm-up follows the run's length (its epochs as --min_steps sets them)."""
+    lead = min(max(1, round(warmup * epochs)), epochs - 1) if warmup and epochs > 1 else 0
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs - lead))
+    if not lead:
+        return decay
+    rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=lead)
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, decay], milestones=[lead])
 
 
 @SCHEDULERS.register("step", spans_epochs=lambda step_size=None: step_size is None)
@@ -97,16 +105,17 @@ def get_optimizer(name, params, lr=None, weight_decay=None, momentum=None):
     return builder(params, **options)
 
 
-def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamma=None):
+def get_scheduler(name, optimizer, epochs, step_size=None, milestones=None, gamma=None, warmup=None):
     """Scheduler ``name`` (``None``: a constant learning rate, returns ``None``)."""
     if name is None:
-        for flag, value in (("step_size", step_size), ("milestones", milestones), ("gamma", gamma)):
+        for flag, value in (("step_size", step_size), ("milestones", milestones), ("gamma", gamma),
+                            ("warmup", warmup)):
             if value is not None:
                 raise UsageError(f"--{flag} shapes a learning-rate schedule: add --scheduler step or "
                                  "--scheduler multistep, or leave it out")
         return None
     builder = SCHEDULERS.lookup(name, "--scheduler")
-    options = given(dict(step_size=step_size, milestones=milestones, gamma=gamma))
+    options = given(dict(step_size=step_size, milestones=milestones, gamma=gamma, warmup=warmup))
     options = {k: [checked(k, CHECKS[k], m) for m in v] if k == "milestones" else checked(k, CHECKS[k], v)
                for k, v in options.items()}
     for option in options:

@@ -1,5 +1,6 @@
 """Every loss, the readout, every optimizer and scheduler."""
 import inspect
+import math
 
 import pytest
 import torch
@@ -97,6 +98,25 @@ def test_every_scheduler_decays(name):
     assert seen[-1] < seen[0] and all(b <= a for a, b in zip(seen, seen[1:])), seen
     if expected is not None:
         assert seen == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_cosine_warm_up_rises_over_its_share_of_the_run_then_decays():
+    """--warmup F: the first F of the epochs rise linearly from a tenth of the rate, then the cosine
+    runs over the rest; the warm-up scales with the run (a run --min_steps lengthens keeps its share)."""
+    for epochs, lead in ((20, 2), (200, 20)):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0)
+        sched = get_scheduler("cosine", opt, epochs, warmup=0.1)
+        seen = []
+        for _ in range(epochs):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        assert seen[0] == pytest.approx(0.1) and seen[lead] == pytest.approx(1.0)
+        assert all(b > a for a, b in zip(seen[:lead], seen[1:lead + 1]))  # rising
+        assert all(b < a for a, b in zip(seen[lead:], seen[lead + 1:]))  # then falling
+        assert seen[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * (epochs - lead - 1) / (epochs - lead))))
+    with pytest.raises(UsageError, match="--warmup applies to --scheduler cosine only"):
+        get_scheduler("step", torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=1.0), 5, warmup=0.1)
 
 
 def test_scheduler_flags_are_checked():
