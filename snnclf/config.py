@@ -223,8 +223,12 @@ class RunConfig(NeuronFlags):
 
     def resumed(self, given):
         """This (saved) configuration continued with the options given to ``--resume``: only
-        the resumable ones (where and how long it runs) may change."""
+        the resumable ones (where and how long it runs) may change. A run that --min_steps
+        lengthened keeps the epochs it was sized to when the command is repeated with its own
+        (smaller) --epochs."""
         given = given_values(given)
+        if self.min_steps and given.get("epochs") is not None and given["epochs"] < self.epochs:
+            given.pop("epochs")  # the --epochs this run was started with, raised to self.epochs by --min_steps
         resumable = options(type(self), "resumable")
         for key, value in given.items():
             if key not in resumable and getattr(self, key) != value:

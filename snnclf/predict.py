@@ -6,8 +6,9 @@ digit is dark on a light background (the data sets' digits are light on dark); e
 reported. ``.npy`` arrays are taken as they are, in the run's shape ([C, H, W], or [H, W] for one
 channel; for event runs [T, P, H, W] frames). Event runs read their data set's recording files in
 any of its layouts (N-MNIST ``.bin``, CIFAR10-DVS ``.aedat4`` or the original ``.aedat``, DVS
-Gesture ``.npy`` events [N, 4] or IBM's ``.aedat``, read whole, POKER-DVS ``.npy`` or the original
-``.aedat``, ...) as the data set reads them, and make their frames as the data set does. The run's encoder then makes the input over time, as
+Gesture ``.npy`` events [N, 4] or IBM's ``.aedat``, one prediction for each gesture its labels file
+cuts from it, POKER-DVS ``.npy`` or the original ``.aedat``, ...) as the data set reads them, and
+make their frames as the data set does. The run's encoder then makes the input over time, as
 in ``snnclf eval`` (random encoders from ``--seed``)."""
 import math
 import warnings
@@ -21,7 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .builders import make_encoder, open_trained
 from .config import EVAL_SEED, SAVE_DIR
 from .data import event_set
-from .data.events import file_frames, layout_for_file
+from .data.events import file_clips, file_frames, layout_for_file
 from .errors import UsageError
 from .losses import predict as readout, scores as readout_scores
 from .runs import new_file, write_csv
@@ -145,6 +146,19 @@ def load_input(path, cfg, in_shape):
         raise UsageError(f"not an image Pillow can read ({type(err).__name__}), nor a .npy array") from None
 
 
+def load_inputs(path, cfg, in_shape):
+    """[(name, input, notes)] of one file: the file, or each labelled sample of a recording that
+    holds several (DVS Gesture's IBM release: named ``<file>@<start>-<end>``, noted with its label)."""
+    entry = event_set(cfg.dataset)
+    clips = file_clips(entry, path) if entry is not None and Path(path).is_file() else None
+    if clips is None:
+        x, notes = load_input(path, cfg, in_shape)
+        return [(str(path), x, notes)]
+    return [(f"{path}@{start}-{end}", torch.from_numpy(file_frames(
+                entry, path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only, cfg.frame_ms,
+                (start, end))).float(), [f"labelled {label}"]) for label, (start, end) in clips]
+
+
 def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED,
                 csv=None):
     """A :class:`Prediction` for each of ``files`` with the run's ``best.pt`` (or ``checkpoint``):
@@ -159,18 +173,19 @@ def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, devi
     results = []
     for file in files:
         try:
-            x, notes = load_input(file, cfg, in_shape)
+            inputs = load_inputs(file, cfg, in_shape)
         except UsageError as err:
             results.append(Prediction(str(file), error=str(err)))
             continue
-        with seeded(seed, device), torch.no_grad():
-            spk, mem = model(encode(x.unsqueeze(0).to(device)))  # a batch of one
-        counts, scores = spk.sum(0)[0], readout_scores(spk, mem)[0]
-        label = int(readout(spk, mem)[0])
-        order = [label] + [i for i in scores.argsort(descending=True).tolist() if i != label]
-        results.append(Prediction(str(file), names[label], float(scores[label]),
-                                  {n: int(c) for n, c in zip(names, counts.tolist())},
-                                  [(names[i], float(scores[i])) for i in order[:top]], notes))
+        for name, x, notes in inputs:
+            with seeded(seed, device), torch.no_grad():
+                spk, mem = model(encode(x.unsqueeze(0).to(device)))  # a batch of one
+            counts, scores = spk.sum(0)[0], readout_scores(spk, mem)[0]
+            label = int(readout(spk, mem)[0])
+            order = [label] + [i for i in scores.argsort(descending=True).tolist() if i != label]
+            results.append(Prediction(name, names[label], float(scores[label]),
+                                      {n: int(c) for n, c in zip(names, counts.tolist())},
+                                      [(names[i], float(scores[i])) for i in order[:top]], notes))
     if csv is not None:
         write_predictions(csv, results, names)
     return results, {"run": cfg.run, "checkpoint": str(trained.path), "classes": names}

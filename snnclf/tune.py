@@ -194,7 +194,7 @@ def make_space(given, config=None):
             raise UsageError(f"the point {where} of the space is not a valid run ({err}): narrow the space") from None
         data[(cfg.dataset, cfg.data_dir)] = True
     for dataset, data_dir in data:
-        check_files(dataset, data_dir)  # files missing: refused before the first trial
+        check_files(dataset, data_dir, train_only=True)  # files missing: refused before the first trial
     return space
 
 
@@ -287,7 +287,7 @@ def _measure(trained, device):
     """Validation accuracy's companions for a run's best checkpoint (``open_trained``): energy,
     spikes and SOPs per sample on the first validation samples (the test split is not read)."""
     cfg = trained.cfg
-    data = load_data(cfg)
+    data = load_data(cfg, train_only=True)
     val = make_splits(data, cfg.val_fraction, cfg.subset)["val"]
     with seeded(0, device):
         counts = efficiency.measure(trained.model, val, make_encoder(cfg), cfg.batch_size, device, MEASURED)

@@ -185,8 +185,13 @@ def test_train_eval_predict_and_draw_each_data_set(workdir, cli, entry):
     recording = next(iter(written.values()))[0]
     code, out, err = cli("predict", "--run", "r", str(recording))
     assert code == 0, err
-    line = out.splitlines()[-1]  # after the line naming the run and checkpoint
-    assert line.startswith(f"{recording}: ") and line.split(": ")[1].split(" (")[0] in config["class_names"]
+    lines = out.splitlines()[1:]  # after the line naming the run and checkpoint
+    if entry.clips:  # a file of several gestures: one prediction each, named by its window, with its label
+        assert len(lines) == written["train"].count(recording) and all("; labelled " in line for line in lines)
+        assert all(line.startswith(f"{recording}@") for line in lines)
+    else:
+        assert len(lines) == 1 and lines[0].startswith(f"{recording}: ")
+    assert all(line.split(": ")[1].split(" (")[0] in config["class_names"] for line in lines)
     code, _, err = cli("visualize-data", "--dataset", entry.name, "--num_samples", "4", "--out", "viz")
     assert code == 0, err
     for name in ("samples.png", "on_off.png"):
@@ -202,3 +207,40 @@ def test_a_recording_that_names_no_class_is_refused_in_one_line(tmp_path):
     entry = next(e for e in REAL if e.name == "dvs-gesture")
     with pytest.raises(UsageError, match=r"notes.npy is not named as DVS Gesture names its recordings .*move or remove it"):
         _load(entry, tmp_path)
+
+
+def test_the_layout_read_is_the_first_whose_needed_files_are_all_there(tmp_path):
+    """POKER-DVS's originals beside part of tonic's copy: a load reads the layout that has all
+    the files it needs (tonic's first), never a layout that lacks them."""
+    root = tmp_path / "data"
+    event_formats.make_dataset("poker-dvs", root, layout="original")  # x<suit>NN.aedat in root itself
+    written = event_formats.make_dataset("poker-dvs", root)  # and tonic's POKERDVS/pips_{train,test}
+    entry = next(e for e in REAL if e.name == "poker-dvs")
+
+    def split(**options):
+        return _load(entry, tmp_path, **options).split
+
+    assert split() == split(train_only=True) == split(test_only=True) == "official"  # tonic's, whole
+    for path in written["train"]:
+        path.unlink()
+    assert split().startswith("seeded") and split(train_only=True).startswith("seeded")  # tonic's lacks train
+    assert split(test_only=True) == "official"  # tonic's test split is whole
+    event_formats.make_dataset("poker-dvs", root)
+    for path in written["test"]:
+        path.unlink()
+    assert split(train_only=True) == "official"  # training needs no test split
+    assert split(test_only=True).startswith("seeded") and split().startswith("seeded")
+
+
+def test_two_layouts_in_one_folder_keep_splits_of_their_own(tmp_path):
+    """CIFAR10-DVS's original .aedat replacing tonic's .aedat4 in the same folder gets a stratified
+    split of its own, not the other layout's split with every file new to it."""
+    entry = next(e for e in REAL if e.name == "cifar10-dvs")
+    written = event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=10)
+    first = _load(entry, tmp_path)
+    for path in written["all"]:
+        path.unlink()
+    event_formats.make_dataset(entry.name, tmp_path / "data", samples_per_class=10, layout="original")
+    second = _load(entry, tmp_path)
+    assert len(list((tmp_path / "cache/splits").glob("*.json"))) == 2 and second.split != first.split
+    assert sorted(second.test_y.tolist()) == sorted(first.test_y.tolist()) == [0, 1, 2]  # one of each class

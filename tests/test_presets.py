@@ -48,6 +48,14 @@ def test_min_steps_sizes_a_run_to_its_training_split(workdir, cli):
     assert config["min_steps"] == 8 and config["epochs"] == 4  # 100 images at 50 a batch: 2 steps an epoch
     assert len((workdir / "logs/floor/metrics.csv").read_text().splitlines()) == 1 + 4
     assert "4 epochs instead of 1: --min_steps 8" in err
+    # the same command again with --resume goes on to the sized epochs (its own --epochs 1 is below them)
+    code, _, err = cli("train", "--epochs", "1", "--min_steps", "8", "--subset", "100", "--batch_size", "50",
+                       "--time_steps", "2", "--run", "floor", "--resume")
+    assert code == 2 and "already finished its 4 epochs" in err  # finished at 4, not "its 1 epochs"
+    code, _, err = cli("train", "--epochs", "6", "--min_steps", "8", "--subset", "100", "--batch_size", "50",
+                       "--time_steps", "2", "--run", "floor", "--resume")
+    assert code == 0, err  # a larger --epochs goes on (constant rate: no schedule laid over the epochs)
+    assert len((workdir / "logs/floor/metrics.csv").read_text().splitlines()) == 1 + 6
 
 
 def test_unknown_preset_is_one_line_exit_2(workdir, cli):

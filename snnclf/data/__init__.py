@@ -85,8 +85,9 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, trai
     sample and take ``event_options`` (denoise_us, downsample, first_saccade_only, frame_ms, cache_dir);
     given to a static data set, those are refused. ``test_only``: only the test split will be
     read, so an event data set leaves its training recordings unframed (``train`` is None); a
-    data set of images, held in memory, is whole either way; ``train_only`` likewise leaves an event
-    data set's official test recordings unread (``test`` is None): training does not use them.
+    data set of images, held in memory, is whole either way; with ``train_only`` an event data set's
+    official test recordings need not be there (training does not use them): without them ``test``
+    is None, and where they are they are framed, ready for ``eval``.
     With ``subset`` (and the run's ``val_fraction``) an event data set frames only the training
     recordings :func:`make_splits` will use (see ``DataSet.chosen``)."""
     builder = DATASETS.lookup(name, "--dataset")
@@ -102,14 +103,15 @@ def load_dataset(name, data_dir=DATA_DIR, time_steps=None, test_only=False, trai
     return builder(data_dir=data_dir, time_steps=time_steps, test_only=test_only, train_only=train_only, **given)
 
 
-def check_files(name, data_dir=DATA_DIR):
+def check_files(name, data_dir=DATA_DIR, train_only=False):
     """Refuse, in one line, a data set whose files (as its entry declares them) are not under
-    ``data_dir``: what a sweep checks for each of its points before it trains the first."""
+    ``data_dir``: what a sweep checks for each of its points before it trains the first.
+    ``train_only``: the official test split need not be there (a search scores on validation)."""
     reads = DATASETS.info(name, "--dataset")["reads"]
     if reads is None:
         return
     if isinstance(reads, events.EventSet):
-        problem = events.missing(reads, data_dir)
+        problem = events.missing(reads, data_dir, train_only=train_only)
         if problem:
             raise UsageError(f"--dataset {problem}")
         return

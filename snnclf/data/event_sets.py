@@ -75,7 +75,9 @@ DVS_GESTURE_IBM = EventSet(
     "https://research.ibm.com/interactive/dvsgesture/", subfolder="DvsGesture",
     label=_gesture_file, downsample=0.25, read=aedat.read_aedat31, clips=_gesture_clips,
     select=lambda split, path: (_gesture_user(path) <= 23) == (split == "train"),
-    layout_name="IBM's AEDAT 3.1 release")
+    layout_name="IBM's AEDAT 3.1 release",
+    obtain="download DvsGesture.tar.gz from https://research.ibm.com/interactive/dvsgesture/, each "
+           "userNN_<lighting>.aedat with its userNN_<lighting>_labels.csv beside it")
 
 DVS_GESTURE = EventSet(
     "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
@@ -83,6 +85,8 @@ DVS_GESTURE = EventSet(
     tuple(tonic.datasets.DVSGesture.classes), "https://research.ibm.com/interactive/dvsgesture/",
     label=lambda path: tonic.datasets.DVSGesture.classes[int(path.stem)], downsample=0.25,
     alternatives=(DVS_GESTURE_IBM,), layout_name="tonic's .npy copy",
+    obtain="unpack tonic's archives ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz, which "
+           "tonic.datasets.DVSGesture downloads",
     reference="97.57%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, T=20; best test epoch, "
               "96.53% when a validation split picks it",
     recipe=dict(time_steps=16, shift=2, epochs=30, batch_size=32))

@@ -127,16 +127,14 @@ class Recording:
         return rel if self.window is None else f"{rel}@{self.window[0]}-{self.window[1]}"
 
 
-def present(entry, root):
-    """Whether any file of the layout ``entry`` is under ``root``."""
-    base = Path(root) / entry.folder
-    return any(next(iter(base.glob(pattern)), None) is not None for pattern in entry.files.values())
-
-
-def resolve(entry, root):
-    """The layout of the data set ``entry`` whose files are under ``root``: the first of
-    :attr:`EventSet.layouts` with any file there (``entry`` itself when none has)."""
-    return next((layout for layout in entry.layouts if present(layout, root)), entry)
+def resolve(entry, root, test_only=False, train_only=False):
+    """The layout of the data set ``entry`` to read under ``root``: the first of
+    :attr:`EventSet.layouts` whose files that a load needs (see :func:`needed`) are all there, else
+    the first with any file there (its missing split is then named), else ``entry`` itself."""
+    for layout in entry.layouts:
+        if not _absent(layout, Path(root) / layout.folder, needed(layout, test_only, train_only)):
+            return layout
+    return next((layout for layout in entry.layouts if _present(layout, root)), entry)
 
 
 def layout_for_file(entry, path):
@@ -268,8 +266,12 @@ def read_events(entry, read, path, window=None):
                     raise FloatingPointError(field)
                 events[field] = raw[field]
     except Exception as err:  # the readers fail in many ways on a malformed file
-        why = ("values that are NaN, infinite or too large for whole-number times and coordinates"
-               if isinstance(err, FloatingPointError) else type(err).__name__)
+        if isinstance(err, FloatingPointError):
+            why = "values that are NaN, infinite or too large for whole-number times and coordinates"
+        elif entry.read is not None and isinstance(err, ValueError):  # snnclf's own readers say what is wrong
+            why = str(err)
+        else:
+            why = type(err).__name__
         raise UsageError(f"{entry.name}: cannot read {path} as {entry.title} events ({why}); replace the file") from None
     events = events[np.argsort(events["t"], kind="stable")]
     if window is not None:
@@ -300,15 +302,17 @@ def _share(name):
     return int(hashlib.sha1(f"{SPLIT_SEED}:{name}".encode()).hexdigest()[:15], 16) / 16 ** 15
 
 
-def seeded_split(entry, base, files, classes, cache_dir):
+def seeded_split(entry, base, files, classes, cache_dir, tag=""):
     """Train and test files of a data set without an official split: a stratified split of
     ``test_fraction`` with seed :data:`SPLIT_SEED`, kept in ``<cache_dir>/splits/<name>-<hash of
     the folder>.json``. A file keeps its side for good: files added later go to test when their
     path's :func:`_share` is below ``test_fraction``, so no training recording ever becomes a
-    test one. ``base``: the folder the files' names are relative to. Returns (train files, test
-    files, the split file)."""
+    test one. ``base``: the folder the files' names are relative to; ``tag``: the layout, where it
+    is not the data set's first (two layouts in one folder are split apart). Returns (train files,
+    test files, the split file)."""
     names = [f.name(base) for f in files]
-    path = Path(cache_dir) / "splits" / f"{entry.name}-{hashlib.sha1(str(base.resolve()).encode()).hexdigest()[:12]}.json"
+    where = hashlib.sha1(f"{base.resolve()}{'|' + tag if tag else ''}".encode()).hexdigest()[:12]
+    path = Path(cache_dir) / "splits" / f"{entry.name}-{where}.json"
     record = json.loads(path.read_text()) if path.is_file() else None
     if record is None:
         if len(files) < 2:
@@ -472,19 +476,35 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
     return EventFrames(folder)
 
 
+def file_clips(entry, path):
+    """The labelled samples of a recording file whose layout holds several a file (DVS Gesture's
+    IBM release, cut by the labels file beside it): [(class name, (start, end) µs)], or None for a
+    file that is one sample."""
+    layout = layout_for_file(entry, path)
+    if layout is None or layout.clips is None:
+        return None
+    try:
+        return [(layout.classes[k], (start, end)) for k, start, end in layout.clips(Path(path))]
+    except (OSError, ValueError) as err:
+        raise UsageError(f"it holds several samples, cut by the labels file beside it, which cannot be read "
+                         f"({getattr(err, 'strerror', None) or err}): {layout.layout()} keep theirs beside "
+                         "each recording") from None
+
+
 def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first_saccade_only=False,
-                frame_ms=None):
-    """The frames [T, P, H, W] of one recording file, made as the data set makes its frames
-    (read by tonic, the same options, counts capped at 255), or a one-line error."""
+                frame_ms=None, window=None):
+    """The frames [T, P, H, W] of one recording file (``window``: of the clip from ``start`` to
+    ``end`` µs in it), made as the data set makes its frames (read by the same reader, the same
+    options, counts capped at 255), or a one-line error."""
     framing = Framing(time_steps, denoise_us, downsample, bool(first_saccade_only), frame_ms)
     if Path(path).stat().st_size == 0:
         raise UsageError("it holds no events: an empty or truncated recording")
     entry = layout_for_file(entry, path) or entry
     try:
         read = framing.reader(entry)
-        if len(read_events(entry, read, path)) == 0:  # read once: the framing below reads it again from memory
+        if len(read_events(entry, read, path, window)) == 0:  # read once: the framing reads it again from memory
             raise UsageError("it holds no events: an empty recording")
-        frames, _ = framing.frames(entry, read, Recording(Path(path), ""))
+        frames, _ = framing.frames(entry, read, Recording(Path(path), "", window))
     except UsageError as err:  # said of the file the user named: drop the data set's prefix
         raise UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1)) from None
     return frames
@@ -523,6 +543,11 @@ def _none_in(entry, data_dir):
     return f"{entry.name}: no {entry.title} recordings in {Path(data_dir) / entry.folder}"
 
 
+def _how(layout):
+    """How a user gets the layout's files, in words."""
+    return layout.obtain or f"download them from {layout.page}"
+
+
 def _get_them(entry, how):
     return (f"{how} and put them there as {entry.layout()} (or pass --data_dir to the folder that holds "
             f"{entry.holds()})")
@@ -530,6 +555,11 @@ def _get_them(entry, how):
 
 def _absent(layout, base, patterns):
     return {split: pattern for split, pattern in patterns.items() if not _files(layout, base, split, pattern)}
+
+
+def _present(layout, root):
+    """Whether any split of the layout has files under ``root``."""
+    return len(_absent(layout, Path(root) / layout.folder, layout.files)) < len(layout.files)
 
 
 def missing(entry, data_dir, test_only=False, train_only=False):
@@ -542,21 +572,20 @@ def missing(entry, data_dir, test_only=False, train_only=False):
         absent = _absent(layout, base, needed(layout, test_only, train_only))
         if not absent:
             return None
-        if partial is None and len(_absent(layout, base, layout.files)) < len(layout.files):
+        if partial is None and _present(layout, data_dir):
             there = [split for split in layout.files if split not in absent]
             partial = (f"{entry.name}: no {entry.title} recordings of the {' or '.join(absent)} split in {base} "
                        f"(none match {', '.join(dict.fromkeys(absent.values()))}; the {' and '.join(there)} split "
                        f"{'is' if len(there) == 1 else 'are'} there): "
-                       f"{_get_them(layout, layout.obtain or 'download them from ' + layout.page)}")
+                       f"{_get_them(layout, _how(layout))}")
     if partial is not None:
         return partial
     if len(entry.layouts) == 1:
-        return f"{_none_in(entry, data_dir)}: {_get_them(entry, entry.obtain or 'download them from ' + entry.page)}"
-    ways = "; or ".join(f"{layout.layout_name} ({layout.obtain or 'download them from ' + layout.page}) as "
-                        f"{layout.layout()}" for layout in entry.layouts)
+        return f"{_none_in(entry, data_dir)}: {_get_them(entry, _how(entry))}"
+    ways = "; or ".join(f"{layout.layout_name} as {layout.layout()} ({_how(layout)})" for layout in entry.layouts)
     holds = " or ".join(dict.fromkeys(layout.holds() for layout in entry.layouts))
-    return (f"{entry.name}: no {entry.title} recordings in {data_dir}: put there {ways} "
-            f"(or pass --data_dir to the folder that holds {holds})")
+    return (f"{entry.name}: no {entry.title} recordings in {data_dir}: put there {ways}; or pass --data_dir to "
+            f"the folder that holds {holds}")
 
 
 def download(entry, data_dir):
@@ -581,12 +610,13 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
     recordings that ``snnclf.data.make_splits`` will use with it (and ``val_fraction``) are framed:
     ``chosen`` says where they are."""
     check_options(entry, denoise_us, downsample, first_saccade_only, frame_ms)
-    entry = resolve(entry, root)
+    data_set, entry = entry, resolve(entry, root, test_only, train_only)
     if entry.download and not any((Path(root) / entry.folder).glob(f"**/*{entry.suffix}")):
         download(entry, root)
-    elif problem := missing(entry, root, test_only, train_only):
+    elif problem := missing(data_set, root, test_only, train_only):
         raise UsageError(problem)
-    train_only = train_only and entry.official_split and missing(entry, root, test_only=True) is not None
+    base = Path(root) / entry.folder
+    train_only = train_only and entry.official_split and bool(_absent(entry, base, needed(entry, test_only=True)))
     if train_only:
         log.warning("%s: no test split in %s; training validates on a split of the training recordings, and "
                     "snnclf eval will need the test split (%s)", entry.name, Path(root) / entry.folder,
@@ -594,7 +624,8 @@ def event_dataset(entry, root, *, time_steps, cache_dir=CACHE_DIR, denoise_us=No
     found, classes = scan(entry, root, test_only, train_only)
     split = "official"
     if not entry.official_split:
-        train, test, path = seeded_split(entry, Path(root) / entry.folder, found["all"], classes, cache_dir)
+        train, test, path = seeded_split(entry, base, found["all"], classes, cache_dir,
+                                         "" if entry is data_set else entry.layout_name)
         found = {"train": train, "test": test}
         split = (f"seeded: stratified {1 - entry.test_fraction:.0%}/{entry.test_fraction:.0%} of the recordings "
                  f"(seed {SPLIT_SEED}), test files listed in {path}")
