@@ -38,6 +38,7 @@ for _entry in EVENT_SETS:
         _register(_entry.name, f"cnn with batch norm and learnable beta on {_entry.title}: T={_r['time_steps']} frames "
                   f"of {_width}x{_height}, AdamW 2e-3 cosine, {_r['shift']}-pixel shifts, {_r['epochs']} epochs"
                   + (f" and at least {_r['min_steps']} optimizer steps" if _r.get("min_steps") else "")
+                  + (f", the first {_r['warmup']:.0%} of them a linear warm-up" if _r.get("warmup") else "")
                   + (f", {_r['val_fraction']:.0%} of the training recordings for validation"
                      if _r.get("val_fraction") else "")
                   + (f" (published: {_entry.reference.split(',')[0].replace(':', ',')})" if _entry.reference else ""),

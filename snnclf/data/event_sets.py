@@ -123,7 +123,7 @@ POKER_DVS = EventSet(
     item=np.load, alternatives=(POKER_DVS_ORIGINAL,), layout_name="tonic's .npy copy",
     reference="100%: Stromatias et al., Front. Neurosci. 11:350, 2017 (a spiking conv net with a readout "
               "trained by SGD on spike histograms, not a surrogate-gradient SNN)",
-    recipe=dict(time_steps=10, shift=1, epochs=30, min_steps=600, batch_size=16, val_fraction=0.25))
+    recipe=dict(time_steps=10, shift=1, epochs=30, min_steps=600, warmup=0.05, batch_size=16, val_fraction=0.25))
 
 ASL_DVS = EventSet(
     "asl-dvs", "ASL-DVS", tonic.datasets.ASLDVS, (240, 180, 2), {"all": "*/*.mat"},
