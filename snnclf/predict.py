@@ -154,9 +154,9 @@ def load_inputs(path, cfg, in_shape):
     if clips is None:
         x, notes = load_input(path, cfg, in_shape)
         return [(str(path), x, notes)]
-    return [(f"{path}@{start}-{end}", torch.from_numpy(file_frames(
+    return [(f"{path}@{clip.window[0]}-{clip.window[1]}", torch.from_numpy(file_frames(
                 entry, path, cfg.time_steps, cfg.denoise_us, cfg.downsample, cfg.first_saccade_only, cfg.frame_ms,
-                (start, end))).float(), [f"labelled {label}"]) for label, (start, end) in clips]
+                clip.window)).float(), [f"labelled {clip.label}"]) for clip in clips]
 
 
 def run_predict(files, run=None, checkpoint=None, save_dir=SAVE_DIR, top=3, device="auto", seed=EVAL_SEED,

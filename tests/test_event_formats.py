@@ -4,6 +4,9 @@ import pytest
 import tonic
 
 import event_formats as ef
+from snnclf.data import aedat
+from snnclf.data.event_sets import DVS_GESTURE_IBM
+from snnclf.data.events import file_reader, read_events
 
 
 def tonic_set(cls, root, **options):
@@ -120,8 +123,6 @@ def test_corrupt_file_breaks_tonic(tmp_path, name):
 def test_aedat31_round_trip_keeps_valid_events_across_the_overflow(tmp_path):
     """IBM's AEDAT 3.1: the events written come back exactly, the ones with the validity bit clear
     are dropped, and timestamps past 2**31 µs take the packet's overflow."""
-    from snnclf.data import aedat
-
     x, y, p, t = ef.random_events(3000, 128, 128, t0=2 ** 31 - 150_000)
     assert (t < 2 ** 31).any() and (t >= 2 ** 31).any()
     ef.write_aedat31(tmp_path / "user01_led.aedat", x, y, p, t, invalid=40, events_per_packet=700)
@@ -131,8 +132,6 @@ def test_aedat31_round_trip_keeps_valid_events_across_the_overflow(tmp_path):
 @pytest.mark.parametrize("kind", ["pokerdvs", "cifar10dvs"])
 def test_aedat2_round_trip(tmp_path, kind):
     """jAER's AEDAT 2.0 with DVS128 addresses: POKER-DVS's as recorded, CIFAR10-DVS's turned upright."""
-    from snnclf.data import aedat
-
     x, y, p, t = ef.random_events(2000, 35 if kind == "pokerdvs" else 128, 35 if kind == "pokerdvs" else 128,
                                   t0=3_000_000)
     ef.WRITERS[f"{kind}-original"](tmp_path / "r.aedat", x, y, p, t)
@@ -141,9 +140,6 @@ def test_aedat2_round_trip(tmp_path, kind):
 
 def test_a_gesture_clip_is_its_window_from_start_to_before_end(tmp_path):
     """A clip holds the events with start <= t < end, timed from its start."""
-    from snnclf.data.event_sets import DVS_GESTURE_IBM
-    from snnclf.data.events import file_reader, read_events
-
     t = np.array([100, 199, 200, 250, 299, 300, 301])
     path = tmp_path / "user01_led.aedat"
     ef.write_aedat31(path, np.arange(7), np.arange(7), np.ones(7, int), t)
@@ -156,8 +152,6 @@ def test_a_gesture_clip_is_its_window_from_start_to_before_end(tmp_path):
 @pytest.mark.parametrize("text, problem", [("1,0,10\n", "header"), ("class,startTime_usec,endTime_usec\n12,0,10\n", "1-11"),
                                            ("class,startTime_usec,endTime_usec\n3,10,10\n", "end after the start")])
 def test_a_bad_labels_file_is_refused(tmp_path, text, problem):
-    from snnclf.data import aedat
-
     (tmp_path / "labels.csv").write_text(text)
     with pytest.raises(ValueError, match=problem):
         aedat.read_labels(tmp_path / "labels.csv")

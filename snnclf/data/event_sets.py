@@ -12,13 +12,23 @@ enough for a small convolutional SNN on a laptop CPU; ``--downsample 1`` gives t
 import re
 from dataclasses import replace
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import tonic
 
 from . import aedat
 from .events import CACHE_DIR, EventSet, event_dataset
+
+
+def also(entry, layout_name, files, page, **changes):
+    """``entry`` with one more layout of its data set: the same name, title, sensor, classes, split
+    share and default downsampling (derived here, so they cannot differ), its own ``files`` under
+    the entry's folder (``subfolder`` to change it), ``page`` and reader (``read``, ``clips``,
+    ``label``, ...); none of tonic's reading options, download, reference or recipe."""
+    fresh = dict(item=str, needs=(), download=False, obtain=None, reference="", recipe=None, alternatives=())
+    layout = replace(entry, files=files, page=page, layout_name=layout_name, **{**fresh, **changes})
+    return replace(entry, alternatives=(*entry.alternatives, layout))
+
 
 NMNIST = EventSet(
     "nmnist", "N-MNIST", tonic.datasets.NMNIST, (34, 34, 2),
@@ -29,24 +39,19 @@ NMNIST = EventSet(
               "when a validation split picks it",
     recipe=dict(time_steps=10, shift=2, epochs=25, batch_size=128))
 
-# The original release: one zip a class, each unpacking to <class>/cifar10_<class>_<n>.aedat, jAER
-# AEDAT 2.0 from a DVS128 (tonic's copy converted them to AEDAT 4).
-CIFAR10_DVS_ORIGINAL = EventSet(
-    "cifar10-dvs", "CIFAR10-DVS", tonic.datasets.CIFAR10DVS, (128, 128, 2), {"all": "*/*.aedat"},
-    tuple(tonic.datasets.CIFAR10DVS.classes), "https://figshare.com/articles/dataset/CIFAR10-DVS/4724671",
-    test_fraction=0.1, downsample=0.5, read=partial(aedat.read_dvs128, transpose=True),
-    layout_name="the original AEDAT 2.0 release")
-
 CIFAR10_DVS = EventSet(
     "cifar10-dvs", "CIFAR10-DVS", tonic.datasets.CIFAR10DVS, (128, 128, 2), {"all": "*/*.aedat4"},
     tuple(tonic.datasets.CIFAR10DVS.classes), "https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671",
-    test_fraction=0.1, downsample=0.5, needs=(("aedat", "aedat>=2"),), alternatives=(CIFAR10_DVS_ORIGINAL,),
-    layout_name="tonic's AEDAT 4 copy",
+    test_fraction=0.1, downsample=0.5, needs=(("aedat", "aedat>=2"),), layout_name="tonic's AEDAT 4 copy",
     reference="74.80%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, T=20, the first 900 "
               "recordings of each class for training; best test epoch, 69.00% when a validation split picks it",
     recipe=dict(time_steps=10, shift=4, epochs=30, batch_size=64))
-
-
+# The original release: one zip a class, each unpacking to <class>/cifar10_<class>_<n>.aedat, jAER
+# AEDAT 2.0 from a DVS128 (tonic's copy converted them to AEDAT 4).
+CIFAR10_DVS = also(CIFAR10_DVS, "the original AEDAT 2.0 release", {"all": "*/*.aedat"},
+                   "https://figshare.com/articles/dataset/CIFAR10-DVS/4724671",
+                   read=partial(aedat.read_dvs128, transpose=True))
+CIFAR10_DVS_ORIGINAL = CIFAR10_DVS.alternatives[0]
 
 def _gesture_user(path):
     """The user number of an IBM recording's name, userNN_<lighting>.aedat (0 for another name,
@@ -66,30 +71,27 @@ def _gesture_clips(path):
     return aedat.read_labels(path.with_name(path.stem + "_labels.csv"))
 
 
-# IBM's release (DvsGesture.tar.gz): userNN_<lighting>.aedat (AEDAT 3.1), each holding all 11
-# gestures of one person under one lighting, cut by userNN_<lighting>_labels.csv; trials_to_train.txt
-# lists users 1-23 and trials_to_test.txt users 24-29.
-DVS_GESTURE_IBM = EventSet(
-    "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
-    {"train": "user*_*.aedat", "test": "user*_*.aedat"}, tuple(tonic.datasets.DVSGesture.classes),
-    "https://research.ibm.com/interactive/dvsgesture/", subfolder="DvsGesture",
-    label=_gesture_file, downsample=0.25, read=aedat.read_aedat31, clips=_gesture_clips,
-    select=lambda split, path: (_gesture_user(path) <= 23) == (split == "train"),
-    layout_name="IBM's AEDAT 3.1 release",
-    obtain="download DvsGesture.tar.gz from https://research.ibm.com/interactive/dvsgesture/, each "
-           "userNN_<lighting>.aedat with its userNN_<lighting>_labels.csv beside it")
-
 DVS_GESTURE = EventSet(
     "dvs-gesture", "DVS Gesture", tonic.datasets.DVSGesture, (128, 128, 2),
     {"train": "ibmGestureTrain/*/*.npy", "test": "ibmGestureTest/*/*.npy"},
     tuple(tonic.datasets.DVSGesture.classes), "https://research.ibm.com/interactive/dvsgesture/",
     label=lambda path: tonic.datasets.DVSGesture.classes[int(path.stem)], downsample=0.25,
-    alternatives=(DVS_GESTURE_IBM,), layout_name="tonic's .npy copy",
+    layout_name="tonic's .npy copy",
     obtain="unpack tonic's archives ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz, which "
            "tonic.datasets.DVSGesture downloads",
     reference="97.57%: PLIF, Fang et al., ICCV 2021 (arXiv:2007.05785), 128x128, T=20; best test epoch, "
               "96.53% when a validation split picks it",
     recipe=dict(time_steps=16, shift=2, epochs=30, batch_size=32))
+# IBM's release (DvsGesture.tar.gz): userNN_<lighting>.aedat (AEDAT 3.1), each holding all 11
+# gestures of one person under one lighting, cut by userNN_<lighting>_labels.csv; trials_to_train.txt
+# lists users 1-23 and trials_to_test.txt users 24-29.
+DVS_GESTURE = also(DVS_GESTURE, "IBM's AEDAT 3.1 release", {"train": "user*_*.aedat", "test": "user*_*.aedat"},
+                   "https://research.ibm.com/interactive/dvsgesture/", subfolder="DvsGesture", label=_gesture_file,
+                   read=aedat.read_aedat31, clips=_gesture_clips,
+                   select=lambda split, path: (_gesture_user(path) <= 23) == (split == "train"),
+                   obtain="download DvsGesture.tar.gz from https://research.ibm.com/interactive/dvsgesture/, each "
+                          "userNN_<lighting>.aedat with its userNN_<lighting>_labels.csv beside it")
+DVS_GESTURE_IBM = DVS_GESTURE.alternatives[0]
 
 # Recordings of varying size, at most 233x173: tonic moves each to the origin, and the frames are
 # 240x180 (the screen area of the recording), each recording at their top left; events beyond are cropped.
@@ -108,22 +110,20 @@ def _suit(path):
     return SUITS[match.group(1)]
 
 
-# The 131 original recordings as IMSE-CNM publishes them: x{club,diamond,heart,spade}NN[i].aedat, jAER
-# AEDAT 2.0 with DVS128 addresses, all in one folder and without a split (tonic's 68 are some of them,
-# event for event, with t from 0).
-POKER_DVS_ORIGINAL = EventSet(
-    "poker-dvs", "POKER-DVS", tonic.datasets.POKERDVS, (35, 35, 2), {"all": "x*.aedat"},
-    tuple(tonic.datasets.POKERDVS.classes), "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html", label=_suit,
-    subfolder="", read=aedat.read_dvs128, layout_name="the original jAER recordings")
-
 POKER_DVS = EventSet(
     "poker-dvs", "POKER-DVS", tonic.datasets.POKERDVS, (35, 35, 2),
     {"train": "pips_train/*/*.npy", "test": "pips_test/*/*.npy"}, tuple(tonic.datasets.POKERDVS.classes),
     "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html",
-    item=np.load, alternatives=(POKER_DVS_ORIGINAL,), layout_name="tonic's .npy copy",
+    item=np.load, layout_name="tonic's .npy copy",
     reference="100%: Stromatias et al., Front. Neurosci. 11:350, 2017 (a spiking conv net with a readout "
               "trained by SGD on spike histograms, not a surrogate-gradient SNN)",
     recipe=dict(time_steps=10, shift=1, epochs=30, min_steps=600, warmup=0.05, batch_size=16, val_fraction=0.25))
+# The 131 original recordings as IMSE-CNM publishes them: x{club,diamond,heart,spade}NN[i].aedat, jAER
+# AEDAT 2.0 with DVS128 addresses, all in one folder and without a split (tonic's 68 are some of them,
+# event for event, with t from 0).
+POKER_DVS = also(POKER_DVS, "the original jAER recordings", {"all": "x*.aedat"},
+                 "http://www2.imse-cnm.csic.es/caviar/POKERDVS.html", subfolder="", label=_suit, read=aedat.read_dvs128)
+POKER_DVS_ORIGINAL = POKER_DVS.alternatives[0]
 
 ASL_DVS = EventSet(
     "asl-dvs", "ASL-DVS", tonic.datasets.ASLDVS, (240, 180, 2), {"all": "*/*.mat"},

@@ -413,10 +413,14 @@ class Framing:
     first_saccade_only: bool = False
     frame_ms: Optional[float] = None
 
-    def frames(self, entry, read, recording):
-        """The frames [T, P, H, W] of one :class:`Recording`, counts capped at 255, and how many were capped."""
-        path = recording.path
-        events = inside(entry, read_events(entry, read, path, recording.window), path)
+    @staticmethod
+    def events(entry, read, recording):
+        """The events of one :class:`Recording` (read by ``read``, a :func:`file_reader`) on the
+        entry's sensor."""
+        return inside(entry, read_events(entry, read, recording.path, recording.window), recording.path)
+
+    def frames(self, entry, events):
+        """The frames [T, P, H, W] of one recording's events, counts capped at 255, and how many were capped."""
         if self.denoise_us and len(events):  # tonic's Denoise fails on a recording without events
             events = tonic.transforms.Denoise(filter_time=self.denoise_us)(events)
         counts = to_frames(entry, events, self.time_steps, self.downsample, self.frame_ms)
@@ -447,7 +451,7 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
                                                        "fortran_order": False, "shape": (len(files), *shape)})
             for recording in tqdm(files, desc=f"{entry.name} {split}: events -> {framing.time_steps} frames",
                                   unit="sample", dynamic_ncols=True, mininterval=1.0):
-                frames, capped = framing.frames(entry, reader, recording)
+                frames, capped = framing.frames(entry, framing.events(entry, reader, recording))
                 out.write(frames.astype(np.uint8).tobytes())
                 clipped += capped
                 blank += not frames.any()
@@ -476,19 +480,22 @@ def cached_frames(entry, split, files, classes, cache_dir, framing):
     return EventFrames(folder)
 
 
+def _said_of_the_file(err, entry, path):
+    """A data set's one-line error said of the file the user named: without the data set's prefix."""
+    return UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1))
+
+
 def file_clips(entry, path):
-    """The labelled samples of a recording file whose layout holds several a file (DVS Gesture's
-    IBM release, cut by the labels file beside it): [(class name, (start, end) µs)], or None for a
-    file that is one sample."""
+    """The labelled samples (:class:`Recording` s) of a recording file whose layout holds several
+    a file (DVS Gesture's IBM release, cut by the labels file beside it), or None for a file that
+    is one sample."""
     layout = layout_for_file(entry, path)
     if layout is None or layout.clips is None:
         return None
     try:
-        return [(layout.classes[k], (start, end)) for k, start, end in layout.clips(Path(path))]
-    except (OSError, ValueError) as err:
-        raise UsageError(f"it holds several samples, cut by the labels file beside it, which cannot be read "
-                         f"({getattr(err, 'strerror', None) or err}): {layout.layout()} keep theirs beside "
-                         "each recording") from None
+        return _recordings(layout, Path(path))
+    except UsageError as err:
+        raise _said_of_the_file(err, layout, path) from None
 
 
 def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first_saccade_only=False,
@@ -501,12 +508,12 @@ def file_frames(entry, path, time_steps, denoise_us=None, downsample=None, first
         raise UsageError("it holds no events: an empty or truncated recording")
     entry = layout_for_file(entry, path) or entry
     try:
-        read = framing.reader(entry)
-        if len(read_events(entry, read, path, window)) == 0:  # read once: the framing reads it again from memory
-            raise UsageError("it holds no events: an empty recording")
-        frames, _ = framing.frames(entry, read, Recording(Path(path), "", window))
-    except UsageError as err:  # said of the file the user named: drop the data set's prefix
-        raise UsageError(str(err).removeprefix(f"{entry.name}: ").replace(f"{path} ", "it ", 1)) from None
+        events = framing.events(entry, framing.reader(entry), Recording(Path(path), "", window))
+    except UsageError as err:
+        raise _said_of_the_file(err, entry, path) from None
+    if len(events) == 0:
+        raise UsageError("it holds no events: an empty recording")
+    frames, _ = framing.frames(entry, events)
     return frames
 
 
