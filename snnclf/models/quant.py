@@ -205,8 +205,8 @@ class XyloLIF(ChipIF):
         isyn = isyn - _decay(isyn, self.dash_syn, exact)
         v = _saturate(v + _saturate(isyn - _decay(v, self.dash_mem, exact), exact), exact)
         one = self.fire(v, thr)
-        count = torch.where(v.detach() >= thr.detach(), torch.floor(v.detach() / thr.detach()),
-                            torch.zeros_like(v)).clamp(max=self.max_spikes)
+        # floor(v / thr) is below 1 exactly where v < thr (thr > 0): no comparison or zeros needed
+        count = torch.floor(v.detach() / thr.detach()).clamp(0, self.max_spikes)
         spikes = one + (count - one).detach()  # several spikes a step, with the surrogate gradient of one
         pre = v
         v = v - spikes.detach() * thr
