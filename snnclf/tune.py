@@ -416,8 +416,8 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
     for t in trials:
         states[t.state.name.lower()] = states.get(t.state.name.lower(), 0) + 1
     chosen = _chosen(study, objectives)
+    _write_trials(folder / "trials.csv", trials)  # every trial, whatever comes of the study
     if not chosen:
-        _write_trials(folder / "trials.csv", trials)
         if set(states) == {"fail"}:
             raise UsageError(f"study {name}: every trial failed ({len(trials)}), the last with: "
                              f"{trials[-1].user_attrs.get('error', '')}; each "
@@ -450,7 +450,6 @@ def report(optuna, study, name, objectives, folder, save_dir, log_dir, device, r
     lines.append(f"retrain trial {best.number} ({best.user_attrs['run']}) under a new name with: snnclf train "
                  f"--config {open_run(best.user_attrs['run'], save_dir, log_dir).config} --run {name}-best")
     write_text(folder / "tune.md", "\n".join(lines) + "\n")
-    _write_trials(folder / "trials.csv", trials)
     write_json(folder / "importances.json", importances)
     files = [folder / "tune.md", folder / "trials.csv", folder / "importances.json",
              _draw_front(study, objectives, chosen, refs, folder / "front.png", cost)]
