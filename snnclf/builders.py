@@ -10,7 +10,7 @@ import torch
 from .config import LOG_DIR, SAVE_DIR, RunConfig
 from .data import get_encoder, known_shape, load_dataset
 from .data import event_set
-from .data.augment import event_dropout, noise_events, random_shift, saccade_shift
+from .data.augment import event_dropout, noise_events, random_affine, random_shift, saccade_shift
 from .data.events import saccade_frames
 from .errors import UsageError
 from .flags import given
@@ -171,8 +171,8 @@ def check_fits(checkpoint, data, where, dataset):
 
 def build_augment(cfg, in_shape):
     """``augment(x)`` of the run's training batches (``None`` without augmentation): events
-    dropped, background events added, each saccade moved on its own, then the random shift (which
-    moves them all together). A shift as large as the input ``in_shape`` (C, H, W) is refused: it
+    dropped, background events added, each saccade moved on its own, then the random rotation and
+    zoom and the random shift (which move them all together). A shift as large as the input ``in_shape`` (C, H, W) is refused: it
     would move samples off it, padding each batch by that many pixels."""
     height, width = in_shape[-2:]
     for option in ("shift", "saccade_shift"):
@@ -185,6 +185,8 @@ def build_augment(cfg, in_shape):
     if cfg.saccade_shift:
         saccades = saccade_frames(event_set(cfg.dataset), cfg.time_steps, cfg.first_saccade_only, cfg.frame_ms)
         steps.append(partial(saccade_shift, pixels=cfg.saccade_shift, saccades=saccades))
+    if cfg.rotate or cfg.scale:
+        steps.append(partial(random_affine, degrees=cfg.rotate, scale=cfg.scale))
     if cfg.shift:
         steps.append(partial(random_shift, pixels=cfg.shift))
     if not steps:

@@ -145,6 +145,10 @@ class RunConfig(NeuronFlags):
                                         metavar="R", parse=number(float, 0, 1, high_open=True))
     shift: int = flag(0, "augment training images by random shifts of up to this many pixels", "training",
                       parse=number(int, 0))
+    rotate: float = flag(0.0, "augment training images by random rotations of up to this many degrees either way",
+                         "training", metavar="DEG", default_text="0", parse=number(float, 0, 180))
+    scale: float = flag(0.0, "augment training images by random zooms by a factor between 1 - F and 1 + F",
+                        "training", metavar="F", default_text="0", parse=number(float, 0, 1, high_open=True))
     epochs: int = flag(30, "epochs", "training", resumable=True, parse=number(int, 1))
     min_steps: Optional[int] = flag(None, "train at least this many optimizer steps: where the training split "
                                     "is small, --epochs rises to reach them (and the schedule spans those epochs)",

@@ -1,10 +1,11 @@
-"""--preset recipes (flags given win, config.json records the result) and --shift augmentation."""
+"""--preset recipes (flags given win, config.json records the result) and the --shift, --rotate and
+--scale augmentations."""
 import json
 
 import pytest
 import torch
 
-from snnclf.data.augment import event_dropout, noise_events, random_shift
+from snnclf.data.augment import event_dropout, noise_events, random_affine, random_shift
 from snnclf.presets import PRESETS, preset_flags
 from snnclf.config import DEFAULTS
 
@@ -80,6 +81,44 @@ def test_random_shift_moves_each_sample_whole_and_keeps_its_pixels():
         positions.add((r, c))
     assert len(positions) > 10  # offsets differ between samples
     assert random_shift(x, 0) is x
+
+
+def test_random_rotation_and_zoom_turn_each_sample_whole_about_its_centre():
+    torch.manual_seed(0)
+    x = torch.zeros(64, 2, 3, 15, 15)  # [B, T, C, H, W]
+    x[..., 3:12, 7] = 1.0  # a vertical bar through the centre
+    y = random_affine(x, degrees=90)
+    assert y.shape == x.shape
+    rows, cols = torch.arange(15.0).view(15, 1), torch.arange(15.0).view(1, 15)
+    mass = y.sum((-2, -1))
+    assert torch.allclose(mass, mass[:, :1, :1].expand_as(mass))  # every frame and channel moved together
+    assert ((y * rows).sum((-2, -1)) / mass - 7).abs().max() < 0.05  # turned about the centre
+    assert ((y * cols).sum((-2, -1)) / mass - 7).abs().max() < 0.05
+    spread_of_columns = ((y[:, 0, 0] * (cols - 7) ** 2).sum((-2, -1)) / mass[:, 0, 0]).sqrt()
+    assert spread_of_columns.min() < 0.5 and spread_of_columns.max() > 2.0  # angles differ between samples
+    assert (mass[:, 0, 0] - 9).abs().max() < 1.0  # turned, not lost (bilinear: within a pixel)
+    zoomed = random_affine(x, scale=0.3)[:, 0, 0]
+    lengths = (zoomed > 0.5).sum((-2, -1))
+    assert lengths.min() <= 8 and lengths.max() >= 10  # zoomed in and out: the bar is 9 pixels long
+    wide = torch.zeros(8, 1, 10, 30)
+    wide[..., 5, 10:20] = 1.0  # rotation keeps lengths on a non-square input
+    turned = random_affine(wide, degrees=90)
+    assert turned.sum((-2, -1)).sub(10).abs().max() < 1.0
+    assert random_affine(x) is x
+
+
+def test_rotate_and_scale_train_and_are_recorded(workdir, cli):
+    code, _, err = cli("train", "--epochs", "1", "--subset", "200", "--time_steps", "2", "--rotate", "15",
+                       "--scale", "0.1", "--run", "turned")
+    assert code == 0, err
+    config = json.loads((workdir / "logs/turned/config.json").read_text())
+    assert config["rotate"] == 15 and config["scale"] == 0.1
+
+
+@pytest.mark.parametrize("flag, value", [("--rotate", "-1"), ("--rotate", "181"), ("--scale", "1"), ("--scale", "x")])
+def test_bad_rotate_or_scale_is_refused(workdir, cli, flag, value):
+    code, _, err = cli("train", flag, value)
+    assert code == 2 and flag in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("shift", ["-1", "x"])

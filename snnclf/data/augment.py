@@ -1,6 +1,9 @@
-"""Light augmentation of training batches: random shifts (``--shift N``) and, for event frames,
+"""Light augmentation of training batches: random shifts (``--shift N``), rotations and zooms
+(``--rotate DEG``, ``--scale F``) and, for event frames,
 event dropout, background events and per-saccade shifts (``--event_dropout P``, ``--noise_events
 N``, ``--saccade_shift N``)."""
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +25,30 @@ def random_shift(x, pixels):
     out = padded.gather(-2, rows.expand(*padded.shape[:-2], height, padded.shape[-1]))
     cols = (offsets[1, :, None] + torch.arange(width, device=x.device)).view(batch, *lead, 1, width)
     return out.gather(-1, cols.expand(*out.shape[:-1], width))
+
+
+def random_affine(x, degrees=0.0, scale=0.0):
+    """Rotate each sample of ``x`` [B, ..., H, W] about its centre by its own random angle of up
+    to ``degrees`` either way and zoom it by its own random factor in [1 - scale, 1 + scale],
+    bilinearly, filling with zeros: the small rotations and size changes that handwriting has and
+    that lift convolutional networks on digits. Every channel and time step of a sample moves
+    together. Written here for the same reason as :func:`random_shift`: torchvision's
+    ``RandomAffine`` draws one transform for a whole batch tensor; this is one ``affine_grid`` and
+    one ``grid_sample`` on the batch, on its device."""
+    if degrees <= 0 and scale <= 0:
+        return x
+    batch, (height, width) = x.shape[0], x.shape[-2:]
+    angle = (torch.rand(batch, device=x.device) * 2 - 1) * math.radians(degrees)
+    zoom = 1 + (torch.rand(batch, device=x.device) * 2 - 1) * scale
+    # The grid maps each output pixel to where it is read in the input: the inverse rotation and
+    # zoom, in coordinates normalised per axis (hence the aspect ratio on the cross terms).
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, sin * height / width, zero], 1),
+                         torch.stack([-sin * width / height, cos, zero], 1)], 1)
+    flat = x.reshape(batch, -1, height, width)
+    grid = F.affine_grid(theta.to(flat.dtype), list(flat.shape), align_corners=False)
+    return F.grid_sample(flat, grid, mode="bilinear", padding_mode="zeros", align_corners=False).view(x.shape)
 
 
 def saccade_shift(x, pixels, saccades):
