@@ -23,7 +23,7 @@ _register("digits", "csnn with batch norm and learnable beta, T=4, AdamW 2e-3 co
           **_COMMON)
 _register("mnist", "csnn with batch norm and learnable beta, T=4, AdamW 2e-3 cosine, 2-pixel shifts, "
           "40 epochs, batch 128 (23 to 40 minutes on 2 CPU cores)",
-          dataset="mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=2, epochs=40, batch_size=128,
+          dataset="mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=2, epochs=20, batch_size=128,
           **_COMMON)
 _register("fashion-mnist", "the mnist recipe on Fashion-MNIST: T=4, 1-pixel shifts, 40 epochs",
           dataset="fashion-mnist", time_steps=4, lr=2e-3, weight_decay=0.01, shift=1, epochs=40,
