@@ -99,7 +99,7 @@ def main():
     pictures = Path(args.pictures)
     for group in args.groups:
         if group == "sweep":
-            flags = [(f"preset-T{T}", {"preset": "mnist", "time_steps": T, "epochs": args.sweep_epochs})
+            flags = [(f"preset-T{T}", {"preset": "mnist", "loss": "ce", "time_steps": T, "epochs": args.sweep_epochs})
                      for T in SWEEP]
         else:
             flags = GROUPS[group]

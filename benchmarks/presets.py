@@ -3,8 +3,8 @@
 Each candidate is a set of ``snnclf train`` flags on top of ``--preset NAME``; every candidate is
 trained over the same seeds, one run at a time (two at once on a small CPU slow each other down),
 and scored on its best epoch's validation accuracy, as ``snnclf train`` picks ``best.pt``. The
-candidate with the highest mean validation accuracy is chosen (a tie goes to the candidate listed
-first: list the preset itself first); only then, and only for the chosen one, is the test split read, once per seed,
+candidate with the highest mean validation accuracy is chosen (a tie goes to the lower mean
+validation loss where all train with the same ``--loss``, else to the candidate listed first); only then, and only for the chosen one, is the test split read, once per seed,
 by ``snnclf eval --test_only``. Candidates that were not chosen are never tested.
 
     python benchmarks/presets.py --preset digits --seeds 0 1 2 \\
@@ -61,13 +61,14 @@ def train(folder, preset, data_dir, seed, run, flags):
     with open(logs / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     best = max(rows, key=lambda r: selection_key(float(r["val_accuracy"]), float(r["val_loss"])))
-    return {"wall": seconds, "epoch": int(best["epoch"]), "epochs": len(rows), "val": 100 * float(best["val_accuracy"]),
+    config = json.loads((logs / "config.json").read_text())
+    return {"wall": seconds, "loss": config["loss"], "epoch": int(best["epoch"]), "epochs": len(rows), "val": 100 * float(best["val_accuracy"]),
             "val_loss": float(best["val_loss"]), "epoch_seconds": [float(r["seconds"]) for r in rows]}
 
 
-def spread(values):
-    return f"{statistics.mean(values):.2f} ({min(values):.2f}–{max(values):.2f})" if len(values) > 1 \
-        else f"{values[0]:.2f}"
+def spread(values, digits=2):
+    return (f"{statistics.mean(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+            if len(values) > 1 else f"{values[0]:.{digits}f}")
 
 
 def main():
@@ -103,22 +104,29 @@ def main():
         print(f"| {name} | `{flags or '(none)'}` | {vals} | {spread([r['val'] for r in runs])} | {epochs} | {walls} |",
               flush=True)
 
-    # max() keeps the first of equals: a tie goes to the candidate listed first (the validation
-    # losses of candidates with different --loss are on different scales, so they cannot break it)
-    chosen = max(names, key=lambda n: statistics.mean(r["val"] for r in results[n]))
-    print(f"\nchosen on validation: {chosen} (the highest mean validation accuracy; a tie goes to the one listed first)")
+    # A tie on accuracy goes to the lower mean validation loss where every candidate trains with
+    # the same --loss (as snnclf train breaks ties between epochs); losses of different kinds are
+    # on different scales, so then max() keeps the first of equals: the candidate listed first.
+    same_loss = len({r["loss"] for runs in results.values() for r in runs}) == 1
+    chosen = max(names, key=lambda n: (statistics.mean(r["val"] for r in results[n]),
+                                       -statistics.mean(r["val_loss"] for r in results[n]) if same_loss else 0))
+    losses = ", ".join(f"{n} {statistics.mean(r['val_loss'] for r in results[n]):.4f}" for n in names)
+    print(f"\nchosen on validation: {chosen} (the highest mean validation accuracy; "
+          + (f"a tie goes to the lower mean validation loss: {losses})" if same_loss else
+             "the candidates train with different losses, so a tie goes to the one listed first)"))
     if not args.no_test:
         tests = []
         for seed in args.seeds:
             result = json.loads(snnclf(folder, "eval", "--run", f"{chosen}-s{seed}", "--test_only", "--json"))
             tests.append(result)
         accuracy = [100 * t["test_accuracy"] for t in tests]
-        energy = [t["efficiency"]["totals"]["energy_uj"] for t in tests] if "totals" in tests[0]["efficiency"] else None
+        energy = [t["efficiency"]["totals"]["energy_uj"] for t in tests]
+        spikes = [t["test_spikes_per_sample"] for t in tests]
         per_seed = ", ".join(f"{a:.2f}" for a in accuracy)
         print(f"its test accuracy, read once: {per_seed} % per seed; "
               f"mean {spread(accuracy)} % of {tests[0]['num_test']} test samples")
-        if energy:
-            print(f"energy per test sample: {spread(energy)} uJ (estimate, see docs/efficiency)")
+        print(f"energy per test sample: {spread(energy, 3)} uJ (snnclf's estimate); spikes per test sample: "
+              f"{spread(spikes, 0)}")
     print(f"\n{machine}")
 
 

@@ -21,6 +21,18 @@ def test_every_preset_names_only_real_train_flags():
             assert flags["batch_norm"] and flags["learn_beta"]
 
 
+def test_every_preset_says_how_it_was_chosen():
+    """A preset measured here names the study that chose it on validation and what it reached;
+    the others say they were not measured. snnclf train --help carries both."""
+    from snnclf.presets import NOT_MEASURED, describe
+
+    for name in ("digits", "mnist"):
+        chosen = PRESETS.info(name)["chosen"]
+        assert "benchmarks/presets.py" in chosen and "validation" in chosen and "test" in chosen, name
+        assert f"[{chosen}]" in describe()
+    assert PRESETS.info("fashion-mnist")["chosen"] == NOT_MEASURED
+
+
 def test_preset_sets_the_recipe_and_given_flags_override_it(workdir, cli):
     code, _, err = cli("train", "--preset", "digits", "--epochs", "2", "--subset", "300",
                        "--time_steps", "2")
