@@ -575,6 +575,7 @@ def test_a_simulation_killed_midway_is_cleaned_by_the_next(tmp_path):
 
 INTERRUPT_AT_IMPORT = """
 import importlib.abc, importlib.metadata, os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if started with SIGINT ignored
 class Interrupt(importlib.abc.MetaPathFinder):  # Ctrl-C while torch is being imported
     def find_spec(self, name, path, target=None):
         if name == "torch":
