@@ -4,8 +4,9 @@ Each candidate is a set of ``snnclf train`` flags on top of ``--preset NAME``; e
 trained over the same seeds, one run at a time (two at once on a small CPU slow each other down),
 and scored on its best epoch's validation accuracy, as ``snnclf train`` picks ``best.pt``. The
 candidate with the highest mean validation accuracy is chosen (a tie goes to the lower mean
-validation loss where all train with the same ``--loss``, else to the candidate listed first); only then, and only for the chosen one, is the test split read, once per seed,
-by ``snnclf eval --test_only``. Candidates that were not chosen are never tested.
+validation loss where all train with the same ``--loss``, else to the candidate listed first);
+only then, and only for the chosen one, is the test split read, once per seed, by
+``snnclf eval --test_only``. Candidates that were not chosen are never tested.
 
     python benchmarks/presets.py --preset digits --seeds 0 1 2 \\
         --candidate preset "" --candidate T2 "--time_steps 2 --threshold 1.43 --rate_reg 0.0071"
@@ -51,8 +52,9 @@ def train(folder, preset, data_dir, seed, run, flags):
     logs = folder / "logs" / run
     command = ["train", "--preset", preset, *(["--data_dir", data_dir] if data_dir else []), "--seed", str(seed),
                "--run", run, *flags]
-    if (logs / "wall.json").exists() and json.loads((logs / "wall.json").read_text())["command"] == command:
-        seconds = json.loads((logs / "wall.json").read_text())["seconds"]  # a finished run of --out: read, not redone
+    done = json.loads((logs / "wall.json").read_text()) if (logs / "wall.json").exists() else {}
+    if done.get("command") == command:
+        seconds = done["seconds"]  # a finished run of --out: read, not trained again
     else:
         start = time.perf_counter()
         snnclf(folder, *command, "--overwrite")
@@ -62,8 +64,8 @@ def train(folder, preset, data_dir, seed, run, flags):
         rows = list(csv.DictReader(f))
     best = max(rows, key=lambda r: selection_key(float(r["val_accuracy"]), float(r["val_loss"])))
     config = json.loads((logs / "config.json").read_text())
-    return {"wall": seconds, "loss": config["loss"], "epoch": int(best["epoch"]), "epochs": len(rows), "val": 100 * float(best["val_accuracy"]),
-            "val_loss": float(best["val_loss"]), "epoch_seconds": [float(r["seconds"]) for r in rows]}
+    return {"wall": seconds, "loss": config["loss"], "epoch": int(best["epoch"]), "epochs": len(rows),
+            "val": 100 * float(best["val_accuracy"]), "val_loss": float(best["val_loss"])}
 
 
 def spread(values, digits=2):

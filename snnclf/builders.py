@@ -172,8 +172,9 @@ def check_fits(checkpoint, data, where, dataset):
 def build_augment(cfg, in_shape):
     """``augment(x)`` of the run's training batches (``None`` without augmentation): events
     dropped, background events added, each saccade moved on its own, then the random rotation and
-    zoom and the random shift (which move them all together). A shift as large as the input ``in_shape`` (C, H, W) is refused: it
-    would move samples off it, padding each batch by that many pixels."""
+    zoom and the random shift (which move them all together). A shift as large as the input
+    ``in_shape`` (C, H, W) is refused: it would move samples off it, padding each batch by that
+    many pixels."""
     height, width = in_shape[-2:]
     for option in ("shift", "saccade_shift"):
         pixels = getattr(cfg, option)
